@@ -1,0 +1,40 @@
+//! The one error enum of this crate. Messages say what went wrong and what to do next.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// The target cannot do this at all; the scenario is skipped with this reason.
+    #[error("{what} is not supported by this mesh under test: {reason}")]
+    Unsupported { what: String, reason: String },
+    /// The machine lacks something the driver needs (root, network namespaces, iptables).
+    #[error("{0}")]
+    Environment(String),
+    /// A manifest, topology or fixture file is malformed.
+    #[error("{file}: {message}")]
+    Manifest { file: PathBuf, message: String },
+    /// A request from a step cannot be honoured (unknown deployment, pod index out of range, ...).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// An external command (ip, iptables) failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command { command: String, status: String, stderr: String },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    /// The ztunnel under test misbehaved: exited, never became ready, wrote unparseable output.
+    #[error("ztunnel: {0}")]
+    Ztunnel(String),
+    /// A wait ran out; `last` is the last state observed.
+    #[error("timed out after {waited:?} waiting for {what}; last observed: {last}")]
+    Timeout { what: String, waited: std::time::Duration, last: String },
+    /// Traffic would have left harness-owned network namespaces: refused.
+    #[error("network safety: {0}")]
+    NetworkSafety(String),
+}
+
+impl MeshError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Io { context, source }
+    }
+}

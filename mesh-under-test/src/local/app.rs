@@ -1,0 +1,206 @@
+//! The backend app of a local pod: a tiny in-process HTTP/1 server (httpbin's `/hostname` and
+//! `/status/<code>`) listening inside the pod's namespace on each container port, with a fault
+//! switch that makes it answer a chosen status.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::netns::SocketFactory;
+use super::run::Undo;
+use crate::MeshError;
+
+/// Makes every response of one app carry a chosen status (an app fault), or lets it answer
+/// normally. Shared between the app's connections and the driver.
+#[derive(Debug, Default)]
+pub struct AppSwitch {
+    /// 0 means "answer normally".
+    forced: AtomicU16,
+}
+
+impl AppSwitch {
+    pub fn force(&self, status: Option<u16>) {
+        self.forced.store(status.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    pub fn forced(&self) -> Option<u16> {
+        match self.forced.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+}
+
+/// What the app answers for a path: status and body. The body always names the pod, so a
+/// client can tell which replica answered even a failing request.
+pub fn respond(pod: &str, path: &str, forced: Option<u16>) -> (u16, String) {
+    if let Some(status) = forced {
+        return (status, pod.to_string());
+    }
+    let path = path.split('?').next().unwrap_or(path);
+    if path == "/" || path == "/hostname" {
+        return (200, pod.to_string());
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        return match code.parse::<u16>() {
+            Ok(code @ 200..=599) => (code, pod.to_string()),
+            _ => (400, format!("{pod}: invalid status code {code:?}")),
+        };
+    }
+    (404, format!("{pod}: no route for {path}"))
+}
+
+fn response(pod: &str, path: &str, switch: &AppSwitch) -> Response<Full<Bytes>> {
+    let (status, body) = respond(pod, path, switch.forced());
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Full::new(Bytes::from(body)))
+        .expect("status and a constant header always make a valid response")
+}
+
+/// One running app: an accept loop per port, each owning its connections.
+#[derive(Debug)]
+pub struct BackendApp {
+    pod: String,
+    ip: Ipv4Addr,
+    ports: Vec<u16>,
+    switch: Arc<AppSwitch>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl BackendApp {
+    /// Listens on every port inside the pod's namespace and serves until stopped. Returns once
+    /// every listener is bound, so the pod can be marked Ready.
+    pub async fn start(
+        sockets: &SocketFactory,
+        netns: &str,
+        ip: Ipv4Addr,
+        ports: &[u16],
+        pod: &str,
+    ) -> Result<BackendApp, MeshError> {
+        let switch = Arc::new(AppSwitch::default());
+        let mut app = BackendApp {
+            pod: pod.to_string(),
+            ip,
+            ports: ports.to_vec(),
+            switch: switch.clone(),
+            tasks: Vec::new(),
+        };
+        for &port in ports {
+            // Bound to every address of the pod, as a container's server usually is, so that
+            // probes from the pod's own loopback work too.
+            let listener = sockets.listener(netns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+            let listener = match listener {
+                Ok(l) => l,
+                Err(e) => {
+                    // Listeners already started must not outlive the failed start.
+                    app.stop();
+                    return Err(e);
+                }
+            };
+            let task = tokio::spawn(serve(listener, pod.to_string(), switch.clone()));
+            app.tasks.push(task.abort_handle());
+        }
+        Ok(app)
+    }
+
+    pub fn pod(&self) -> &str {
+        &self.pod
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    pub fn switch(&self) -> Arc<AppSwitch> {
+        self.switch.clone()
+    }
+
+    /// Stops accepting and drops every open connection.
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Undo for BackendApp {
+    fn describe(&self) -> String {
+        format!("backend app of {} on {}:{:?}", self.pod, self.ip, self.ports)
+    }
+    fn undo(&self) -> Result<(), MeshError> {
+        self.stop();
+        Ok(())
+    }
+}
+
+async fn serve(listener: TcpListener, pod: String, switch: Arc<AppSwitch>) {
+    // Dropping this set (when the task is aborted) aborts every connection with it.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let pod = pod.clone();
+                let switch = switch.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let r = response(&pod, req.uri().path(), &switch);
+                        async move { Ok::<_, Infallible>(r) }
+                    });
+                    // A client that goes away mid-request is the client's business.
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("/hostname", None, 200, "in-ambient-b-c")]
+    #[case("/", None, 200, "in-ambient-b-c")]
+    #[case("/hostname?x=1", None, 200, "in-ambient-b-c")]
+    #[case("/status/503", None, 503, "in-ambient-b-c")]
+    #[case("/status/200", None, 200, "in-ambient-b-c")]
+    #[case("/status/abc", None, 400, "in-ambient-b-c: invalid status code \"abc\"")]
+    #[case("/status/99", None, 400, "in-ambient-b-c: invalid status code \"99\"")]
+    #[case("/nope", None, 404, "in-ambient-b-c: no route for /nope")]
+    #[case("/hostname", Some(500), 500, "in-ambient-b-c")]
+    #[case("/nope", Some(503), 503, "in-ambient-b-c")]
+    fn answers(#[case] path: &str, #[case] forced: Option<u16>, #[case] status: u16, #[case] body: &str) {
+        assert_eq!(respond("in-ambient-b-c", path, forced), (status, body.to_string()));
+    }
+
+    #[test]
+    fn switch_forces_and_releases() {
+        let switch = AppSwitch::default();
+        assert_eq!(switch.forced(), None);
+        switch.force(Some(503));
+        assert_eq!(switch.forced(), Some(503));
+        switch.force(None);
+        assert_eq!(switch.forced(), None);
+    }
+}

@@ -1,0 +1,568 @@
+//! Kubernetes manifests (fixtures) parsed into k8s-openapi types.
+//!
+//! A manifest file is multi-document YAML, as `kubectl apply -f` takes it. Each document is
+//! dispatched on `apiVersion` + `kind`; only the kinds the control-plane translation reads are
+//! accepted, so a typo in a fixture fails loudly instead of being silently ignored. Errors name
+//! the file, the line, the object and the field, so a fixture author can fix them directly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Node, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde_saphyr::{SnippetMode, Spanned, UserMessageFormatter};
+
+use crate::MeshError;
+
+/// One object of a manifest file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Manifest {
+    Namespace(Namespace),
+    ServiceAccount(ServiceAccount),
+    Service(Service),
+    Deployment(Deployment),
+    Node(Node),
+}
+
+/// The objects of one or more manifest files, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManifestSet {
+    pub objects: Vec<Manifest>,
+}
+
+/// The namespace Kubernetes gives a namespaced object that names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The kinds meshcert reads, as `(apiVersion, kind, namespaced)`.
+const SUPPORTED: &[(&str, &str, bool)] = &[
+    ("v1", "Namespace", false),
+    ("v1", "ServiceAccount", true),
+    ("v1", "Service", true),
+    ("v1", "Node", false),
+    ("apps/v1", "Deployment", true),
+];
+
+impl Manifest {
+    /// The object's `kind`, e.g. `Deployment`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Manifest::Namespace(_) => "Namespace",
+            Manifest::ServiceAccount(_) => "ServiceAccount",
+            Manifest::Service(_) => "Service",
+            Manifest::Deployment(_) => "Deployment",
+            Manifest::Node(_) => "Node",
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Manifest::Namespace(o) => &o.metadata,
+            Manifest::ServiceAccount(o) => &o.metadata,
+            Manifest::Service(o) => &o.metadata,
+            Manifest::Deployment(o) => &o.metadata,
+            Manifest::Node(o) => &o.metadata,
+        }
+    }
+
+    /// `metadata.name`; parsing guarantees it is present.
+    pub fn name(&self) -> &str {
+        self.metadata().name.as_deref().unwrap_or_default()
+    }
+
+    /// `metadata.namespace` of a namespaced object (parsing fills in `default`); `None` for
+    /// cluster-scoped kinds.
+    pub fn namespace(&self) -> Option<&str> {
+        self.metadata().namespace.as_deref()
+    }
+
+    /// `Kind namespace/name` or `Kind name`, as messages name objects.
+    pub fn describe(&self) -> String {
+        match self.namespace() {
+            Some(ns) => format!("{} {ns}/{}", self.kind(), self.name()),
+            None => format!("{} {}", self.kind(), self.name()),
+        }
+    }
+
+    fn key(&self) -> (&'static str, String, String) {
+        (self.kind(), self.namespace().unwrap_or_default().to_string(), self.name().to_string())
+    }
+}
+
+impl ManifestSet {
+    /// Reads and parses one manifest file.
+    pub fn load(path: &Path) -> Result<Self, MeshError> {
+        let text = std::fs::read_to_string(path).map_err(MeshError::io(format!(
+            "cannot read manifest {} (check the path; fixtures live in fixtures/)",
+            path.display()
+        )))?;
+        Self::parse(&text, path)
+    }
+
+    /// Reads several files into one set, in the order given. An object defined in two files
+    /// is refused, since which definition wins would depend on apply order.
+    pub fn load_all<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Self, MeshError> {
+        let mut set = ManifestSet::default();
+        let mut origin: BTreeMap<(&'static str, String, String), PathBuf> = BTreeMap::new();
+        for path in paths {
+            let path = path.as_ref();
+            let loaded = Self::load(path)?;
+            for object in loaded.objects {
+                if let Some(first) = origin.get(&object.key()) {
+                    return Err(MeshError::Manifest {
+                        file: path.to_path_buf(),
+                        message: format!(
+                            "{} is also defined in {}: keep one definition",
+                            object.describe(),
+                            first.display()
+                        ),
+                    });
+                }
+                origin.insert(object.key(), path.to_path_buf());
+                set.objects.push(object);
+            }
+        }
+        Ok(set)
+    }
+
+    /// Parses manifest text; `origin` names the text in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, MeshError> {
+        let fail = |message: String| MeshError::Manifest { file: origin.to_path_buf(), message };
+
+        // Syntax first, over the whole text, so that YAML errors carry exact file lines even
+        // where the document splitting below would not see them.
+        serde_saphyr::from_multiple::<serde::de::IgnoredAny>(text)
+            .map_err(|e| fail(format!("not valid YAML: {}", render(&e, 0))))?;
+
+        let mut set = ManifestSet::default();
+        let mut seen: BTreeMap<(&'static str, String, String), u64> = BTreeMap::new();
+        for document in split_documents(text) {
+            let Some((object, line)) = parse_document(&document).map_err(fail)? else {
+                continue;
+            };
+            if let Some(first) = seen.get(&object.key()) {
+                return Err(fail(format!(
+                    "document at line {line}: {} is already defined by the document at line \
+                     {first}: keep one definition",
+                    object.describe()
+                )));
+            }
+            seen.insert(object.key(), line);
+            set.objects.push(object);
+        }
+        Ok(set)
+    }
+
+    /// Adds another set's objects after this one's.
+    pub fn extend(&mut self, other: ManifestSet) {
+        self.objects.extend(other.objects);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    pub fn namespaces(&self) -> impl Iterator<Item = &Namespace> {
+        self.objects.iter().filter_map(|o| match o {
+            Manifest::Namespace(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    pub fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccount> {
+        self.objects.iter().filter_map(|o| match o {
+            Manifest::ServiceAccount(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.objects.iter().filter_map(|o| match o {
+            Manifest::Service(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn deployments(&self) -> impl Iterator<Item = &Deployment> {
+        self.objects.iter().filter_map(|o| match o {
+            Manifest::Deployment(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.objects.iter().filter_map(|o| match o {
+            Manifest::Node(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    pub fn find_namespace(&self, name: &str) -> Option<&Namespace> {
+        self.namespaces().find(|n| n.metadata.name.as_deref() == Some(name))
+    }
+
+    pub fn find_service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services().find(|s| is(&s.metadata, namespace, name))
+    }
+
+    pub fn find_deployment(&self, namespace: &str, name: &str) -> Option<&Deployment> {
+        self.deployments().find(|d| is(&d.metadata, namespace, name))
+    }
+
+    pub fn find_service_account(&self, namespace: &str, name: &str) -> Option<&ServiceAccount> {
+        self.service_accounts().find(|s| is(&s.metadata, namespace, name))
+    }
+
+    pub fn find_node(&self, name: &str) -> Option<&Node> {
+        self.nodes().find(|n| n.metadata.name.as_deref() == Some(name))
+    }
+}
+
+fn is(meta: &ObjectMeta, namespace: &str, name: &str) -> bool {
+    meta.namespace.as_deref() == Some(namespace) && meta.name.as_deref() == Some(name)
+}
+
+/// Renders a serde-saphyr error as one line, its location shifted to file lines.
+fn render(error: &serde_saphyr::Error, line_offset: u64) -> String {
+    error.render_with_options(serde_saphyr::render_options! {
+        formatter: &UserMessageFormatter,
+        snippets: SnippetMode::Off,
+        line_offset: line_offset,
+    })
+}
+
+/// One YAML document of a file, with where it starts.
+struct Document {
+    /// The document's text; its first line is line `first_line` of the file.
+    text: String,
+    first_line: u64,
+    /// Line of the first content (not blank, comment or marker) line: where messages point.
+    start_line: u64,
+}
+
+/// Splits at document markers in column 0. The whole text has already been checked to be
+/// valid YAML, and in valid YAML a `---` or `...` in column 0 can only be a marker (block
+/// scalar content is indented), so no YAML parser is needed here.
+fn split_documents(text: &str) -> Vec<Document> {
+    let mut documents = Vec::new();
+    let mut current = Document { text: String::new(), first_line: 1, start_line: 0 };
+    for (index, line) in text.lines().enumerate() {
+        let number = index as u64 + 1;
+        let trimmed = line.trim_end();
+        let starts = trimmed == "---" || trimmed.starts_with("--- ") || trimmed.starts_with("---\t");
+        let ends = trimmed == "..." || trimmed.starts_with("... ");
+        if starts || ends {
+            let next = Document { text: String::new(), first_line: number, start_line: 0 };
+            documents.push(std::mem::replace(&mut current, next));
+        }
+        if ends || line.starts_with('%') {
+            // Directives and end markers carry no content; a blank line keeps numbering.
+            current.text.push('\n');
+            continue;
+        }
+        let content = trimmed.strip_prefix("---").unwrap_or(trimmed).trim();
+        if current.start_line == 0 && !content.is_empty() && !content.starts_with('#') {
+            current.start_line = number;
+        }
+        current.text.push_str(line);
+        current.text.push('\n');
+    }
+    documents.push(current);
+    documents.into_iter().filter(|d| d.start_line != 0).collect()
+}
+
+/// What every object has, read before the kind is known.
+#[derive(Deserialize)]
+struct Header {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    metadata: Option<Spanned<HeaderMeta>>,
+}
+
+#[derive(Deserialize)]
+struct HeaderMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+/// Parses one document into an object and the line it starts at; `None` for a null document.
+fn parse_document(doc: &Document) -> Result<Option<(Manifest, u64)>, String> {
+    let offset = doc.first_line - 1;
+    let line = doc.start_line;
+    let header: Option<Header> = serde_saphyr::from_str(&doc.text).map_err(|e| {
+        format!(
+            "document at line {line}: not a Kubernetes object (needs a mapping with apiVersion, \
+             kind and metadata): {}",
+            render(&e, offset)
+        )
+    })?;
+    let Some(header) = header else { return Ok(None) };
+
+    let kind = header.kind.filter(|k| !k.is_empty()).ok_or_else(|| {
+        format!("document at line {line}: field `kind` is missing: every object needs a kind")
+    })?;
+    let api_version = header.api_version.filter(|v| !v.is_empty()).ok_or_else(|| {
+        format!("document at line {line}: {kind}: field `apiVersion` is missing")
+    })?;
+    let Some(&(_, _, namespaced)) =
+        SUPPORTED.iter().find(|(v, k, _)| *v == api_version && *k == kind)
+    else {
+        let known: Vec<String> = SUPPORTED.iter().map(|(v, k, _)| format!("{v} {k}")).collect();
+        return Err(format!(
+            "document at line {line}: kind `{kind}` of apiVersion `{api_version}` is not \
+             supported; meshcert reads {}",
+            known.join(", ")
+        ));
+    };
+
+    let (name, namespace, meta_line) = match header.metadata {
+        Some(meta) => {
+            (meta.value.name, meta.value.namespace, meta.referenced.line() + offset)
+        }
+        None => (None, None, line),
+    };
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Err(format!(
+            "document at line {line}: {kind}: line {meta_line}: field `metadata.name` is missing: \
+             every object needs a name"
+        ));
+    };
+    let what = match (&namespace, namespaced) {
+        (Some(ns), true) => format!("{kind} {ns}/{name}"),
+        _ => format!("{kind} {name}"),
+    };
+    let typed_error =
+        |e: serde_saphyr::Error| format!("document at line {line}: {what}: {}", render(&e, offset));
+
+    let mut object = match kind.as_str() {
+        "Namespace" => Manifest::Namespace(serde_saphyr::from_str(&doc.text).map_err(typed_error)?),
+        "ServiceAccount" => {
+            Manifest::ServiceAccount(serde_saphyr::from_str(&doc.text).map_err(typed_error)?)
+        }
+        "Service" => Manifest::Service(serde_saphyr::from_str(&doc.text).map_err(typed_error)?),
+        "Node" => Manifest::Node(serde_saphyr::from_str(&doc.text).map_err(typed_error)?),
+        "Deployment" => {
+            Manifest::Deployment(serde_saphyr::from_str(&doc.text).map_err(typed_error)?)
+        }
+        other => unreachable!("kind {other} is in SUPPORTED but not dispatched"),
+    };
+
+    if namespaced && namespace.is_none() {
+        set_namespace(&mut object, DEFAULT_NAMESPACE);
+    }
+    if !namespaced && namespace.is_some() {
+        return Err(format!(
+            "document at line {line}: {what}: line {meta_line}: field `metadata.namespace` is set, \
+             but a {kind} is cluster-scoped: remove it"
+        ));
+    }
+    check(&object).map_err(|m| format!("document at line {line}: {what}: {m}"))?;
+    Ok(Some((object, line)))
+}
+
+fn set_namespace(object: &mut Manifest, namespace: &str) {
+    let meta = match object {
+        Manifest::Namespace(o) => &mut o.metadata,
+        Manifest::ServiceAccount(o) => &mut o.metadata,
+        Manifest::Service(o) => &mut o.metadata,
+        Manifest::Deployment(o) => &mut o.metadata,
+        Manifest::Node(o) => &mut o.metadata,
+    };
+    meta.namespace = Some(namespace.to_string());
+}
+
+/// The rules the API server would enforce and the translation relies on.
+fn check(object: &Manifest) -> Result<(), String> {
+    match object {
+        Manifest::Service(service) => {
+            let spec = service.spec.as_ref().ok_or("field `spec` is missing")?;
+            for (i, port) in spec.ports.iter().flatten().enumerate() {
+                if !(1..=65535).contains(&port.port) {
+                    return Err(format!(
+                        "field `spec.ports[{i}].port` is {}: it must be 1..65535",
+                        port.port
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Manifest::Deployment(deployment) => {
+            let spec = deployment.spec.as_ref().ok_or("field `spec` is missing")?;
+            if let Some(replicas) = spec.replicas
+                && replicas < 0
+            {
+                return Err(format!("field `spec.replicas` is {replicas}: it must be >= 0"));
+            }
+            let template_labels =
+                spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+            let selector = spec.selector.match_labels.clone().unwrap_or_default();
+            if selector.is_empty() {
+                return Err("field `spec.selector.matchLabels` is empty: select the pods by label \
+                            (e.g. app: <name>)"
+                    .into());
+            }
+            for (key, value) in &selector {
+                if template_labels.get(key) != Some(value) {
+                    return Err(format!(
+                        "field `spec.selector.matchLabels` has {key}: {value}, which \
+                         `spec.template.metadata.labels` lacks: the deployment would select \
+                         none of its own pods"
+                    ));
+                }
+            }
+            let pod = spec.template.spec.as_ref().ok_or("field `spec.template.spec` is missing")?;
+            if pod.containers.is_empty() {
+                return Err("field `spec.template.spec.containers` is empty".into());
+            }
+            Ok(())
+        }
+        Manifest::Namespace(_) | Manifest::ServiceAccount(_) | Manifest::Node(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name)
+    }
+
+    #[test]
+    fn in_ambient_fixture_parses() {
+        let set = ManifestSet::load(&fixture("in-ambient.yaml")).unwrap();
+        let kinds: Vec<&str> = set.objects.iter().map(Manifest::kind).collect();
+        assert_eq!(kinds, ["Namespace", "ServiceAccount", "Service", "Deployment"]);
+        let ns = set.find_namespace("httpbin").unwrap();
+        assert_eq!(
+            ns.metadata.labels.as_ref().unwrap().get("istio.io/dataplane-mode").map(String::as_str),
+            Some("ambient")
+        );
+        let svc = set.find_service("httpbin", "in-ambient").unwrap();
+        let port = &svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+        assert_eq!((port.port, port.name.as_deref()), (8000, Some("http")));
+        let deploy = set.find_deployment("httpbin", "in-ambient").unwrap();
+        let spec = deploy.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        let pod = spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("in-ambient"));
+        assert_eq!(pod.containers[0].image.as_deref(), Some("docker.io/mccutchen/go-httpbin:v2.15.0"));
+        assert_eq!(pod.containers[0].ports.as_ref().unwrap()[0].container_port, 8080);
+    }
+
+    #[test]
+    fn client_fixture_parses() {
+        let set = ManifestSet::load(&fixture("client-in-ambient.yaml")).unwrap();
+        let deploy = set.find_deployment("httpbin", "client-in-ambient").unwrap();
+        let pod = deploy.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(pod.containers[0].image.as_deref(), Some("curlimages/curl:8.11.1"));
+        assert_eq!(
+            pod.containers[0].command.as_deref(),
+            Some(&["sleep".to_string(), "infinity".to_string()][..])
+        );
+        assert!(set.find_service_account("httpbin", "client-in-ambient").is_some());
+    }
+
+    #[test]
+    fn load_all_concatenates_in_order_and_refuses_duplicates() {
+        let set =
+            ManifestSet::load_all([fixture("in-ambient.yaml"), fixture("client-in-ambient.yaml")])
+                .unwrap();
+        assert_eq!(set.deployments().count(), 2);
+        assert_eq!(set.objects.last().unwrap().describe(), "Deployment httpbin/client-in-ambient");
+
+        let err = ManifestSet::load_all([fixture("in-ambient.yaml"), fixture("in-ambient.yaml")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Namespace httpbin is also defined in"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_says_which() {
+        let err = ManifestSet::load(Path::new("/nonexistent/x.yaml")).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/x.yaml"), "{err}");
+    }
+
+    #[test]
+    fn namespace_defaults_and_comments_and_empty_documents() {
+        let text = "# leading comment\n---\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n...\n";
+        let set = ManifestSet::parse(text, Path::new("t.yaml")).unwrap();
+        assert_eq!(set.objects.len(), 1);
+        assert_eq!(set.objects[0].describe(), "ServiceAccount default/sa");
+    }
+
+    #[test]
+    fn node_labels_are_kept() {
+        let text = "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-a\n  labels:\n    topology.kubernetes.io/zone: z1\n";
+        let set = ManifestSet::parse(text, Path::new("n.yaml")).unwrap();
+        let node = set.find_node("node-a").unwrap();
+        assert_eq!(node.metadata.labels.as_ref().unwrap()["topology.kubernetes.io/zone"], "z1");
+        assert_eq!(set.objects[0].namespace(), None);
+    }
+
+    const DEPLOY: &str = "apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: sa
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: demo
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: img
+        ports:
+        - containerPort: 8080
+";
+
+    #[test]
+    fn the_base_of_the_bad_inputs_parses() {
+        let set = ManifestSet::parse(DEPLOY, Path::new("d.yaml")).unwrap();
+        assert_eq!(set.find_deployment("demo", "web").unwrap().spec.as_ref().unwrap().replicas, Some(2));
+    }
+
+    /// Each bad input is DEPLOY with one edit; the message must name the file, the line and
+    /// the field or kind.
+    #[rstest]
+    #[case::unknown_kind("kind: Deployment", "kind: Deploymnt", &["line 6", "`Deploymnt`", "apps/v1 Deployment"])]
+    #[case::wrong_api_version("apiVersion: apps/v1", "apiVersion: v1", &["line 6", "kind `Deployment` of apiVersion `v1`"])]
+    #[case::missing_kind("kind: Deployment\n", "", &["line 6", "`kind` is missing"])]
+    #[case::missing_api_version("apiVersion: apps/v1\n", "", &["line 6", "`apiVersion` is missing"])]
+    #[case::missing_name("  name: web\n", "", &["document at line 6", "line 8", "`metadata.name`"])]
+    #[case::missing_metadata("metadata:\n  name: web\n  namespace: demo\n", "", &["line 6", "`metadata.name`"])]
+    #[case::wrong_type("replicas: 2", "replicas: two", &["Deployment demo/web", "line 12"])]
+    #[case::missing_container_name("      - name: web\n        image", "      - image", &["Deployment demo/web", "line 22", "name"])]
+    #[case::selector_mismatch("      labels:\n        app: web", "      labels:\n        app: other", &["`spec.selector.matchLabels`", "app: web"])]
+    #[case::negative_replicas("replicas: 2", "replicas: -1", &["`spec.replicas`"])]
+    #[case::no_spec("spec:\n  replicas: 2", "status:\n  replicas: 2", &["Deployment demo/web", "`spec` is missing"])]
+    #[case::scalar_document("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n", "just words\n", &["document at line 1", "not a Kubernetes object"])]
+    #[case::bad_yaml("  replicas: 2\n", "  replicas: [2\n", &["not valid YAML", "line 1"])]
+    #[case::cluster_scoped_with_namespace("kind: ServiceAccount\nmetadata:\n  name: sa\n", "kind: Node\nmetadata:\n  name: sa\n  namespace: x\n", &["Node sa", "`metadata.namespace`", "cluster-scoped"])]
+    #[case::duplicate("kind: ServiceAccount\nmetadata:\n  name: sa\n", "kind: ServiceAccount\nmetadata:\n  name: sa\n  namespace: default\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n", &["ServiceAccount default/sa is already defined by the document at line 1"])]
+    fn bad_inputs_are_named(#[case] from: &str, #[case] to: &str, #[case] expected: &[&str]) {
+        assert!(DEPLOY.contains(from), "test edit {from:?} does not apply");
+        let text = DEPLOY.replacen(from, to, 1);
+        let err = ManifestSet::parse(&text, Path::new("bad.yaml")).unwrap_err();
+        assert!(matches!(err, MeshError::Manifest { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.starts_with("bad.yaml: "), "{message}");
+        for fragment in expected {
+            assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! `MeshUnderTest`: the one trait steps talk to, whichever driver runs (bundled reference,
+//! external ztunnel binary, real cluster), and the typed values that cross it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::MeshError;
+use crate::logs::LogLine;
+use crate::manifest::ManifestSet;
+use crate::metrics::MetricSample;
+
+/// Which distribution's documented behaviour a target promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Upstream Istio ambient.
+    Istio,
+    /// The Solo distribution of Istio (outlier detection, PreferNetwork default, ...).
+    Solo,
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Profile::Istio => "istio",
+            Profile::Solo => "solo",
+        })
+    }
+}
+
+impl FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "istio" => Ok(Profile::Istio),
+            "solo" => Ok(Profile::Solo),
+            other => Err(format!("unknown profile {other:?}: expected \"istio\" or \"solo\"")),
+        }
+    }
+}
+
+/// What a target can do; a scenario needing a missing capability is skipped with the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// iptables faults inside pods.
+    NetworkFaults,
+    /// Make a backend answer a chosen HTTP status.
+    AppFaults,
+    /// Scale deployments.
+    Scale,
+    /// ztunnel log lines can be read.
+    ZtunnelLogs,
+    /// ztunnel's Prometheus metrics can be read.
+    ZtunnelMetrics,
+}
+
+impl FromStr for Capability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "network-faults" => Capability::NetworkFaults,
+            "app-faults" => Capability::AppFaults,
+            "scale" => Capability::Scale,
+            "ztunnel-logs" => Capability::ZtunnelLogs,
+            "ztunnel-metrics" => Capability::ZtunnelMetrics,
+            other => return Err(format!("unknown capability {other:?}")),
+        })
+    }
+}
+
+/// Identity of the mesh under test, written into every report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// `reference`, `ztunnel` or `kube`.
+    pub kind: String,
+    /// Human name, e.g. "meshcert reference ztunnel".
+    pub name: String,
+    pub version: String,
+    pub profile: Profile,
+    pub capabilities: Vec<Capability>,
+}
+
+impl TargetInfo {
+    pub fn supports(&self, capability: Capability) -> bool {
+        self.capabilities.contains(&capability)
+    }
+}
+
+/// `namespace/name` of a Deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeploymentRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl DeploymentRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), name: name.into() }
+    }
+}
+
+impl fmt::Display for DeploymentRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// `namespace/name` of a Pod.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for PodRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A pod as `kubectl get pods` would list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub ip: IpAddr,
+    pub node: String,
+    pub ready: bool,
+}
+
+impl PodInfo {
+    pub fn pod_ref(&self) -> PodRef {
+        PodRef { namespace: self.namespace.clone(), name: self.name.clone() }
+    }
+}
+
+/// Requests a client sends, one new TCP connection each (as `curl` in the guide's loop).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestPlan {
+    /// The client deployment; its first pod sends.
+    pub client: DeploymentRef,
+    /// e.g. `http://in-ambient:8000/hostname`, resolved as the client pod's DNS would.
+    pub url: String,
+    pub count: u32,
+    /// Time between the starts of consecutive requests; zero sends each as soon as the previous ends.
+    pub interval: Duration,
+    /// Per-request client timeout (`curl --max-time`).
+    pub timeout: Duration,
+}
+
+/// How one request ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum RequestOutcome {
+    /// A response came back; `replica` is the pod that answered (the body of `/hostname`).
+    Answered { replica: String, status: u16 },
+    Failed { failure: RequestFailure },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestFailure {
+    /// No complete response within the client timeout.
+    Timeout,
+    ConnectionRefused,
+    ConnectionReset,
+    /// The connection closed before any response byte (`curl: (52) Empty reply`).
+    EmptyReply,
+    /// Anything else, with the error text.
+    Other(String),
+}
+
+impl fmt::Display for RequestFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestFailure::Timeout => f.write_str("timeout"),
+            RequestFailure::ConnectionRefused => f.write_str("connection refused"),
+            RequestFailure::ConnectionReset => f.write_str("connection reset"),
+            RequestFailure::EmptyReply => f.write_str("empty reply"),
+            RequestFailure::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+/// One request as observed by the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// 0-based position in its plan.
+    pub index: u32,
+    /// When it started, on the mesh's clock (`MeshUnderTest::elapsed`).
+    pub started_at: Duration,
+    pub latency: Duration,
+    #[serde(flatten)]
+    pub outcome: RequestOutcome,
+}
+
+impl RequestRecord {
+    pub fn replica(&self) -> Option<&str> {
+        match &self.outcome {
+            RequestOutcome::Answered { replica, .. } => Some(replica),
+            RequestOutcome::Failed { .. } => None,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(self.outcome, RequestOutcome::Failed { .. })
+    }
+}
+
+/// A fault to inject into one pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub pod: PodRef,
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum FaultKind {
+    /// `iptables -A INPUT -p tcp --dport <port> -j DROP` inside the pod: connects hang.
+    IptablesDrop { port: u16 },
+    /// `iptables -A INPUT -p tcp --dport <port> -j REJECT --reject-with tcp-reset`: connects fail fast.
+    IptablesReject { port: u16 },
+    /// The app answers every request with this HTTP status (still naming itself in the body).
+    HttpStatus { status: u16 },
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultKind::IptablesDrop { port } => {
+                write!(f, "iptables -A INPUT -p tcp --dport {port} -j DROP")
+            }
+            FaultKind::IptablesReject { port } => {
+                write!(f, "iptables -A INPUT -p tcp --dport {port} -j REJECT --reject-with tcp-reset")
+            }
+            FaultKind::HttpStatus { status } => write!(f, "app answers HTTP {status}"),
+        }
+    }
+}
+
+/// A fault in force, returned by `inject` and given back to `undo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultHandle {
+    pub id: u64,
+    pub fault: Fault,
+    /// When it took effect, on the mesh's clock.
+    pub injected_at: Duration,
+}
+
+/// The mesh under test. Every method is bounded in time; everything a driver creates is
+/// recorded and removed by `teardown`, and by the driver's own guard on panic or Ctrl-C.
+#[async_trait]
+pub trait MeshUnderTest: Send {
+    fn target(&self) -> &TargetInfo;
+
+    /// Time since the mesh was created: the clock of `RequestRecord::started_at`,
+    /// `FaultHandle::injected_at` and `LogLine::observed_at`.
+    fn elapsed(&self) -> Duration;
+
+    /// Creates the objects of the manifests and waits until their pods are ready and the
+    /// client's ztunnel knows every endpoint.
+    async fn deploy(&mut self, manifests: &ManifestSet) -> Result<(), MeshError>;
+
+    /// Scales a deployment and waits until the new pods are ready and known to ztunnel
+    /// (or the removed ones are gone).
+    async fn scale(&mut self, deployment: &DeploymentRef, replicas: u32) -> Result<(), MeshError>;
+
+    /// The deployment's pods, sorted by name (as `kubectl get pods` lists them).
+    async fn pods(&self, deployment: &DeploymentRef) -> Result<Vec<PodInfo>, MeshError>;
+
+    /// Sends the plan's requests from inside the client pod, one after another.
+    async fn send_requests(&mut self, plan: &RequestPlan) -> Result<Vec<RequestRecord>, MeshError>;
+
+    async fn inject(&mut self, fault: &Fault) -> Result<FaultHandle, MeshError>;
+
+    async fn undo(&mut self, handle: &FaultHandle) -> Result<(), MeshError>;
+
+    /// Every ztunnel log line written since `deploy`, parsed.
+    async fn ztunnel_logs(&self) -> Result<Vec<LogLine>, MeshError>;
+
+    /// The client ztunnel's metrics, parsed.
+    async fn metrics(&self) -> Result<Vec<MetricSample>, MeshError>;
+
+    /// Removes everything this mesh created. Idempotent.
+    async fn teardown(&mut self) -> Result<(), MeshError>;
+}

@@ -1,0 +1,1 @@
+//! Statistics of distribution assertions. Body being written by the pure-modules helper.

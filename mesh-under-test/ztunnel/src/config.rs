@@ -1,0 +1,441 @@
+//! Settings of the reference ztunnel, all from the environment: named constants for every
+//! variable, small parse helpers, then one `validate()` for rules across fields.
+//!
+//! The upstream part (`LOCAL_XDS_PATH`, `PROXY_MODE`, `PROXY_WORKLOAD_INFO`, `FAKE_CA`,
+//! `XDS_ADDRESS`) is exactly upstream istio/ztunnel's no-Kubernetes contract; the rest are
+//! reference-only knobs with defaults matching the Solo guide.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::ZtunnelError;
+use crate::defects::{Defect, Defects};
+use crate::log::{LogFilter, LogFormat};
+use crate::outlier::OutlierSettings;
+
+pub const LOCAL_XDS_PATH: &str = "LOCAL_XDS_PATH";
+pub const PROXY_MODE: &str = "PROXY_MODE";
+pub const PROXY_WORKLOAD_INFO: &str = "PROXY_WORKLOAD_INFO";
+pub const FAKE_CA: &str = "FAKE_CA";
+pub const XDS_ADDRESS: &str = "XDS_ADDRESS";
+pub const HEALTH_CHECK_INTERVAL: &str = "HEALTH_CHECK_INTERVAL";
+pub const HEALTH_CHECK_TIMEOUT: &str = "HEALTH_CHECK_TIMEOUT";
+pub const CONNECT_TIMEOUT: &str = "CONNECT_TIMEOUT";
+pub const CONNECT_ATTEMPTS: &str = "CONNECT_ATTEMPTS";
+pub const CIRCUIT_BREAKER_CONSECUTIVE_FAILURES: &str = "CIRCUIT_BREAKER_CONSECUTIVE_FAILURES";
+pub const CIRCUIT_BREAKER_BASE_EJECTION: &str = "CIRCUIT_BREAKER_BASE_EJECTION";
+pub const CIRCUIT_BREAKER_MAX_EJECTION: &str = "CIRCUIT_BREAKER_MAX_EJECTION";
+pub const EWMA_ALPHA: &str = "EWMA_ALPHA";
+pub const OUTLIER_DETECTION: &str = "OUTLIER_DETECTION";
+pub const CONFIG_RELOAD_INTERVAL: &str = "CONFIG_RELOAD_INTERVAL";
+pub const LOG_FORMAT: &str = "LOG_FORMAT";
+/// Log filter, as upstream: a level (`info`) or `target=level` directives, comma-separated.
+pub const RUST_LOG: &str = "RUST_LOG";
+pub const MESHCERT_REFERENCE_DEFECT: &str = "MESHCERT_REFERENCE_DEFECT";
+
+const PROXY_MODE_DEDICATED: &str = "dedicated";
+const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_millis(150);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+const DEFAULT_CONNECT_ATTEMPTS: u32 = 3;
+const DEFAULT_CONSECUTIVE_FAILURES: u32 = 3;
+const DEFAULT_BASE_EJECTION: Duration = Duration::from_millis(250);
+const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(1);
+/// One failure takes a score of 1.0 to 0.65, as in the guide.
+const DEFAULT_EWMA_ALPHA: f64 = 0.35;
+/// The weight the `ewma-wrong-weight` defect uses instead of the configured one.
+const DEFECT_EWMA_ALPHA: f64 = 0.5;
+const DEFAULT_CONFIG_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Upstream's fixed ports.
+pub const OUTBOUND_PORT: u16 = 15001;
+pub const ADMIN_PORT: u16 = 15000;
+pub const STATS_PORT: u16 = 15020;
+pub const READINESS_PORT: u16 = 15021;
+
+/// `PROXY_WORKLOAD_INFO=<namespace>/<name>/<service account>`: the pod this proxy serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadInfo {
+    pub namespace: String,
+    pub name: String,
+    pub service_account: String,
+}
+
+impl std::str::FromStr for WorkloadInfo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split('/').collect::<Vec<_>>()[..] {
+            [namespace, name, service_account]
+                if !namespace.is_empty() && !name.is_empty() && !service_account.is_empty() =>
+            {
+                Ok(Self {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    service_account: service_account.to_string(),
+                })
+            }
+            _ => Err("expected <namespace>/<pod name>/<service account>, e.g. \
+                      httpbin/client-in-ambient-6b5c96c4f8-x2j9k/client-in-ambient"
+                .to_string()),
+        }
+    }
+}
+
+/// Where each server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listeners {
+    pub outbound: SocketAddr,
+    pub admin: SocketAddr,
+    pub stats: SocketAddr,
+    pub readiness: SocketAddr,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        Self {
+            outbound: any(OUTBOUND_PORT),
+            // The admin API exposes the whole model: localhost only, as upstream.
+            admin: SocketAddr::from((Ipv4Addr::LOCALHOST, ADMIN_PORT)),
+            stats: any(STATS_PORT),
+            readiness: any(READINESS_PORT),
+        }
+    }
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub local_xds_path: PathBuf,
+    pub workload_info: WorkloadInfo,
+    pub fake_ca: bool,
+    pub health_check_interval: Duration,
+    pub health_check_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Endpoints tried per client connection.
+    pub connect_attempts: u32,
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub ewma_alpha: f64,
+    pub outlier_detection: bool,
+    /// Zero: read the file once, as upstream.
+    pub config_reload_interval: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: LogFilter,
+    pub defects: Defects,
+    pub listeners: Listeners,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ZtunnelError> {
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests), then validates them.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ZtunnelError> {
+        let env = Env(&lookup);
+        let mode = env.required(PROXY_MODE, "set PROXY_MODE=dedicated")?;
+        if mode != PROXY_MODE_DEDICATED {
+            return Err(ZtunnelError::InvalidEnv {
+                var: PROXY_MODE,
+                value: mode,
+                hint: "only PROXY_MODE=dedicated is supported by the reference ztunnel".into(),
+            });
+        }
+        if let Some(xds) = env.get(XDS_ADDRESS) {
+            return Err(ZtunnelError::InvalidEnv {
+                var: XDS_ADDRESS,
+                value: xds,
+                hint: "the reference ztunnel reads only LOCAL_XDS_PATH; set XDS_ADDRESS= (empty)"
+                    .into(),
+            });
+        }
+        let config = Config {
+            local_xds_path: PathBuf::from(
+                env.required(LOCAL_XDS_PATH, "point it at the local workload config file")?,
+            ),
+            workload_info: env.parse_with(PROXY_WORKLOAD_INFO, |s| s.parse())?.ok_or_else(
+                || ZtunnelError::MissingEnv {
+                    var: PROXY_WORKLOAD_INFO,
+                    hint: "dedicated mode needs <namespace>/<pod name>/<service account>".into(),
+                },
+            )?,
+            fake_ca: env.parse_with(FAKE_CA, parse_bool)?.unwrap_or(false),
+            health_check_interval: env.duration(HEALTH_CHECK_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL)?,
+            health_check_timeout: env.duration(HEALTH_CHECK_TIMEOUT, DEFAULT_HEALTH_CHECK_TIMEOUT)?,
+            connect_timeout: env.duration(CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT)?,
+            connect_attempts: env.number(CONNECT_ATTEMPTS, DEFAULT_CONNECT_ATTEMPTS)?,
+            consecutive_failures: env
+                .number(CIRCUIT_BREAKER_CONSECUTIVE_FAILURES, DEFAULT_CONSECUTIVE_FAILURES)?,
+            base_ejection: env.duration(CIRCUIT_BREAKER_BASE_EJECTION, DEFAULT_BASE_EJECTION)?,
+            max_ejection: env.duration(CIRCUIT_BREAKER_MAX_EJECTION, DEFAULT_MAX_EJECTION)?,
+            ewma_alpha: env.number(EWMA_ALPHA, DEFAULT_EWMA_ALPHA)?,
+            outlier_detection: env.parse_with(OUTLIER_DETECTION, parse_bool)?.unwrap_or(true),
+            config_reload_interval: env
+                .duration(CONFIG_RELOAD_INTERVAL, DEFAULT_CONFIG_RELOAD_INTERVAL)?,
+            log_format: env.parse_with(LOG_FORMAT, |s| s.parse())?.unwrap_or_default(),
+            log_filter: env.parse_with(RUST_LOG, |s| s.parse())?.unwrap_or_default(),
+            defects: env.parse_with(MESHCERT_REFERENCE_DEFECT, Defects::parse)?.unwrap_or_default(),
+            listeners: Listeners::default(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rules across fields.
+    pub fn validate(&self) -> Result<(), ZtunnelError> {
+        let fail = |m: String| Err(ZtunnelError::Settings(m));
+        if self.health_check_interval.is_zero() {
+            return fail(format!("{HEALTH_CHECK_INTERVAL} must be above zero, e.g. 200ms"));
+        }
+        for (var, value) in [
+            (HEALTH_CHECK_TIMEOUT, self.health_check_timeout),
+            (CONNECT_TIMEOUT, self.connect_timeout),
+            (CIRCUIT_BREAKER_BASE_EJECTION, self.base_ejection),
+        ] {
+            if value.is_zero() {
+                return fail(format!("{var} must be above zero"));
+            }
+        }
+        if self.connect_attempts == 0 {
+            return fail(format!("{CONNECT_ATTEMPTS} must be at least 1"));
+        }
+        if self.consecutive_failures == 0 {
+            return fail(format!("{CIRCUIT_BREAKER_CONSECUTIVE_FAILURES} must be at least 1"));
+        }
+        if self.max_ejection < self.base_ejection {
+            return fail(format!(
+                "{CIRCUIT_BREAKER_MAX_EJECTION} ({:?}) is below {CIRCUIT_BREAKER_BASE_EJECTION} ({:?}); \
+                 raise the maximum or lower the base",
+                self.max_ejection, self.base_ejection
+            ));
+        }
+        if !(self.ewma_alpha > 0.0 && self.ewma_alpha <= 1.0) {
+            return fail(format!("{EWMA_ALPHA} must be in (0, 1], e.g. 0.35; got {}", self.ewma_alpha));
+        }
+        Ok(())
+    }
+
+    /// Outlier-detection settings, with the defect switches that bend them applied.
+    pub fn outlier_settings(&self) -> OutlierSettings {
+        OutlierSettings {
+            alpha: if self.defects.is_on(Defect::EwmaWrongWeight) {
+                DEFECT_EWMA_ALPHA
+            } else {
+                self.ewma_alpha
+            },
+            consecutive_failures: self.consecutive_failures,
+            base_ejection: self.base_ejection,
+            max_ejection: self.max_ejection,
+            eject: !self.defects.is_on(Defect::NeverEject),
+            restore: !self.defects.is_on(Defect::NeverRestore),
+        }
+    }
+
+    /// Endpoints tried per client connection, with the `no-retry` defect applied.
+    pub fn effective_connect_attempts(&self) -> u32 {
+        if self.defects.is_on(Defect::NoRetry) { 1 } else { self.connect_attempts }
+    }
+}
+
+/// The environment seen through a lookup function; empty values count as unset.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, var: &'static str, hint: &str) -> Result<String, ZtunnelError> {
+        self.get(var).ok_or_else(|| ZtunnelError::MissingEnv { var, hint: hint.to_string() })
+    }
+
+    fn parse_with<T>(
+        &self,
+        var: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ZtunnelError> {
+        self.get(var)
+            .map(|value| {
+                parse(value.trim()).map_err(|hint| ZtunnelError::InvalidEnv { var, value, hint })
+            })
+            .transpose()
+    }
+
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ZtunnelError> {
+        Ok(self.parse_with(var, parse_duration)?.unwrap_or(default))
+    }
+
+    fn number<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ZtunnelError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        Ok(self.parse_with(var, |s| s.parse::<T>().map_err(|e| e.to_string()))?.unwrap_or(default))
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `1m`, `100us`, or a bare `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| {
+        format!("duration {s:?} has no unit; write it like 250ms, 2s or 1.5s")
+    })?;
+    let (number, unit) = s.split_at(split);
+    let nanos_per_unit: f64 = match unit {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => return Err(format!("duration {s:?} has unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("duration {s:?} does not start with a number; write it like 250ms"))?;
+    Ok(Duration::from_nanos((value * nanos_per_unit).round() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use std::collections::HashMap;
+
+    fn base_env() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            (LOCAL_XDS_PATH, "/tmp/zt.yaml"),
+            (PROXY_MODE, "dedicated"),
+            (PROXY_WORKLOAD_INFO, "httpbin/client-1/client"),
+            (FAKE_CA, "true"),
+            (XDS_ADDRESS, ""),
+        ])
+    }
+
+    fn config_with(overrides: &[(&'static str, &'static str)]) -> Result<Config, ZtunnelError> {
+        let mut env = base_env();
+        env.extend(overrides.iter().copied());
+        Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
+    }
+
+    fn config_without(var: &str) -> Result<Config, ZtunnelError> {
+        let mut env = base_env();
+        env.remove(var);
+        Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
+    }
+
+    #[rstest]
+    #[case("250ms", Duration::from_millis(250))]
+    #[case("2s", Duration::from_secs(2))]
+    #[case("1.5s", Duration::from_millis(1500))]
+    #[case("0", Duration::ZERO)]
+    #[case("0ms", Duration::ZERO)]
+    #[case("1m", Duration::from_secs(60))]
+    #[case("100us", Duration::from_micros(100))]
+    fn parses_durations(#[case] text: &str, #[case] expected: Duration) {
+        assert_eq!(parse_duration(text), Ok(expected));
+    }
+
+    #[rstest]
+    #[case("250", "no unit")]
+    #[case("2 days", "unknown unit")]
+    #[case("ms", "does not start with a number")]
+    #[case("1.2.3s", "does not start with a number")]
+    #[case("", "no unit")]
+    fn rejects_bad_durations(#[case] text: &str, #[case] expected: &str) {
+        let err = parse_duration(text).unwrap_err();
+        assert!(err.contains(expected), "{err}");
+    }
+
+    #[test]
+    fn defaults_follow_the_guide() {
+        let config = config_with(&[]).unwrap();
+        assert_eq!(config.health_check_interval, Duration::from_millis(200));
+        assert_eq!(config.health_check_timeout, Duration::from_millis(150));
+        assert_eq!(config.connect_timeout, Duration::from_millis(250));
+        assert_eq!(config.connect_attempts, 3);
+        assert_eq!(config.consecutive_failures, 3);
+        assert_eq!(config.base_ejection, Duration::from_millis(250));
+        assert_eq!(config.max_ejection, Duration::from_secs(1));
+        assert_eq!(config.ewma_alpha, 0.35);
+        assert!(config.outlier_detection);
+        assert_eq!(config.config_reload_interval, Duration::from_millis(100));
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert!(config.defects.is_empty());
+        assert_eq!(
+            config.workload_info,
+            WorkloadInfo {
+                namespace: "httpbin".into(),
+                name: "client-1".into(),
+                service_account: "client".into()
+            }
+        );
+        assert_eq!(config.listeners.outbound.port(), 15001);
+        assert!(config.listeners.admin.ip().is_loopback());
+    }
+
+    #[rstest]
+    #[case(&[(PROXY_MODE, "shared")], "only PROXY_MODE=dedicated")]
+    #[case(&[(XDS_ADDRESS, "https://istiod:15012")], "reads only LOCAL_XDS_PATH")]
+    #[case(&[(PROXY_WORKLOAD_INFO, "httpbin/client-1")], "<namespace>/<pod name>/<service account>")]
+    #[case(&[(PROXY_WORKLOAD_INFO, "httpbin//sa")], "<namespace>/<pod name>/<service account>")]
+    #[case(&[(FAKE_CA, "yes")], "FAKE_CA=\"yes\" is invalid")]
+    #[case(&[(CONNECT_TIMEOUT, "250")], "has no unit")]
+    #[case(&[(CONNECT_ATTEMPTS, "0")], "CONNECT_ATTEMPTS must be at least 1")]
+    #[case(&[(CONNECT_ATTEMPTS, "three")], "CONNECT_ATTEMPTS=\"three\"")]
+    #[case(&[(EWMA_ALPHA, "1.5")], "EWMA_ALPHA must be in (0, 1]")]
+    #[case(&[(CIRCUIT_BREAKER_MAX_EJECTION, "100ms")], "is below CIRCUIT_BREAKER_BASE_EJECTION")]
+    #[case(&[(HEALTH_CHECK_INTERVAL, "0")], "HEALTH_CHECK_INTERVAL must be above zero")]
+    #[case(&[(LOG_FORMAT, "yaml")], "LOG_FORMAT=\"yaml\"")]
+    #[case(&[(RUST_LOG, "loud")], "RUST_LOG=\"loud\"")]
+    #[case(&[(MESHCERT_REFERENCE_DEFECT, "no-retry,bogus")], "valid names: first-endpoint")]
+    fn rejects_bad_settings(#[case] overrides: &[(&'static str, &'static str)], #[case] expected: &str) {
+        let err = config_with(overrides).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+
+    #[rstest]
+    #[case(PROXY_MODE, "PROXY_MODE is required")]
+    #[case(LOCAL_XDS_PATH, "LOCAL_XDS_PATH is required")]
+    #[case(PROXY_WORKLOAD_INFO, "PROXY_WORKLOAD_INFO is required")]
+    fn names_missing_variables(#[case] var: &str, #[case] expected: &str) {
+        let err = config_without(var).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+
+    #[test]
+    fn fake_ca_and_reload_zero_are_accepted() {
+        let config = config_with(&[(FAKE_CA, "false"), (CONFIG_RELOAD_INTERVAL, "0")]).unwrap();
+        assert!(!config.fake_ca);
+        assert!(config.config_reload_interval.is_zero());
+    }
+
+    #[test]
+    fn defects_bend_outlier_settings() {
+        let plain = config_with(&[]).unwrap().outlier_settings();
+        assert_eq!((plain.alpha, plain.eject, plain.restore), (0.35, true, true));
+        let bent = config_with(&[(
+            MESHCERT_REFERENCE_DEFECT,
+            "ewma-wrong-weight,never-eject,never-restore,no-retry",
+        )])
+        .unwrap();
+        let settings = bent.outlier_settings();
+        assert_eq!((settings.alpha, settings.eject, settings.restore), (0.5, false, false));
+        assert_eq!(bent.effective_connect_attempts(), 1);
+    }
+}

@@ -1,0 +1,39 @@
+//! The one error enum of the reference ztunnel. Every message says what was wrong and how to fix it.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::local_config::LocalConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZtunnelError {
+    /// A required environment variable is unset or empty.
+    #[error("environment variable {var} is required: {hint}")]
+    MissingEnv { var: &'static str, hint: String },
+    /// An environment variable has a value this ztunnel cannot use.
+    #[error("environment variable {var}={value:?} is invalid: {hint}")]
+    InvalidEnv { var: &'static str, value: String, hint: String },
+    /// Settings that are each valid but do not fit together.
+    #[error("invalid settings: {0}")]
+    Settings(String),
+    /// The local config file cannot be read or parsed.
+    #[error(transparent)]
+    LocalConfig(#[from] LocalConfigError),
+    /// The local config file parses but cannot drive this proxy.
+    #[error("ztunnel config {path}: {message}")]
+    Model { path: String, message: String },
+    #[error(
+        "cannot listen on {addr} for {purpose}: {source}; \
+         stop whatever else holds this port in this network namespace"
+    )]
+    Bind { addr: SocketAddr, purpose: &'static str, source: io::Error },
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+}
+
+impl ZtunnelError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Io { context, source }
+    }
+}

@@ -1,0 +1,330 @@
+//! The results of a meshcert run: a typed, versioned model (`results.json`), the verdict per
+//! behaviour ID derived from it, and the plain-text summary printed at the end of a run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on every incompatible change of the JSON shape.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read results file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("cannot write results file {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("results file {path} is not valid meshcert results: {message}")]
+    Malformed { path: String, message: String },
+    #[error(
+        "results file {path} has schema version {found}; this meshcert reads version {expected}: \
+         re-run the suite with this version"
+    )]
+    Schema { path: String, found: u32, expected: u32 },
+}
+
+/// The outcome of one scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum Verdict {
+    Passed,
+    Failed { step: String, message: String },
+    /// The mesh under test cannot run it (missing capability, no network namespaces, ...).
+    Skipped { reason: String },
+    /// It belongs to the other profile.
+    NotApplicable { reason: String },
+}
+
+impl Verdict {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed { .. } => "failed",
+            Verdict::Skipped { .. } => "skipped",
+            Verdict::NotApplicable { .. } => "not applicable",
+        }
+    }
+}
+
+/// What was run against.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TargetSummary {
+    pub kind: String,
+    pub name: String,
+    pub version: String,
+    pub profile: String,
+    pub capabilities: Vec<String>,
+    /// Settings that change the target's behaviour (e.g. a reference defect switch).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    /// Feature file path, relative to the features directory.
+    pub feature: String,
+    pub name: String,
+    pub line: usize,
+    pub tags: Vec<String>,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub duration_ms: u64,
+    /// What the scenario observed (requests, faults, log lines), for reports.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub observations: serde_json::Value,
+}
+
+impl ScenarioResult {
+    /// Behaviour IDs (`@L4-RR-1` style tags, stripped of `@`).
+    pub fn behaviours(&self) -> impl Iterator<Item = &str> {
+        self.tags.iter().map(|t| t.trim_start_matches('@')).filter(|t| is_behaviour_id(t))
+    }
+}
+
+/// `L4-RR-1`, `TD-MODE-PC`, `LOG-2`: upper-case words joined by `-`, with a letter first.
+pub fn is_behaviour_id(tag: &str) -> bool {
+    let tag = tag.trim_start_matches('@');
+    tag.contains('-')
+        && tag.starts_with(|c: char| c.is_ascii_uppercase())
+        && tag.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResults {
+    pub schema_version: u32,
+    pub meshcert_version: String,
+    pub target: TargetSummary,
+    /// Seconds since the Unix epoch.
+    pub started_at: u64,
+    pub duration_ms: u64,
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+/// The verdict of one behaviour ID over every scenario tagged with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conformance {
+    /// At least one scenario passed and none failed.
+    Conformant,
+    NotConformant,
+    /// Every scenario was skipped.
+    Skipped,
+    NotApplicable,
+}
+
+impl fmt::Display for Conformance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Conformance::Conformant => "conformant",
+            Conformance::NotConformant => "NOT conformant",
+            Conformance::Skipped => "skipped",
+            Conformance::NotApplicable => "not applicable",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub not_applicable: usize,
+}
+
+impl Counts {
+    fn add(&mut self, verdict: &Verdict) {
+        match verdict {
+            Verdict::Passed => self.passed += 1,
+            Verdict::Failed { .. } => self.failed += 1,
+            Verdict::Skipped { .. } => self.skipped += 1,
+            Verdict::NotApplicable { .. } => self.not_applicable += 1,
+        }
+    }
+
+    pub fn conformance(&self) -> Conformance {
+        if self.failed > 0 {
+            Conformance::NotConformant
+        } else if self.passed > 0 {
+            Conformance::Conformant
+        } else if self.skipped > 0 {
+            Conformance::Skipped
+        } else {
+            Conformance::NotApplicable
+        }
+    }
+}
+
+impl RunResults {
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        self.scenarios.iter().for_each(|s| counts.add(&s.verdict));
+        counts
+    }
+
+    /// Counts per behaviour ID, sorted by ID.
+    pub fn by_behaviour(&self) -> BTreeMap<String, Counts> {
+        let mut by: BTreeMap<String, Counts> = BTreeMap::new();
+        for scenario in &self.scenarios {
+            for id in scenario.behaviours() {
+                by.entry(id.to_string()).or_default().add(&scenario.verdict);
+            }
+        }
+        by
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<(), ReportError> {
+        let text = serde_json::to_string_pretty(self).expect("results always serialise");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        std::fs::write(path, text)
+            .map_err(|source| ReportError::Write { path: path.display().to_string(), source })
+    }
+
+    pub fn read_json(path: &Path) -> Result<Self, ReportError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ReportError::Read { path: path.display().to_string(), source })?;
+        Self::parse_json(&text, &path.display().to_string())
+    }
+
+    /// Parses results text, checking the schema version before the shape.
+    pub fn parse_json(text: &str, origin: &str) -> Result<Self, ReportError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ReportError::Malformed {
+                path: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        let found = value.get("schema_version").and_then(|v| v.as_u64()).ok_or_else(|| {
+            ReportError::Malformed {
+                path: origin.to_string(),
+                message: "missing field `schema_version`".to_string(),
+            }
+        })? as u32;
+        if found != SCHEMA_VERSION {
+            return Err(ReportError::Schema {
+                path: origin.to_string(),
+                found,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        serde_json::from_value(value)
+            .map_err(|e| ReportError::Malformed { path: origin.to_string(), message: e.to_string() })
+    }
+
+    /// The closing summary: a line per behaviour ID, then one count line whose shape CI reads
+    /// (`N passed, N failed, N skipped`).
+    pub fn summary_text(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "meshcert {} against {} ({}, profile {})\n",
+            self.meshcert_version, self.target.name, self.target.kind, self.target.profile
+        ));
+        for (id, counts) in self.by_behaviour() {
+            out.push_str(&format!(
+                "  {id:<14} {:<15} ({} passed, {} failed, {} skipped, {} not applicable)\n",
+                counts.conformance().to_string(),
+                counts.passed,
+                counts.failed,
+                counts.skipped,
+                counts.not_applicable
+            ));
+        }
+        for s in &self.scenarios {
+            match &s.verdict {
+                Verdict::Failed { step, message } => out.push_str(&format!(
+                    "  FAILED {}:{} {}\n    step: {step}\n    {}\n",
+                    s.feature,
+                    s.line,
+                    s.name,
+                    message.lines().collect::<Vec<_>>().join("\n    ")
+                )),
+                Verdict::Skipped { reason } => out.push_str(&format!(
+                    "  skipped {}:{} {}: {reason}\n",
+                    s.feature, s.line, s.name
+                )),
+                _ => {}
+            }
+        }
+        let c = self.counts();
+        out.push_str(&format!(
+            "scenarios: {} passed, {} failed, {} skipped, {} not applicable\n",
+            c.passed, c.failed, c.skipped, c.not_applicable
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn scenario(tags: &[&str], verdict: Verdict) -> ScenarioResult {
+        ScenarioResult {
+            feature: "l4/x.feature".into(),
+            name: "x".into(),
+            line: 3,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            verdict,
+            duration_ms: 5,
+            observations: serde_json::Value::Null,
+        }
+    }
+
+    fn results(scenarios: Vec<ScenarioResult>) -> RunResults {
+        RunResults {
+            schema_version: SCHEMA_VERSION,
+            meshcert_version: "0.1.0".into(),
+            target: TargetSummary::default(),
+            started_at: 0,
+            duration_ms: 10,
+            scenarios,
+        }
+    }
+
+    #[rstest]
+    #[case("@L4-RR-1", true)]
+    #[case("TD-MODE-PC", true)]
+    #[case("LOG-2", true)]
+    #[case("@profile-solo", false)]
+    #[case("@serial", false)]
+    #[case("L4", false)]
+    fn behaviour_ids(#[case] tag: &str, #[case] is_id: bool) {
+        assert_eq!(is_behaviour_id(tag), is_id);
+    }
+
+    #[test]
+    fn conformance_per_behaviour() {
+        let failed = Verdict::Failed { step: "Then x".into(), message: "y".into() };
+        let r = results(vec![
+            scenario(&["@L4-RR-1", "@L4-RR-2"], Verdict::Passed),
+            scenario(&["@L4-RR-2"], failed),
+            scenario(&["@L4-OD-3"], Verdict::NotApplicable { reason: "solo".into() }),
+            scenario(&["@L4-FO-1"], Verdict::Skipped { reason: "no netns".into() }),
+        ]);
+        let by = r.by_behaviour();
+        assert_eq!(by["L4-RR-1"].conformance(), Conformance::Conformant);
+        assert_eq!(by["L4-RR-2"].conformance(), Conformance::NotConformant);
+        assert_eq!(by["L4-OD-3"].conformance(), Conformance::NotApplicable);
+        assert_eq!(by["L4-FO-1"].conformance(), Conformance::Skipped);
+        let text = r.summary_text();
+        assert!(text.ends_with("scenarios: 1 passed, 1 failed, 1 skipped, 1 not applicable\n"));
+    }
+
+    #[test]
+    fn round_trip_and_schema_check() {
+        let r = results(vec![scenario(&["@LOG-1"], Verdict::Passed)]);
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(RunResults::parse_json(&text, "r.json").unwrap(), r);
+        let old = text.replace("\"schema_version\":1", "\"schema_version\":0");
+        let err = RunResults::parse_json(&old, "old.json").unwrap_err().to_string();
+        assert!(err.contains("schema version 0"), "{err}");
+        let err = RunResults::parse_json("{\"scenarios\": []}", "bad.json").unwrap_err().to_string();
+        assert!(err.contains("schema_version"), "{err}");
+    }
+}

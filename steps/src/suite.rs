@@ -1,0 +1,263 @@
+//! Runs the Gherkin suite against one mesh under test: configuration in one place, the context
+//! the World reads, cucumber's writers (console, JUnit, Cucumber JSON) teed with meshcert's own
+//! results collector, cleanup on Ctrl-C, and the closing summary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use cucumber::{World, WriterExt, writer};
+use futures::FutureExt;
+use meshcert_mesh::local::{self, LocalMesh, LocalOptions, Run, ZtunnelCommand};
+use meshcert_mesh::{Capability, MeshError, MeshUnderTest, Profile, TargetInfo};
+use meshcert_reports::{RunResults, SCHEMA_VERSION, TargetSummary};
+
+use crate::applicability::{Gate, GatedParser, marker};
+use crate::results::{Collected, ResultsCollector, ScenarioKey, feature_path};
+use crate::world::MeshWorld;
+
+/// Which mesh the suite runs against.
+#[derive(Debug, Clone)]
+pub enum TargetChoice {
+    /// The bundled reference ztunnel binary, optionally with test-only defect switches.
+    Reference { bin: PathBuf, defects: Vec<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct SuiteConfig {
+    pub target: TargetChoice,
+    pub profile: Profile,
+    pub features: PathBuf,
+    pub fixtures: PathBuf,
+    /// Where `results.json`, `junit.xml`, `cucumber.json` and the run's files go.
+    pub out_dir: PathBuf,
+    /// A cucumber tag expression, e.g. `@L4-RR-1 or @L4-FO-2`.
+    pub tags: Option<String>,
+    /// Scenarios run at once (cucumber's default is 64).
+    pub concurrency: Option<usize>,
+}
+
+impl SuiteConfig {
+    /// Rules across fields, checked before anything runs.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.features.is_dir() {
+            return Err(format!("features directory {} does not exist", self.features.display()));
+        }
+        if !self.fixtures.is_dir() {
+            return Err(format!("fixtures directory {} does not exist", self.fixtures.display()));
+        }
+        let TargetChoice::Reference { bin, .. } = &self.target;
+        if !bin.is_file() {
+            return Err(format!(
+                "reference ztunnel binary {} does not exist: build it with `cargo build --bin meshcert-ztunnel`",
+                bin.display()
+            ));
+        }
+        if self.concurrency == Some(0) {
+            return Err("concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn target_info(&self) -> TargetInfo {
+        let TargetChoice::Reference { .. } = &self.target;
+        TargetInfo {
+            kind: "reference".into(),
+            name: "meshcert reference ztunnel".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            profile: self.profile,
+            capabilities: vec![
+                Capability::NetworkFaults,
+                Capability::AppFaults,
+                Capability::Scale,
+                Capability::ZtunnelLogs,
+                Capability::ZtunnelMetrics,
+            ],
+        }
+    }
+}
+
+/// What steps and hooks read while a suite runs.
+pub struct SuiteContext {
+    config: SuiteConfig,
+    target: TargetInfo,
+    run: Option<Arc<Run>>,
+    observations: Arc<Mutex<HashMap<ScenarioKey, serde_json::Value>>>,
+}
+
+static CONTEXT: RwLock<Option<Arc<SuiteContext>>> = RwLock::new(None);
+
+/// The running suite's context. Steps only run inside `run_suite`, which sets it.
+pub fn context() -> Arc<SuiteContext> {
+    CONTEXT.read().unwrap().clone().expect("steps run only inside run_suite")
+}
+
+impl SuiteContext {
+    pub fn fixtures_dir(&self) -> &Path {
+        &self.config.fixtures
+    }
+
+    pub async fn make_mesh(&self) -> Result<Box<dyn MeshUnderTest>, MeshError> {
+        let run = self
+            .run
+            .clone()
+            .ok_or_else(|| MeshError::Environment("network namespaces are unavailable".into()))?;
+        let TargetChoice::Reference { bin, defects } = &self.config.target;
+        let mut env = Vec::new();
+        if !defects.is_empty() {
+            env.push(("MESHCERT_REFERENCE_DEFECT".to_string(), defects.join(",")));
+        }
+        let options = LocalOptions {
+            ztunnel: ZtunnelCommand { program: bin.clone(), args: vec![], env, reloads_config: true },
+            target_kind: self.target.kind.clone(),
+            target_name: self.target.name.clone(),
+            profile: self.target.profile,
+            nodes: vec![],
+            work_dir: self.config.out_dir.join("runs").join(run.id()),
+            cluster_id: "cluster1".into(),
+            network: String::new(),
+        };
+        Ok(Box::new(LocalMesh::new(run, options).await?))
+    }
+}
+
+/// The end of a run.
+pub struct SuiteOutcome {
+    pub results: RunResults,
+    pub results_path: PathBuf,
+    /// Feature files that did not parse, with cucumber's message.
+    pub parse_errors: usize,
+}
+
+impl SuiteOutcome {
+    pub fn failed(&self) -> bool {
+        self.parse_errors > 0 || self.results.counts().failed > 0
+    }
+}
+
+pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
+    config.validate()?;
+    let started = Instant::now();
+    let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    std::fs::create_dir_all(&config.out_dir)
+        .map_err(|e| format!("cannot create output directory {}: {e}", config.out_dir.display()))?;
+
+    let target = config.target_info();
+    let (run, unavailable) = match local::preflight() {
+        Err(reason) => (None, Some(reason)),
+        Ok(()) => match Run::start() {
+            Ok(run) => (Some(run), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+    };
+    if let Some(reason) = &unavailable {
+        println!("meshcert: local meshes unavailable, their scenarios are skipped: {reason}");
+    }
+    let context = Arc::new(SuiteContext {
+        config: config.clone(),
+        target: target.clone(),
+        run: run.clone(),
+        observations: Arc::default(),
+    });
+    *CONTEXT.write().unwrap() = Some(context.clone());
+    let interrupt = tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("meshcert: interrupted; removing every namespace, rule and process of this run");
+            local::cleanup_all();
+            std::process::exit(130);
+        }
+    });
+
+    let collected = Collected::default();
+    let junit = File::create(config.out_dir.join("junit.xml")).map_err(|e| format!("junit.xml: {e}"))?;
+    let json = File::create(config.out_dir.join("cucumber.json")).map_err(|e| format!("cucumber.json: {e}"))?;
+    let gate = Arc::new(Gate { target: target.clone(), unavailable });
+    let mut opts = cucumber::cli::Opts::default();
+    if let Some(tags) = &config.tags {
+        opts.tags_filter = Some(tags.parse().map_err(|e| format!("bad tag expression {tags:?}: {e}"))?);
+    }
+    if let Some(n) = config.concurrency {
+        opts.runner.concurrency = Some(n);
+    }
+    let features_dir = config.features.clone();
+    let observations = context.observations.clone();
+    let writer = MeshWorld::cucumber()
+        .with_parser(GatedParser { inner: cucumber::parser::Basic::new(), gate })
+        .with_writer(
+            writer::Basic::raw(std::io::stdout(), writer::Coloring::Never, 0)
+                .summarized()
+                .tee::<MeshWorld, _>(writer::JUnit::for_tee(junit, 0))
+                .tee::<MeshWorld, _>(writer::Json::for_tee(json))
+                .tee::<MeshWorld, _>(ResultsCollector::new(
+                    features_dir.clone(),
+                    collected.clone(),
+                    observations.clone(),
+                ))
+                .normalized(),
+        )
+        .fail_on_skipped_with(|_, _, scenario| marker(scenario).is_none())
+        .after(move |feature, _rule, scenario, _finished, world| {
+            let observations = observations.clone();
+            let key = (feature_path(&features_dir, feature), scenario.position.line);
+            async move {
+                if let Some(world) = world {
+                    if let Err(e) = world.teardown().await {
+                        eprintln!("meshcert: teardown of {}:{}: {e}", key.0, key.1);
+                    }
+                    let value = serde_json::to_value(&world.observations).unwrap_or_default();
+                    observations.lock().unwrap().insert(key, value);
+                }
+            }
+            .boxed_local()
+        })
+        .with_cli(opts)
+        .run(config.features.clone())
+        .await;
+    interrupt.abort();
+    let parse_errors = cucumber::writer::Stats::<MeshWorld>::parsing_errors(&writer);
+
+    let mut scenarios = std::mem::take(&mut *collected.0.lock().unwrap());
+    scenarios.sort_by(|a, b| (&a.feature, a.line).cmp(&(&b.feature, b.line)));
+    let mut settings = BTreeMap::new();
+    let TargetChoice::Reference { bin, defects } = &config.target;
+    settings.insert("binary".to_string(), bin.display().to_string());
+    if !defects.is_empty() {
+        settings.insert("defects".to_string(), defects.join(","));
+    }
+    let results = RunResults {
+        schema_version: SCHEMA_VERSION,
+        meshcert_version: env!("CARGO_PKG_VERSION").into(),
+        target: TargetSummary {
+            kind: target.kind.clone(),
+            name: target.name.clone(),
+            version: target.version.clone(),
+            profile: target.profile.to_string(),
+            capabilities: target
+                .capabilities
+                .iter()
+                .map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+                .collect(),
+            settings,
+        },
+        started_at,
+        duration_ms: started.elapsed().as_millis() as u64,
+        scenarios,
+    };
+    let results_path = config.out_dir.join("results.json");
+    results.write_json(&results_path).map_err(|e| e.to_string())?;
+    *CONTEXT.write().unwrap() = None;
+    drop(context);
+    drop(run);
+    print!("{}", results.summary_text());
+    if parse_errors > 0 {
+        println!("meshcert: {parse_errors} feature file(s) did not parse: see the errors above");
+    }
+    println!(
+        "meshcert: results in {} (also junit.xml and cucumber.json); took {:.1}s",
+        results_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(SuiteOutcome { results, results_path, parse_errors })
+}

@@ -1,0 +1,228 @@
+//! The cucumber World: a handle on the mesh under test, the scene (which apps, which client),
+//! and what the scenario observed. Steps call its methods; it knows no driver.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use meshcert_mesh::logs::LogLine;
+use meshcert_mesh::manifest::ManifestSet;
+use meshcert_mesh::{
+    DeploymentRef, Fault, FaultHandle, MeshError, MeshUnderTest, PodInfo, RequestPlan,
+    RequestRecord,
+};
+use serde::Serialize;
+
+use crate::suite;
+
+/// Why a step failed: a sentence for the report.
+#[derive(Debug)]
+pub struct StepFailure(pub String);
+
+impl fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StepFailure {}
+
+impl From<MeshError> for StepFailure {
+    fn from(e: MeshError) -> Self {
+        StepFailure(e.to_string())
+    }
+}
+
+pub type StepResult = Result<(), StepFailure>;
+
+/// Fails the step with a formatted message unless the condition holds.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err($crate::world::StepFailure(format!($($msg)+)));
+        }
+    };
+}
+pub(crate) use ensure;
+
+/// The apps of the scene: where they live and which deployment is the client.
+#[derive(Debug, Clone, Default)]
+pub struct Scene {
+    pub namespace: String,
+    pub client: Option<DeploymentRef>,
+}
+
+/// One batch of requests, as sent by one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestBatch {
+    pub plan: RequestPlan,
+    pub records: Vec<RequestRecord>,
+}
+
+/// A fault and the pod it hit.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRecord {
+    pub handle: FaultHandle,
+    pub pod: PodInfo,
+    pub undone_at: Option<Duration>,
+}
+
+/// Everything a scenario observed; serialised into the results for the reports.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Observations {
+    pub batches: Vec<RequestBatch>,
+    pub faults: Vec<FaultRecord>,
+    /// ztunnel log lines read by log assertions (kept for failed scenarios' reports).
+    pub log_lines: Vec<LogLine>,
+}
+
+#[derive(cucumber::World)]
+#[world(init = Self::new)]
+pub struct MeshWorld {
+    mesh: Option<Box<dyn MeshUnderTest>>,
+    pub scene: Scene,
+    pub observations: Observations,
+}
+
+impl fmt::Debug for MeshWorld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeshWorld")
+            .field("target", &self.mesh.as_ref().map(|m| m.target().name.clone()))
+            .field("scene", &self.scene)
+            .field("batches", &self.observations.batches.len())
+            .field("faults", &self.observations.faults)
+            .finish()
+    }
+}
+
+impl MeshWorld {
+    fn new() -> Self {
+        Self { mesh: None, scene: Scene::default(), observations: Observations::default() }
+    }
+
+    /// The mesh, created on first use by the suite's target.
+    pub async fn mesh(&mut self) -> Result<&mut (dyn MeshUnderTest + 'static), StepFailure> {
+        if self.mesh.is_none() {
+            self.mesh = Some(suite::context().make_mesh().await?);
+        }
+        Ok(self.mesh.as_deref_mut().expect("just created"))
+    }
+
+    pub async fn teardown(&mut self) -> Result<(), MeshError> {
+        match self.mesh.as_mut() {
+            Some(mesh) => mesh.teardown().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Applies the fixture files named (`fixtures/<name>.yaml`); a deployment with no container
+    /// ports becomes the scene's client.
+    pub async fn deploy_fixtures(&mut self, names: &[&str]) -> StepResult {
+        let paths: Vec<PathBuf> =
+            names.iter().map(|n| suite::context().fixtures_dir().join(format!("{n}.yaml"))).collect();
+        let manifests = ManifestSet::load_all(&paths)?;
+        for deployment in manifests.deployments() {
+            let namespace = deployment.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let name = deployment.metadata.name.clone().unwrap_or_default();
+            let serves = deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .map(|p| p.containers.iter().any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty())))
+                .unwrap_or(false);
+            if !serves {
+                self.scene.client = Some(DeploymentRef::new(namespace.clone(), name));
+            }
+            self.scene.namespace = namespace;
+        }
+        self.mesh().await?.deploy(&manifests).await?;
+        Ok(())
+    }
+
+    pub fn deployment(&self, name: &str) -> DeploymentRef {
+        DeploymentRef::new(self.scene.namespace.clone(), name)
+    }
+
+    pub fn client(&self) -> Result<DeploymentRef, StepFailure> {
+        self.scene
+            .client
+            .clone()
+            .ok_or_else(|| StepFailure("no client app is deployed: deploy the guide's apps first".into()))
+    }
+
+    pub async fn pods(&mut self, deployment: &str) -> Result<Vec<PodInfo>, StepFailure> {
+        let deployment = self.deployment(deployment);
+        Ok(self.mesh().await?.pods(&deployment).await?)
+    }
+
+    /// The pod at `index` of the deployment, as `kubectl get pods` lists them.
+    pub async fn pod(&mut self, deployment: &str, index: usize) -> Result<PodInfo, StepFailure> {
+        let pods = self.pods(deployment).await?;
+        let count = pods.len();
+        pods.into_iter().nth(index).ok_or_else(|| {
+            StepFailure(format!("{deployment} has {count} pods; there is no pod number {}", index + 1))
+        })
+    }
+
+    pub async fn send(&mut self, url: &str, count: u32, interval: Duration, timeout: Duration) -> StepResult {
+        let plan = RequestPlan { client: self.client()?, url: url.to_string(), count, interval, timeout };
+        let records = self.mesh().await?.send_requests(&plan).await?;
+        self.observations.batches.push(RequestBatch { plan, records });
+        Ok(())
+    }
+
+    /// The requests of the latest batch.
+    pub fn last_batch(&self) -> Result<&[RequestRecord], StepFailure> {
+        self.observations
+            .batches
+            .last()
+            .map(|b| b.records.as_slice())
+            .ok_or_else(|| StepFailure("no requests were sent yet".into()))
+    }
+
+    pub async fn inject(&mut self, pod: PodInfo, kind: meshcert_mesh::FaultKind) -> StepResult {
+        let fault = Fault { pod: pod.pod_ref(), kind };
+        let handle = self.mesh().await?.inject(&fault).await?;
+        self.observations.faults.push(FaultRecord { handle, pod, undone_at: None });
+        Ok(())
+    }
+
+    /// The latest network fault (iptables) still recorded, undone or not.
+    pub fn network_fault(&self) -> Result<&FaultRecord, StepFailure> {
+        self.observations
+            .faults
+            .iter()
+            .rev()
+            .find(|f| {
+                matches!(
+                    f.handle.fault.kind,
+                    meshcert_mesh::FaultKind::IptablesDrop { .. }
+                        | meshcert_mesh::FaultKind::IptablesReject { .. }
+                )
+            })
+            .ok_or_else(|| StepFailure("no pod was blocked in this scenario".into()))
+    }
+
+    pub async fn undo_network_fault(&mut self) -> StepResult {
+        let index = self
+            .observations
+            .faults
+            .iter()
+            .rposition(|f| f.undone_at.is_none() && !matches!(f.handle.fault.kind, meshcert_mesh::FaultKind::HttpStatus { .. }))
+            .ok_or_else(|| StepFailure("no block is in force".into()))?;
+        let handle = self.observations.faults[index].handle.clone();
+        let mesh = self.mesh().await?;
+        mesh.undo(&handle).await?;
+        let at = mesh.elapsed();
+        self.observations.faults[index].undone_at = Some(at);
+        Ok(())
+    }
+
+    pub async fn logs(&mut self) -> Result<Vec<LogLine>, StepFailure> {
+        Ok(self.mesh().await?.ztunnel_logs().await?)
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.mesh.as_ref().map(|m| m.elapsed()).unwrap_or_default()
+    }
+}

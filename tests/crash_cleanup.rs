@@ -1,0 +1,125 @@
+//! A run killed with SIGKILL in the middle of the failover scenario leaves nothing behind once the
+//! next run (or `meshcert sweep`) starts: no network namespace, no iptables rule, no ztunnel.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    if let Err(reason) = meshcert_mesh::local::preflight() {
+        println!("crash_cleanup: skipped, local meshes unavailable: {reason}");
+        println!("crash_cleanup: 0 passed, 0 failed, 1 skipped");
+        return ExitCode::SUCCESS;
+    }
+    match crash_then_sweep() {
+        Ok(summary) => {
+            println!("crash_cleanup: {summary}");
+            println!("crash_cleanup: 1 passed, 0 failed");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("crash_cleanup: FAILED: {e}");
+            println!("crash_cleanup: 0 passed, 1 failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn crash_then_sweep() -> Result<String, String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let before = harness_namespaces();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_meshcert"))
+        .args(["run", "--reference-bin", env!("CARGO_BIN_EXE_meshcert-ztunnel"), "--tags", "@L4-FO-2"])
+        .arg("--out")
+        .arg(root.join("target/meshcert/crash"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start meshcert: {e}"))?;
+
+    // Wait, bounded, until the fault is in force: a DROP rule inside one of the run's pods.
+    let started = Instant::now();
+    loop {
+        let found = harness_namespaces()
+            .into_iter()
+            .filter(|ns| !before.contains(ns))
+            .find(|ns| rules(ns).contains("-j DROP"));
+        if found.is_some() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = run.kill();
+            return Err("the failover scenario never injected its DROP rule within 30s".into());
+        }
+        if let Ok(Some(status)) = run.try_wait() {
+            return Err(format!("meshcert exited ({status}) before the fault was injected"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = run.id();
+    // SAFETY: plain syscall on a child we own.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    run.wait().map_err(|e| e.to_string())?;
+    let killed_at = Instant::now();
+
+    // The ztunnel dies with its parent (PR_SET_PDEATHSIG); give the kernel a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count_processes("meshcert-ztunnel") > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = harness_namespaces().into_iter().filter(|ns| !before.contains(ns)).count();
+
+    let sweep = Command::new(env!("CARGO_BIN_EXE_meshcert"))
+        .arg("sweep")
+        .output()
+        .map_err(|e| format!("cannot run meshcert sweep: {e}"))?;
+    if !sweep.status.success() {
+        return Err(format!("meshcert sweep failed: {}", String::from_utf8_lossy(&sweep.stderr)));
+    }
+    let after: Vec<String> = harness_namespaces().into_iter().filter(|ns| !before.contains(ns)).collect();
+    if !after.is_empty() {
+        return Err(format!("namespaces left after the sweep: {after:?}"));
+    }
+    let processes = count_processes("meshcert-ztunnel");
+    if processes > 0 {
+        return Err(format!("{processes} meshcert-ztunnel process(es) still running"));
+    }
+    Ok(format!(
+        "killed mid-failover with {left} namespaces in place; sweep removed them in {:.2}s; no ztunnel left",
+        killed_at.elapsed().as_secs_f64()
+    ))
+}
+
+fn harness_namespaces() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+    String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("mc-"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn rules(ns: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "iptables", "-S", "INPUT"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Processes whose command name is `name` (the kernel keeps its first 15 bytes).
+fn count_processes(name: &str) -> usize {
+    let comm = &name[..name.len().min(15)];
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm")).map(|c| c.trim() == comm).unwrap_or(false)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
