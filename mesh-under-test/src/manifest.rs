@@ -17,6 +17,8 @@ use serde_saphyr::{SnippetMode, Spanned, UserMessageFormatter};
 use crate::MeshError;
 
 /// One object of a manifest file.
+// Boxing the large variants would change the pinned shape for no gain: a run holds a handful.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Manifest {
     Namespace(Namespace),
@@ -86,7 +88,11 @@ impl Manifest {
     }
 
     fn key(&self) -> (&'static str, String, String) {
-        (self.kind(), self.namespace().unwrap_or_default().to_string(), self.name().to_string())
+        (
+            self.kind(),
+            self.namespace().unwrap_or_default().to_string(),
+            self.name().to_string(),
+        )
     }
 }
 
@@ -128,7 +134,10 @@ impl ManifestSet {
 
     /// Parses manifest text; `origin` names the text in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, MeshError> {
-        let fail = |message: String| MeshError::Manifest { file: origin.to_path_buf(), message };
+        let fail = |message: String| MeshError::Manifest {
+            file: origin.to_path_buf(),
+            message,
+        };
 
         // Syntax first, over the whole text, so that YAML errors carry exact file lines even
         // where the document splitting below would not see them.
@@ -199,7 +208,8 @@ impl ManifestSet {
     }
 
     pub fn find_namespace(&self, name: &str) -> Option<&Namespace> {
-        self.namespaces().find(|n| n.metadata.name.as_deref() == Some(name))
+        self.namespaces()
+            .find(|n| n.metadata.name.as_deref() == Some(name))
     }
 
     pub fn find_service(&self, namespace: &str, name: &str) -> Option<&Service> {
@@ -207,15 +217,18 @@ impl ManifestSet {
     }
 
     pub fn find_deployment(&self, namespace: &str, name: &str) -> Option<&Deployment> {
-        self.deployments().find(|d| is(&d.metadata, namespace, name))
+        self.deployments()
+            .find(|d| is(&d.metadata, namespace, name))
     }
 
     pub fn find_service_account(&self, namespace: &str, name: &str) -> Option<&ServiceAccount> {
-        self.service_accounts().find(|s| is(&s.metadata, namespace, name))
+        self.service_accounts()
+            .find(|s| is(&s.metadata, namespace, name))
     }
 
     pub fn find_node(&self, name: &str) -> Option<&Node> {
-        self.nodes().find(|n| n.metadata.name.as_deref() == Some(name))
+        self.nodes()
+            .find(|n| n.metadata.name.as_deref() == Some(name))
     }
 }
 
@@ -246,14 +259,23 @@ struct Document {
 /// scalar content is indented), so no YAML parser is needed here.
 fn split_documents(text: &str) -> Vec<Document> {
     let mut documents = Vec::new();
-    let mut current = Document { text: String::new(), first_line: 1, start_line: 0 };
+    let mut current = Document {
+        text: String::new(),
+        first_line: 1,
+        start_line: 0,
+    };
     for (index, line) in text.lines().enumerate() {
         let number = index as u64 + 1;
         let trimmed = line.trim_end();
-        let starts = trimmed == "---" || trimmed.starts_with("--- ") || trimmed.starts_with("---\t");
+        let starts =
+            trimmed == "---" || trimmed.starts_with("--- ") || trimmed.starts_with("---\t");
         let ends = trimmed == "..." || trimmed.starts_with("... ");
         if starts || ends {
-            let next = Document { text: String::new(), first_line: number, start_line: 0 };
+            let next = Document {
+                text: String::new(),
+                first_line: number,
+                start_line: 0,
+            };
             documents.push(std::mem::replace(&mut current, next));
         }
         if ends || line.starts_with('%') {
@@ -269,7 +291,10 @@ fn split_documents(text: &str) -> Vec<Document> {
         current.text.push('\n');
     }
     documents.push(current);
-    documents.into_iter().filter(|d| d.start_line != 0).collect()
+    documents
+        .into_iter()
+        .filter(|d| d.start_line != 0)
+        .collect()
 }
 
 /// What every object has, read before the kind is known.
@@ -298,18 +323,25 @@ fn parse_document(doc: &Document) -> Result<Option<(Manifest, u64)>, String> {
             render(&e, offset)
         )
     })?;
-    let Some(header) = header else { return Ok(None) };
+    let Some(header) = header else {
+        return Ok(None);
+    };
 
     let kind = header.kind.filter(|k| !k.is_empty()).ok_or_else(|| {
         format!("document at line {line}: field `kind` is missing: every object needs a kind")
     })?;
-    let api_version = header.api_version.filter(|v| !v.is_empty()).ok_or_else(|| {
-        format!("document at line {line}: {kind}: field `apiVersion` is missing")
-    })?;
-    let Some(&(_, _, namespaced)) =
-        SUPPORTED.iter().find(|(v, k, _)| *v == api_version && *k == kind)
+    let api_version = header
+        .api_version
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("document at line {line}: {kind}: field `apiVersion` is missing"))?;
+    let Some(&(_, _, namespaced)) = SUPPORTED
+        .iter()
+        .find(|(v, k, _)| *v == api_version && *k == kind)
     else {
-        let known: Vec<String> = SUPPORTED.iter().map(|(v, k, _)| format!("{v} {k}")).collect();
+        let known: Vec<String> = SUPPORTED
+            .iter()
+            .map(|(v, k, _)| format!("{v} {k}"))
+            .collect();
         return Err(format!(
             "document at line {line}: kind `{kind}` of apiVersion `{api_version}` is not \
              supported; meshcert reads {}",
@@ -318,9 +350,11 @@ fn parse_document(doc: &Document) -> Result<Option<(Manifest, u64)>, String> {
     };
 
     let (name, namespace, meta_line) = match header.metadata {
-        Some(meta) => {
-            (meta.value.name, meta.value.namespace, meta.referenced.line() + offset)
-        }
+        Some(meta) => (
+            meta.value.name,
+            meta.value.namespace,
+            meta.referenced.line() + offset,
+        ),
         None => (None, None, line),
     };
     let Some(name) = name.filter(|n| !n.is_empty()) else {
@@ -329,12 +363,24 @@ fn parse_document(doc: &Document) -> Result<Option<(Manifest, u64)>, String> {
              every object needs a name"
         ));
     };
-    let what = match (&namespace, namespaced) {
-        (Some(ns), true) => format!("{kind} {ns}/{name}"),
-        _ => format!("{kind} {name}"),
+    let what = match namespaced {
+        true => format!(
+            "{kind} {}/{name}",
+            namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+        ),
+        false => format!("{kind} {name}"),
     };
-    let typed_error =
-        |e: serde_saphyr::Error| format!("document at line {line}: {what}: {}", render(&e, offset));
+    let typed_error = |e: serde_saphyr::Error| {
+        let field = e
+            .location()
+            .and_then(|l| key_path_at(&doc.text, l.line()))
+            .map(|path| format!("field `{path}`: "))
+            .unwrap_or_default();
+        format!(
+            "document at line {line}: {what}: {field}{}",
+            render(&e, offset)
+        )
+    };
 
     let mut object = match kind.as_str() {
         "Namespace" => Manifest::Namespace(serde_saphyr::from_str(&doc.text).map_err(typed_error)?),
@@ -360,6 +406,64 @@ fn parse_document(doc: &Document) -> Result<Option<(Manifest, u64)>, String> {
     }
     check(&object).map_err(|m| format!("document at line {line}: {what}: {m}"))?;
     Ok(Some((object, line)))
+}
+
+/// The key path (`spec.template.spec.containers[].name`) of the block-style YAML line `line`
+/// (1-based), found by walking up to less indented keys; `None` when the line holds no key.
+/// serde-saphyr reports where a value failed but not under which key, and the key is what a
+/// fixture author searches for.
+fn key_path_at(text: &str, line: u64) -> Option<String> {
+    /// (column of the first dash, column of the key, key) of a `[- ]*key: ...` line.
+    fn parse(line: &str) -> Option<(Option<usize>, usize, &str)> {
+        let mut col = line.len() - line.trim_start().len();
+        let mut dash = None;
+        while line[col..].starts_with("- ") || line[col..].starts_with("-\t") {
+            dash.get_or_insert(col);
+            col += 2;
+            col += line[col..].len() - line[col..].trim_start().len();
+        }
+        let rest = &line[col..];
+        let end = rest
+            .find(": ")
+            .or_else(|| rest.strip_suffix(':').map(str::len))?;
+        let key = rest[..end].trim_matches(|c| c == '"' || c == '\'');
+        let plain = !key.is_empty() && !key.starts_with(['#', '{', '[', '&', '*', '!', '|', '>']);
+        plain.then_some((dash, col, key))
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let index = usize::try_from(line).ok()?.checked_sub(1)?;
+    let (dash, mut col, key) = parse(lines.get(index)?)?;
+    let mut path = vec![key.to_string()];
+    let mut in_item = false;
+    if let Some(d) = dash {
+        in_item = true;
+        col = d + 1;
+    }
+    for candidate in lines[..index].iter().rev() {
+        let Some((dash, key_col, key)) = parse(candidate) else {
+            continue;
+        };
+        if let Some(d) = dash
+            && d < col
+            && key_col >= col
+        {
+            // The first line of the sequence item our line belongs to.
+            in_item = true;
+            col = d + 1;
+            continue;
+        }
+        if key_col < col {
+            path.push(if in_item {
+                format!("{key}[]")
+            } else {
+                key.to_string()
+            });
+            in_item = dash.is_some();
+            col = dash.map_or(key_col, |d| d + 1);
+        }
+    }
+    path.reverse();
+    Some(path.join("."))
 }
 
 fn set_namespace(object: &mut Manifest, namespace: &str) {
@@ -393,15 +497,23 @@ fn check(object: &Manifest) -> Result<(), String> {
             if let Some(replicas) = spec.replicas
                 && replicas < 0
             {
-                return Err(format!("field `spec.replicas` is {replicas}: it must be >= 0"));
+                return Err(format!(
+                    "field `spec.replicas` is {replicas}: it must be >= 0"
+                ));
             }
-            let template_labels =
-                spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+            let template_labels = spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default();
             let selector = spec.selector.match_labels.clone().unwrap_or_default();
             if selector.is_empty() {
-                return Err("field `spec.selector.matchLabels` is empty: select the pods by label \
+                return Err(
+                    "field `spec.selector.matchLabels` is empty: select the pods by label \
                             (e.g. app: <name>)"
-                    .into());
+                        .into(),
+                );
             }
             for (key, value) in &selector {
                 if template_labels.get(key) != Some(value) {
@@ -412,9 +524,27 @@ fn check(object: &Manifest) -> Result<(), String> {
                     ));
                 }
             }
-            let pod = spec.template.spec.as_ref().ok_or("field `spec.template.spec` is missing")?;
+            let pod = spec
+                .template
+                .spec
+                .as_ref()
+                .ok_or("field `spec.template.spec` is missing")?;
             if pod.containers.is_empty() {
                 return Err("field `spec.template.spec.containers` is empty".into());
+            }
+            for (i, container) in pod.containers.iter().enumerate() {
+                let field = format!("spec.template.spec.containers[{i}]");
+                if container.name.is_empty() {
+                    return Err(format!("field `{field}.name` is missing"));
+                }
+                for (j, port) in container.ports.iter().flatten().enumerate() {
+                    if !(1..=65535).contains(&port.container_port) {
+                        return Err(format!(
+                            "field `{field}.ports[{j}].containerPort` is {}: it must be 1..65535",
+                            port.container_port
+                        ));
+                    }
+                }
             }
             Ok(())
         }
@@ -428,17 +558,27 @@ mod tests {
     use rstest::rstest;
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(name)
     }
 
     #[test]
     fn in_ambient_fixture_parses() {
         let set = ManifestSet::load(&fixture("in-ambient.yaml")).unwrap();
         let kinds: Vec<&str> = set.objects.iter().map(Manifest::kind).collect();
-        assert_eq!(kinds, ["Namespace", "ServiceAccount", "Service", "Deployment"]);
+        assert_eq!(
+            kinds,
+            ["Namespace", "ServiceAccount", "Service", "Deployment"]
+        );
         let ns = set.find_namespace("httpbin").unwrap();
         assert_eq!(
-            ns.metadata.labels.as_ref().unwrap().get("istio.io/dataplane-mode").map(String::as_str),
+            ns.metadata
+                .labels
+                .as_ref()
+                .unwrap()
+                .get("istio.io/dataplane-mode")
+                .map(String::as_str),
             Some("ambient")
         );
         let svc = set.find_service("httpbin", "in-ambient").unwrap();
@@ -449,41 +589,81 @@ mod tests {
         assert_eq!(spec.replicas, Some(1));
         let pod = spec.template.spec.as_ref().unwrap();
         assert_eq!(pod.service_account_name.as_deref(), Some("in-ambient"));
-        assert_eq!(pod.containers[0].image.as_deref(), Some("docker.io/mccutchen/go-httpbin:v2.15.0"));
-        assert_eq!(pod.containers[0].ports.as_ref().unwrap()[0].container_port, 8080);
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("docker.io/mccutchen/go-httpbin:v2.15.0")
+        );
+        assert_eq!(
+            pod.containers[0].ports.as_ref().unwrap()[0].container_port,
+            8080
+        );
     }
 
     #[test]
     fn client_fixture_parses() {
         let set = ManifestSet::load(&fixture("client-in-ambient.yaml")).unwrap();
         let deploy = set.find_deployment("httpbin", "client-in-ambient").unwrap();
-        let pod = deploy.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-        assert_eq!(pod.containers[0].image.as_deref(), Some("curlimages/curl:8.11.1"));
+        let pod = deploy
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("curlimages/curl:8.11.1")
+        );
         assert_eq!(
             pod.containers[0].command.as_deref(),
             Some(&["sleep".to_string(), "infinity".to_string()][..])
         );
-        assert!(set.find_service_account("httpbin", "client-in-ambient").is_some());
+        assert!(
+            set.find_service_account("httpbin", "client-in-ambient")
+                .is_some()
+        );
     }
 
     #[test]
     fn load_all_concatenates_in_order_and_refuses_duplicates() {
-        let set =
-            ManifestSet::load_all([fixture("in-ambient.yaml"), fixture("client-in-ambient.yaml")])
-                .unwrap();
+        let set = ManifestSet::load_all([
+            fixture("in-ambient.yaml"),
+            fixture("client-in-ambient.yaml"),
+        ])
+        .unwrap();
         assert_eq!(set.deployments().count(), 2);
-        assert_eq!(set.objects.last().unwrap().describe(), "Deployment httpbin/client-in-ambient");
+        assert_eq!(
+            set.objects.last().unwrap().describe(),
+            "Deployment httpbin/client-in-ambient"
+        );
 
         let err = ManifestSet::load_all([fixture("in-ambient.yaml"), fixture("in-ambient.yaml")])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("Namespace httpbin is also defined in"), "{err}");
+        assert!(
+            err.contains("Namespace httpbin is also defined in"),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_file_says_which() {
-        let err = ManifestSet::load(Path::new("/nonexistent/x.yaml")).unwrap_err().to_string();
+        let err = ManifestSet::load(Path::new("/nonexistent/x.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/x.yaml"), "{err}");
+    }
+
+    #[rstest]
+    #[case::top(1, Some("apiVersion"))]
+    #[case::nested(12, Some("spec.replicas"))]
+    #[case::first_key_of_item(22, Some("spec.template.spec.containers[].name"))]
+    #[case::later_key_of_item(23, Some("spec.template.spec.containers[].image"))]
+    #[case::item_in_item(25, Some("spec.template.spec.containers[].ports[].containerPort"))]
+    #[case::not_a_key(0, None)]
+    fn key_paths(#[case] line: u64, #[case] expected: Option<&str>) {
+        assert_eq!(key_path_at(DEPLOY, line).as_deref(), expected);
     }
 
     #[test]
@@ -499,7 +679,10 @@ mod tests {
         let text = "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-a\n  labels:\n    topology.kubernetes.io/zone: z1\n";
         let set = ManifestSet::parse(text, Path::new("n.yaml")).unwrap();
         let node = set.find_node("node-a").unwrap();
-        assert_eq!(node.metadata.labels.as_ref().unwrap()["topology.kubernetes.io/zone"], "z1");
+        assert_eq!(
+            node.metadata.labels.as_ref().unwrap()["topology.kubernetes.io/zone"],
+            "z1"
+        );
         assert_eq!(set.objects[0].namespace(), None);
     }
 
@@ -533,7 +716,15 @@ spec:
     #[test]
     fn the_base_of_the_bad_inputs_parses() {
         let set = ManifestSet::parse(DEPLOY, Path::new("d.yaml")).unwrap();
-        assert_eq!(set.find_deployment("demo", "web").unwrap().spec.as_ref().unwrap().replicas, Some(2));
+        assert_eq!(
+            set.find_deployment("demo", "web")
+                .unwrap()
+                .spec
+                .as_ref()
+                .unwrap()
+                .replicas,
+            Some(2)
+        );
     }
 
     /// Each bad input is DEPLOY with one edit; the message must name the file, the line and
@@ -543,10 +734,13 @@ spec:
     #[case::wrong_api_version("apiVersion: apps/v1", "apiVersion: v1", &["line 6", "kind `Deployment` of apiVersion `v1`"])]
     #[case::missing_kind("kind: Deployment\n", "", &["line 6", "`kind` is missing"])]
     #[case::missing_api_version("apiVersion: apps/v1\n", "", &["line 6", "`apiVersion` is missing"])]
-    #[case::missing_name("  name: web\n", "", &["document at line 6", "line 8", "`metadata.name`"])]
+    #[case::missing_name("  name: web\n", "", &["document at line 6", "line 9", "`metadata.name`"])]
     #[case::missing_metadata("metadata:\n  name: web\n  namespace: demo\n", "", &["line 6", "`metadata.name`"])]
-    #[case::wrong_type("replicas: 2", "replicas: two", &["Deployment demo/web", "line 12"])]
-    #[case::missing_container_name("      - name: web\n        image", "      - image", &["Deployment demo/web", "line 22", "name"])]
+    #[case::wrong_type("replicas: 2", "replicas: two", &["Deployment demo/web", "field `spec.replicas`", "line 12"])]
+    #[case::wrong_type_in_list("- containerPort: 8080", "- containerPort: http", &["Deployment demo/web", "field `spec.template.spec.containers[].ports[].containerPort`", "line 25"])]
+    #[case::missing_container_name("      - name: web\n        image", "      - image", &["Deployment demo/web", "`spec.template.spec.containers[0].name` is missing"])]
+    #[case::missing_container_port("- containerPort: 8080", "- name: http", &["Deployment demo/web", "`spec.template.spec.containers[0].ports[0].containerPort` is 0"])]
+    #[case::missing_service_port("kind: ServiceAccount\nmetadata:\n  name: sa\n", "kind: Service\nmetadata:\n  name: sa\nspec:\n  ports:\n  - name: http\n", &["Service default/sa", "`spec.ports[0].port` is 0"])]
     #[case::selector_mismatch("      labels:\n        app: web", "      labels:\n        app: other", &["`spec.selector.matchLabels`", "app: web"])]
     #[case::negative_replicas("replicas: 2", "replicas: -1", &["`spec.replicas`"])]
     #[case::no_spec("spec:\n  replicas: 2", "status:\n  replicas: 2", &["Deployment demo/web", "`spec` is missing"])]

@@ -196,6 +196,9 @@ pub struct RequestRecord {
     /// When it started, on the mesh's clock (`MeshUnderTest::elapsed`).
     pub started_at: Duration,
     pub latency: Duration,
+    /// The client's end of the connection (`ip:port`), as ztunnel logs it in `src.addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[serde(flatten)]
     pub outcome: RequestOutcome,
 }

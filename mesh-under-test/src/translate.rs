@@ -82,14 +82,21 @@ impl TrafficDistribution {
             TrafficDistribution::PreferClose => {
                 (vec![Network, Region, Zone], LoadBalancerMode::Failover)
             }
-            TrafficDistribution::PreferSameNode => {
-                (vec![Network, Region, Zone, Subzone, Node], LoadBalancerMode::Failover)
-            }
+            TrafficDistribution::PreferSameNode => (
+                vec![Network, Region, Zone, Subzone, Node],
+                LoadBalancerMode::Failover,
+            ),
             TrafficDistribution::PreferNetwork => (vec![Network], LoadBalancerMode::Failover),
-            TrafficDistribution::PreferRegion => (vec![Network, Region], LoadBalancerMode::Failover),
+            TrafficDistribution::PreferRegion => {
+                (vec![Network, Region], LoadBalancerMode::Failover)
+            }
             TrafficDistribution::Any => return None,
         };
-        Some(LoadBalancer { routing_preferences, mode, health_policy: HealthPolicy::OnlyHealthy })
+        Some(LoadBalancer {
+            routing_preferences,
+            mode,
+            health_policy: HealthPolicy::OnlyHealthy,
+        })
     }
 }
 
@@ -135,12 +142,21 @@ struct Resolved {
 }
 
 fn resolve_distribution(service: &Service, profile: Profile) -> Result<Resolved, MeshError> {
-    let found = |distribution, source| Resolved { distribution, source, warning: None };
+    let found = |distribution, source| Resolved {
+        distribution,
+        source,
+        warning: None,
+    };
     let spec = service.spec.as_ref();
     if spec.and_then(|s| s.internal_traffic_policy.as_deref()) == Some("Local") {
-        return Ok(found(TrafficDistribution::NodeLocal, Source::InternalTrafficPolicy));
+        return Ok(found(
+            TrafficDistribution::NodeLocal,
+            Source::InternalTrafficPolicy,
+        ));
     }
-    if let Some(value) = spec.and_then(|s| s.traffic_distribution.as_deref()).filter(|v| !v.is_empty())
+    if let Some(value) = spec
+        .and_then(|s| s.traffic_distribution.as_deref())
+        .filter(|v| !v.is_empty())
     {
         // The API server accepts only the Kubernetes values here; the Istio-only ones
         // (Any, PreferNetwork, PreferRegion) belong in the annotation.
@@ -171,11 +187,15 @@ fn resolve_distribution(service: &Service, profile: Profile) -> Result<Resolved,
             ("PreferClose" | "PreferSameZone", _) => {
                 Ok(found(TrafficDistribution::PreferClose, Source::Annotation))
             }
-            ("PreferSameNode", _) => Ok(found(TrafficDistribution::PreferSameNode, Source::Annotation)),
+            ("PreferSameNode", _) => Ok(found(
+                TrafficDistribution::PreferSameNode,
+                Source::Annotation,
+            )),
             ("Any", _) => Ok(found(TrafficDistribution::Any, Source::Annotation)),
-            ("PreferNetwork", Profile::Solo) => {
-                Ok(found(TrafficDistribution::PreferNetwork, Source::Annotation))
-            }
+            ("PreferNetwork", Profile::Solo) => Ok(found(
+                TrafficDistribution::PreferNetwork,
+                Source::Annotation,
+            )),
             ("PreferRegion", Profile::Solo) => {
                 Ok(found(TrafficDistribution::PreferRegion, Source::Annotation))
             }
@@ -233,7 +253,10 @@ fn unknown_value(
     }
 }
 
-fn describe(kind: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+fn describe(
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> String {
     format!(
         "{kind} {}/{}",
         meta.namespace.as_deref().unwrap_or("default"),
@@ -253,7 +276,10 @@ fn label<'a>(
     meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     key: &str,
 ) -> Option<&'a str> {
-    meta.labels.as_ref().and_then(|l| l.get(key)).map(String::as_str)
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map(String::as_str)
 }
 
 /// `<name>.<namespace>.svc.cluster.local`.
@@ -262,7 +288,10 @@ pub fn service_hostname(name: &str, namespace: &str) -> String {
 }
 
 /// Translates the snapshot into ztunnel's local config, under the profile's rules.
-pub fn to_local_config(snapshot: &ClusterSnapshot, profile: Profile) -> Result<Translation, MeshError> {
+pub fn to_local_config(
+    snapshot: &ClusterSnapshot,
+    profile: Profile,
+) -> Result<Translation, MeshError> {
     let mut warnings = Vec::new();
     let network = snapshot
         .namespaces
@@ -308,7 +337,9 @@ pub fn to_local_config(snapshot: &ClusterSnapshot, profile: Profile) -> Result<T
         }
         let ips = pod_ips(pod, &what)?;
         if ips.is_empty() {
-            warnings.push(format!("{what}: has no IP yet (status.podIP is unset): not in the mesh until it has one"));
+            warnings.push(format!(
+                "{what}: has no IP yet (status.podIP is unset): not in the mesh until it has one"
+            ));
             continue;
         }
         let spec = pod.spec.as_ref();
@@ -316,7 +347,11 @@ pub fn to_local_config(snapshot: &ClusterSnapshot, profile: Profile) -> Result<T
         let locality = if node.is_empty() {
             Locality::default()
         } else {
-            match snapshot.nodes.iter().find(|n| n.metadata.name.as_deref() == Some(node.as_str())) {
+            match snapshot
+                .nodes
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(node.as_str()))
+            {
                 Some(n) => node_locality(n),
                 None => {
                     warnings.push(format!(
@@ -336,7 +371,11 @@ pub fn to_local_config(snapshot: &ClusterSnapshot, profile: Profile) -> Result<T
             let mut ports = BTreeMap::new();
             for port in tcp_ports(service) {
                 let service_port = u16::try_from(port.port).map_err(|_| {
-                    invalid(&describe("Service", &service.metadata), "spec.ports[].port", "is out of range")
+                    invalid(
+                        &describe("Service", &service.metadata),
+                        "spec.ports[].port",
+                        "is out of range",
+                    )
                 })?;
                 match workload_target_port(port, pod) {
                     Some(target) => {
@@ -351,7 +390,10 @@ pub fn to_local_config(snapshot: &ClusterSnapshot, profile: Profile) -> Result<T
                     )),
                 }
             }
-            backs.insert(format!("{namespace}/{}", service_hostname(service_name, namespace)), ports);
+            backs.insert(
+                format!("{namespace}/{}", service_hostname(service_name, namespace)),
+                ports,
+            );
         }
         workloads.push(LocalWorkload {
             uid: format!("{}//v1/Pod/{namespace}/{name}", snapshot.cluster_id),
@@ -369,7 +411,11 @@ pub fn to_local_config(snapshot: &ClusterSnapshot, profile: Profile) -> Result<T
             trust_domain: snapshot.trust_domain.clone(),
             workload_name: workload_name(pod),
             hostname: String::new(),
-            status: if is_ready(pod) { HealthStatus::Healthy } else { HealthStatus::Unhealthy },
+            status: if is_ready(pod) {
+                HealthStatus::Healthy
+            } else {
+                HealthStatus::Unhealthy
+            },
             capacity: 1,
             locality,
             services: backs,
@@ -378,7 +424,14 @@ pub fn to_local_config(snapshot: &ClusterSnapshot, profile: Profile) -> Result<T
 
     workloads.sort_by(|a, b| a.uid.cmp(&b.uid));
     services.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-    Ok(Translation { config: LocalConfig { workloads, policies: Vec::new(), services }, warnings })
+    Ok(Translation {
+        config: LocalConfig {
+            workloads,
+            policies: Vec::new(),
+            services,
+        },
+        warnings,
+    })
 }
 
 fn translate_service(
@@ -388,11 +441,20 @@ fn translate_service(
     warnings: &mut Vec<String>,
 ) -> Result<Option<local_config::Service>, MeshError> {
     let what = describe("Service", &service.metadata);
-    let name = service.metadata.name.clone().ok_or_else(|| invalid(&what, "metadata.name", "is missing"))?;
+    let name = service
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| invalid(&what, "metadata.name", "is missing"))?;
     let namespace = namespace_of(&service.metadata).to_string();
-    let spec = service.spec.as_ref().ok_or_else(|| invalid(&what, "spec", "is missing"))?;
+    let spec = service
+        .spec
+        .as_ref()
+        .ok_or_else(|| invalid(&what, "spec", "is missing"))?;
     if spec.type_.as_deref() == Some("ExternalName") {
-        warnings.push(format!("{what}: type ExternalName has no endpoints in the mesh: skipped"));
+        warnings.push(format!(
+            "{what}: type ExternalName has no endpoints in the mesh: skipped"
+        ));
         return Ok(None);
     }
     let addresses: Vec<&String> = match (&spec.cluster_ips, &spec.cluster_ip) {
@@ -407,15 +469,24 @@ fn translate_service(
         }
     };
     if addresses.iter().any(|a| a.as_str() == "None") {
-        warnings.push(format!("{what}: is headless (clusterIP None): no VIP to balance, skipped"));
+        warnings.push(format!(
+            "{what}: is headless (clusterIP None): no VIP to balance, skipped"
+        ));
         return Ok(None);
     }
     let mut vips = Vec::new();
     for address in addresses {
-        let ip: IpAddr = address
-            .parse()
-            .map_err(|e| invalid(&what, "spec.clusterIPs", format_args!("has {address:?}, not an IP address ({e})")))?;
-        vips.push(NetworkAddress { network: network.to_string(), address: ip });
+        let ip: IpAddr = address.parse().map_err(|e| {
+            invalid(
+                &what,
+                "spec.clusterIPs",
+                format_args!("has {address:?}, not an IP address ({e})"),
+            )
+        })?;
+        vips.push(NetworkAddress {
+            network: network.to_string(),
+            address: ip,
+        });
     }
     let mut ports = BTreeMap::new();
     for (i, port) in spec.ports.iter().flatten().enumerate() {
@@ -430,14 +501,26 @@ fn translate_service(
         let service_port = u16::try_from(port.port)
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| invalid(&what, &format!("spec.ports[{i}].port"), format_args!("is {}: it must be 1..65535", port.port)))?;
+            .ok_or_else(|| {
+                invalid(
+                    &what,
+                    &format!("spec.ports[{i}].port"),
+                    format_args!("is {}: it must be 1..65535", port.port),
+                )
+            })?;
         // A named targetPort can differ per pod: as istiod does, the service says 0 and each
         // workload's own port map carries the number.
         let target = match &port.target_port {
             None => service_port,
-            Some(IntOrString::Int(t)) => u16::try_from(*t).ok().filter(|p| *p != 0).ok_or_else(|| {
-                invalid(&what, &format!("spec.ports[{i}].targetPort"), format_args!("is {t}: it must be 1..65535"))
-            })?,
+            Some(IntOrString::Int(t)) => {
+                u16::try_from(*t).ok().filter(|p| *p != 0).ok_or_else(|| {
+                    invalid(
+                        &what,
+                        &format!("spec.ports[{i}].targetPort"),
+                        format_args!("is {t}: it must be 1..65535"),
+                    )
+                })?
+            }
             Some(IntOrString::String(_)) => 0,
         };
         ports.insert(service_port, target);
@@ -460,7 +543,11 @@ fn is_tcp(port: &ServicePort) -> bool {
 }
 
 fn tcp_ports(service: &Service) -> impl Iterator<Item = &ServicePort> {
-    service.spec.iter().flat_map(|s| s.ports.iter().flatten()).filter(|p| is_tcp(p))
+    service
+        .spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .filter(|p| is_tcp(p))
 }
 
 fn target_name(port: &ServicePort) -> String {
@@ -493,20 +580,38 @@ fn selects(service: &Service, pod: &Pod) -> bool {
         return false;
     };
     !selector.is_empty()
-        && selector.iter().all(|(k, v)| label(&pod.metadata, k) == Some(v.as_str()))
+        && selector
+            .iter()
+            .all(|(k, v)| label(&pod.metadata, k) == Some(v.as_str()))
 }
 
 fn pod_ips(pod: &Pod, what: &str) -> Result<Vec<IpAddr>, MeshError> {
     let status = pod.status.as_ref();
-    let listed: Vec<(&str, &str)> = match status.and_then(|s| s.pod_ips.as_ref()).filter(|v| !v.is_empty()) {
-        Some(ips) => ips.iter().map(|p| ("status.podIPs", p.ip.as_str())).collect(),
-        None => status.and_then(|s| s.pod_ip.as_deref()).filter(|ip| !ip.is_empty()).map(|ip| ("status.podIP", ip)).into_iter().collect(),
+    let listed: Vec<(&str, &str)> = match status
+        .and_then(|s| s.pod_ips.as_ref())
+        .filter(|v| !v.is_empty())
+    {
+        Some(ips) => ips
+            .iter()
+            .map(|p| ("status.podIPs", p.ip.as_str()))
+            .collect(),
+        None => status
+            .and_then(|s| s.pod_ip.as_deref())
+            .filter(|ip| !ip.is_empty())
+            .map(|ip| ("status.podIP", ip))
+            .into_iter()
+            .collect(),
     };
     listed
         .into_iter()
         .map(|(field, ip)| {
-            ip.parse::<IpAddr>()
-                .map_err(|e| invalid(what, field, format_args!("has {ip:?}, not an IP address ({e})")))
+            ip.parse::<IpAddr>().map_err(|e| {
+                invalid(
+                    what,
+                    field,
+                    format_args!("has {ip:?}, not an IP address ({e})"),
+                )
+            })
         })
         .collect()
 }
@@ -520,7 +625,11 @@ fn is_ready(pod: &Pod) -> bool {
 
 fn node_locality(node: &Node) -> Locality {
     let get = |key| label(&node.metadata, key).unwrap_or_default().to_string();
-    Locality { region: get(REGION_LABEL), zone: get(ZONE_LABEL), subzone: get(SUBZONE_LABEL) }
+    Locality {
+        region: get(REGION_LABEL),
+        zone: get(ZONE_LABEL),
+        subzone: get(SUBZONE_LABEL),
+    }
 }
 
 /// The `app` label, else the owning Deployment (through its ReplicaSet), else the pod's name.
@@ -565,7 +674,8 @@ pub mod testing {
     }
 
     fn insert(map: &mut Option<BTreeMap<String, String>>, key: &str, value: &str) {
-        map.get_or_insert_default().insert(key.to_string(), value.to_string());
+        map.get_or_insert_default()
+            .insert(key.to_string(), value.to_string());
     }
 
     /// A snapshot of cluster `cluster1`, trust domain `cluster.local`, with namespace `httpbin`
@@ -582,7 +692,10 @@ pub mod testing {
     pub struct NamespaceBuilder(Namespace);
 
     pub fn namespace(name: &str) -> NamespaceBuilder {
-        NamespaceBuilder(Namespace { metadata: meta(name, None), ..Default::default() })
+        NamespaceBuilder(Namespace {
+            metadata: meta(name, None),
+            ..Default::default()
+        })
     }
 
     impl NamespaceBuilder {
@@ -605,7 +718,10 @@ pub mod testing {
     pub struct NodeBuilder(Node);
 
     pub fn node(name: &str) -> NodeBuilder {
-        NodeBuilder(Node { metadata: meta(name, None), ..Default::default() })
+        NodeBuilder(Node {
+            metadata: meta(name, None),
+            ..Default::default()
+        })
     }
 
     impl NodeBuilder {
@@ -634,10 +750,16 @@ pub mod testing {
         PodBuilder(Pod {
             metadata: meta(name, Some("httpbin")),
             spec: Some(PodSpec {
-                containers: vec![Container { name: "app".into(), ..Default::default() }],
+                containers: vec![Container {
+                    name: "app".into(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
-            status: Some(PodStatus { pod_ip: Some("10.244.0.10".into()), ..Default::default() }),
+            status: Some(PodStatus {
+                pod_ip: Some("10.244.0.10".into()),
+                ..Default::default()
+            }),
         })
         .ready(true)
     }
@@ -714,13 +836,22 @@ pub mod testing {
             self
         }
         pub fn owner(mut self, kind: &str, name: &str) -> Self {
-            self.0.metadata.owner_references.get_or_insert_default().push(OwnerReference {
-                api_version: if kind == "Deployment" || kind == "ReplicaSet" { "apps/v1" } else { "v1" }.into(),
-                kind: kind.into(),
-                name: name.into(),
-                uid: format!("uid-{name}"),
-                ..Default::default()
-            });
+            self.0
+                .metadata
+                .owner_references
+                .get_or_insert_default()
+                .push(OwnerReference {
+                    api_version: if kind == "Deployment" || kind == "ReplicaSet" {
+                        "apps/v1"
+                    } else {
+                        "v1"
+                    }
+                    .into(),
+                    kind: kind.into(),
+                    name: name.into(),
+                    uid: format!("uid-{name}"),
+                    ..Default::default()
+                });
             self
         }
         pub fn build(self) -> Pod {
@@ -734,7 +865,10 @@ pub mod testing {
     pub fn service(name: &str) -> ServiceBuilder {
         ServiceBuilder(Service {
             metadata: meta(name, Some("httpbin")),
-            spec: Some(ServiceSpec { cluster_ip: Some("10.96.0.10".into()), ..Default::default() }),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("10.96.0.10".into()),
+                ..Default::default()
+            }),
             status: None,
         })
     }
@@ -798,7 +932,11 @@ pub mod testing {
             self
         }
         pub fn annotation(mut self, value: &str) -> Self {
-            insert(&mut self.0.metadata.annotations, TRAFFIC_DISTRIBUTION_ANNOTATION, value);
+            insert(
+                &mut self.0.metadata.annotations,
+                TRAFFIC_DISTRIBUTION_ANNOTATION,
+                value,
+            );
             self
         }
         pub fn build(self) -> Service {
@@ -811,9 +949,9 @@ pub mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
-    use rstest::rstest;
     use RoutingPreference::*;
     use TrafficDistribution as TD;
+    use rstest::rstest;
 
     /// `None` leaves the setting unset.
     fn svc(itp: Option<&str>, spec: Option<&str>, annotation: Option<&str>) -> Service {
@@ -832,26 +970,145 @@ mod tests {
 
     #[rstest]
     // internalTrafficPolicy Local beats everything.
-    #[case::itp_beats_spec(Some("Local"), Some("PreferClose"), Some("Any"), Profile::Istio, TD::NodeLocal, Source::InternalTrafficPolicy)]
-    #[case::itp_beats_bad_values_solo(Some("Local"), Some("Bogus"), Some("Bogus"), Profile::Solo, TD::NodeLocal, Source::InternalTrafficPolicy)]
-    #[case::itp_cluster_is_no_preference(Some("Cluster"), None, None, Profile::Istio, TD::Any, Source::Default)]
+    #[case::itp_beats_spec(
+        Some("Local"),
+        Some("PreferClose"),
+        Some("Any"),
+        Profile::Istio,
+        TD::NodeLocal,
+        Source::InternalTrafficPolicy
+    )]
+    #[case::itp_beats_bad_values_solo(
+        Some("Local"),
+        Some("Bogus"),
+        Some("Bogus"),
+        Profile::Solo,
+        TD::NodeLocal,
+        Source::InternalTrafficPolicy
+    )]
+    #[case::itp_cluster_is_no_preference(
+        Some("Cluster"),
+        None,
+        None,
+        Profile::Istio,
+        TD::Any,
+        Source::Default
+    )]
     // spec beats the annotation.
-    #[case::spec_beats_annotation_istio(None, Some("PreferSameNode"), Some("Any"), Profile::Istio, TD::PreferSameNode, Source::Spec)]
-    #[case::spec_beats_annotation_solo(None, Some("PreferClose"), Some("PreferNetwork"), Profile::Solo, TD::PreferClose, Source::Spec)]
-    #[case::spec_same_zone(None, Some("PreferSameZone"), None, Profile::Istio, TD::PreferClose, Source::Spec)]
-    #[case::empty_spec_is_unset(None, Some(""), Some("PreferSameNode"), Profile::Istio, TD::PreferSameNode, Source::Annotation)]
+    #[case::spec_beats_annotation_istio(
+        None,
+        Some("PreferSameNode"),
+        Some("Any"),
+        Profile::Istio,
+        TD::PreferSameNode,
+        Source::Spec
+    )]
+    #[case::spec_beats_annotation_solo(
+        None,
+        Some("PreferClose"),
+        Some("PreferNetwork"),
+        Profile::Solo,
+        TD::PreferClose,
+        Source::Spec
+    )]
+    #[case::spec_same_zone(
+        None,
+        Some("PreferSameZone"),
+        None,
+        Profile::Istio,
+        TD::PreferClose,
+        Source::Spec
+    )]
+    #[case::empty_spec_is_unset(
+        None,
+        Some(""),
+        Some("PreferSameNode"),
+        Profile::Istio,
+        TD::PreferSameNode,
+        Source::Annotation
+    )]
     // the annotation beats the default.
-    #[case::annotation_close_istio(None, None, Some("PreferClose"), Profile::Istio, TD::PreferClose, Source::Annotation)]
-    #[case::annotation_same_zone_solo(None, None, Some("PreferSameZone"), Profile::Solo, TD::PreferClose, Source::Annotation)]
-    #[case::annotation_same_node(None, None, Some("PreferSameNode"), Profile::Solo, TD::PreferSameNode, Source::Annotation)]
-    #[case::annotation_any_solo(None, None, Some("Any"), Profile::Solo, TD::Any, Source::Annotation)]
-    #[case::annotation_network_solo(None, None, Some("PreferNetwork"), Profile::Solo, TD::PreferNetwork, Source::Annotation)]
-    #[case::annotation_region_solo(None, None, Some("PreferRegion"), Profile::Solo, TD::PreferRegion, Source::Annotation)]
+    #[case::annotation_close_istio(
+        None,
+        None,
+        Some("PreferClose"),
+        Profile::Istio,
+        TD::PreferClose,
+        Source::Annotation
+    )]
+    #[case::annotation_same_zone_solo(
+        None,
+        None,
+        Some("PreferSameZone"),
+        Profile::Solo,
+        TD::PreferClose,
+        Source::Annotation
+    )]
+    #[case::annotation_same_node(
+        None,
+        None,
+        Some("PreferSameNode"),
+        Profile::Solo,
+        TD::PreferSameNode,
+        Source::Annotation
+    )]
+    #[case::annotation_any_solo(
+        None,
+        None,
+        Some("Any"),
+        Profile::Solo,
+        TD::Any,
+        Source::Annotation
+    )]
+    #[case::annotation_network_solo(
+        None,
+        None,
+        Some("PreferNetwork"),
+        Profile::Solo,
+        TD::PreferNetwork,
+        Source::Annotation
+    )]
+    #[case::annotation_region_solo(
+        None,
+        None,
+        Some("PreferRegion"),
+        Profile::Solo,
+        TD::PreferRegion,
+        Source::Annotation
+    )]
     // istio treats unknown values, including the Solo ones, as Any.
-    #[case::annotation_network_istio(None, None, Some("PreferNetwork"), Profile::Istio, TD::Any, Source::Annotation)]
-    #[case::annotation_region_istio(None, None, Some("PreferRegion"), Profile::Istio, TD::Any, Source::Annotation)]
-    #[case::annotation_bogus_istio(None, None, Some("Bogus"), Profile::Istio, TD::Any, Source::Annotation)]
-    #[case::spec_bogus_istio(None, Some("PreferNetwork"), None, Profile::Istio, TD::Any, Source::Spec)]
+    #[case::annotation_network_istio(
+        None,
+        None,
+        Some("PreferNetwork"),
+        Profile::Istio,
+        TD::Any,
+        Source::Annotation
+    )]
+    #[case::annotation_region_istio(
+        None,
+        None,
+        Some("PreferRegion"),
+        Profile::Istio,
+        TD::Any,
+        Source::Annotation
+    )]
+    #[case::annotation_bogus_istio(
+        None,
+        None,
+        Some("Bogus"),
+        Profile::Istio,
+        TD::Any,
+        Source::Annotation
+    )]
+    #[case::spec_bogus_istio(
+        None,
+        Some("PreferNetwork"),
+        None,
+        Profile::Istio,
+        TD::Any,
+        Source::Spec
+    )]
     // defaults.
     #[case::default_istio(None, None, None, Profile::Istio, TD::Any, Source::Default)]
     #[case::default_solo(None, None, None, Profile::Solo, TD::PreferNetwork, Source::Default)]
@@ -887,15 +1144,25 @@ mod tests {
     }
 
     #[rstest]
-    #[case::spec(None, Some("PreferNetwork"), "`spec.trafficDistribution` is \"PreferNetwork\"")]
-    #[case::annotation(None, None, "`metadata.annotations[networking.istio.io/traffic-distribution]` is \"Nearby\"")]
+    #[case::spec(
+        None,
+        Some("PreferNetwork"),
+        "`spec.trafficDistribution` is \"PreferNetwork\""
+    )]
+    #[case::annotation(
+        None,
+        None,
+        "`metadata.annotations[networking.istio.io/traffic-distribution]` is \"Nearby\""
+    )]
     fn solo_refuses_unknown_values(
         #[case] itp: Option<&str>,
         #[case] spec: Option<&str>,
         #[case] fragment: &str,
     ) {
         let service = svc(itp, spec, spec.is_none().then_some("Nearby"));
-        let err = traffic_distribution(&service, Profile::Solo).unwrap_err().to_string();
+        let err = traffic_distribution(&service, Profile::Solo)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Service httpbin/in-ambient"), "{err}");
         assert!(err.contains(fragment), "{err}");
         let mut snap = snapshot();
@@ -906,21 +1173,44 @@ mod tests {
     #[test]
     fn istio_warns_about_unknown_values() {
         let mut snap = snapshot();
-        snap.services.push(service("in-ambient").annotation("PreferRegion").port(8000, 8080).build());
+        snap.services.push(
+            service("in-ambient")
+                .annotation("PreferRegion")
+                .port(8000, 8080)
+                .build(),
+        );
         let t = to_local_config(&snap, Profile::Istio).unwrap();
         assert_eq!(t.config.services[0].load_balancer, None);
         assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
-        assert!(t.warnings[0].contains("Service httpbin/in-ambient"), "{}", t.warnings[0]);
-        assert!(t.warnings[0].contains("\"PreferRegion\""), "{}", t.warnings[0]);
+        assert!(
+            t.warnings[0].contains("Service httpbin/in-ambient"),
+            "{}",
+            t.warnings[0]
+        );
+        assert!(
+            t.warnings[0].contains("\"PreferRegion\""),
+            "{}",
+            t.warnings[0]
+        );
     }
 
     /// The guide's setup: three in-ambient replicas and a client, in network `net1`.
     fn guide() -> ClusterSnapshot {
         let mut snap = snapshot();
-        snap.namespaces.push(namespace(ISTIO_SYSTEM).network("net1").build());
-        snap.nodes.push(node("node-a").region("r1").zone("z1").build());
-        snap.services.push(service("in-ambient").port(8000, 8080).selector("app", "in-ambient").build());
-        for (i, name) in ["in-ambient-1", "in-ambient-2", "in-ambient-3"].iter().enumerate() {
+        snap.namespaces
+            .push(namespace(ISTIO_SYSTEM).network("net1").build());
+        snap.nodes
+            .push(node("node-a").region("r1").zone("z1").build());
+        snap.services.push(
+            service("in-ambient")
+                .port(8000, 8080)
+                .selector("app", "in-ambient")
+                .build(),
+        );
+        for (i, name) in ["in-ambient-1", "in-ambient-2", "in-ambient-3"]
+            .iter()
+            .enumerate()
+        {
             snap.pods.push(
                 pod(name)
                     .app("in-ambient")
@@ -930,7 +1220,13 @@ mod tests {
                     .build(),
             );
         }
-        snap.pods.push(pod("client-in-ambient-1").app("client-in-ambient").node("node-a").ip("10.244.1.2").build());
+        snap.pods.push(
+            pod("client-in-ambient-1")
+                .app("client-in-ambient")
+                .node("node-a")
+                .ip("10.244.1.2")
+                .build(),
+        );
         snap
     }
 
@@ -965,10 +1261,20 @@ mod tests {
         assert_eq!(w.trust_domain, "cluster.local");
         assert_eq!(w.workload_name, "in-ambient");
         assert_eq!(w.status, HealthStatus::Healthy);
-        assert_eq!(w.locality, Locality { region: "r1".into(), zone: "z1".into(), subzone: String::new() });
+        assert_eq!(
+            w.locality,
+            Locality {
+                region: "r1".into(),
+                zone: "z1".into(),
+                subzone: String::new()
+            }
+        );
         assert_eq!(
             w.services,
-            BTreeMap::from([("httpbin/in-ambient.httpbin.svc.cluster.local".to_string(), BTreeMap::from([(8000, 8080)]))])
+            BTreeMap::from([(
+                "httpbin/in-ambient.httpbin.svc.cluster.local".to_string(),
+                BTreeMap::from([(8000, 8080)])
+            )])
         );
         // The client backs no service and has the default service account.
         assert!(config.workloads[0].services.is_empty());
@@ -981,9 +1287,13 @@ mod tests {
     fn output_does_not_depend_on_input_order() {
         let mut reversed = guide();
         reversed.pods.reverse();
-        reversed.services.push(service("b-svc").cluster_ip("10.96.0.11").build());
+        reversed
+            .services
+            .push(service("b-svc").cluster_ip("10.96.0.11").build());
         let mut forward = guide();
-        forward.services.insert(0, service("b-svc").cluster_ip("10.96.0.11").build());
+        forward
+            .services
+            .insert(0, service("b-svc").cluster_ip("10.96.0.11").build());
         let a = to_local_config(&forward, Profile::Istio).unwrap();
         let b = to_local_config(&reversed, Profile::Istio).unwrap();
         assert_eq!(a, b);
@@ -1001,7 +1311,10 @@ mod tests {
         snap.pods.push(pod("p").node("n1").build());
         let t = to_local_config(&snap, Profile::Istio).unwrap();
         let l = &t.config.workloads[0].locality;
-        assert_eq!((l.region.as_str(), l.zone.as_str(), l.subzone.as_str()), expected);
+        assert_eq!(
+            (l.region.as_str(), l.zone.as_str(), l.subzone.as_str()),
+            expected
+        );
     }
 
     #[test]
@@ -1010,7 +1323,11 @@ mod tests {
         snap.pods.push(pod("p").node("ghost").build());
         let t = to_local_config(&snap, Profile::Istio).unwrap();
         assert_eq!(t.config.workloads[0].node, "ghost");
-        assert!(t.warnings[0].contains("Pod httpbin/p") && t.warnings[0].contains("ghost"), "{:?}", t.warnings);
+        assert!(
+            t.warnings[0].contains("Pod httpbin/p") && t.warnings[0].contains("ghost"),
+            "{:?}",
+            t.warnings
+        );
     }
 
     #[rstest]
@@ -1044,14 +1361,40 @@ mod tests {
     #[test]
     fn named_target_port_is_resolved_per_pod() {
         let mut snap = snapshot();
-        snap.services.push(service("s").selector("app", "a").named_port(80, "http").port(81, 9000).build());
-        snap.pods.push(pod("p1").app("a").container_port("http", 8080).ip("10.0.0.1").build());
-        snap.pods.push(pod("p2").app("a").container_port("http", 9090).ip("10.0.0.2").build());
+        snap.services.push(
+            service("s")
+                .selector("app", "a")
+                .named_port(80, "http")
+                .port(81, 9000)
+                .build(),
+        );
+        snap.pods.push(
+            pod("p1")
+                .app("a")
+                .container_port("http", 8080)
+                .ip("10.0.0.1")
+                .build(),
+        );
+        snap.pods.push(
+            pod("p2")
+                .app("a")
+                .container_port("http", 9090)
+                .ip("10.0.0.2")
+                .build(),
+        );
         snap.pods.push(pod("p3").app("a").ip("10.0.0.3").build());
         let t = to_local_config(&snap, Profile::Istio).unwrap();
         let key = "httpbin/s.httpbin.svc.cluster.local";
-        assert_eq!(t.config.services[0].ports, BTreeMap::from([(80, 0), (81, 9000)]));
-        let ports: Vec<&BTreeMap<u16, u16>> = t.config.workloads.iter().map(|w| &w.services[key]).collect();
+        assert_eq!(
+            t.config.services[0].ports,
+            BTreeMap::from([(80, 0), (81, 9000)])
+        );
+        let ports: Vec<&BTreeMap<u16, u16>> = t
+            .config
+            .workloads
+            .iter()
+            .map(|w| &w.services[key])
+            .collect();
         assert_eq!(ports[0], &BTreeMap::from([(80, 8080), (81, 9000)]));
         assert_eq!(ports[1], &BTreeMap::from([(80, 9090), (81, 9000)]));
         assert_eq!(ports[2], &BTreeMap::from([(81, 9000)]));
@@ -1063,10 +1406,19 @@ mod tests {
     fn only_ambient_namespaces_are_in_the_mesh() {
         let mut snap = snapshot();
         snap.namespaces.push(namespace("plain").build());
-        snap.services.push(service("s").namespace("plain").selector("app", "a").port(80, 80).build());
-        snap.pods.push(pod("outside").namespace("plain").app("a").build());
-        snap.pods.push(pod("nowhere").namespace("unknown-ns").build());
-        snap.pods.push(pod("opted-out").label(DATAPLANE_MODE_LABEL, "none").build());
+        snap.services.push(
+            service("s")
+                .namespace("plain")
+                .selector("app", "a")
+                .port(80, 80)
+                .build(),
+        );
+        snap.pods
+            .push(pod("outside").namespace("plain").app("a").build());
+        snap.pods
+            .push(pod("nowhere").namespace("unknown-ns").build());
+        snap.pods
+            .push(pod("opted-out").label(DATAPLANE_MODE_LABEL, "none").build());
         snap.pods.push(pod("done").phase("Succeeded").build());
         snap.pods.push(pod("inside").build());
         let t = to_local_config(&snap, Profile::Istio).unwrap();
@@ -1090,10 +1442,19 @@ mod tests {
     #[test]
     fn dual_stack_ips_and_vips() {
         let mut snap = snapshot();
-        snap.services.push(service("s").cluster_ips(&["10.96.0.10", "fd00::10"]).build());
-        snap.pods.push(pod("p").ips(&["10.244.0.5", "fd00:244::5"]).build());
+        snap.services.push(
+            service("s")
+                .cluster_ips(&["10.96.0.10", "fd00::10"])
+                .build(),
+        );
+        snap.pods
+            .push(pod("p").ips(&["10.244.0.5", "fd00:244::5"]).build());
         let t = to_local_config(&snap, Profile::Istio).unwrap();
-        let vips: Vec<String> = t.config.services[0].vips.iter().map(|v| v.to_string()).collect();
+        let vips: Vec<String> = t.config.services[0]
+            .vips
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
         assert_eq!(vips, ["/10.96.0.10", "/fd00::10"]);
         assert_eq!(t.config.workloads[0].workload_ips.len(), 2);
     }
@@ -1101,15 +1462,26 @@ mod tests {
     #[test]
     fn skipped_objects_are_warnings() {
         let mut snap = snapshot();
-        snap.services.push(service("headless").cluster_ip("None").build());
-        snap.services.push(service("dns").cluster_ip("10.96.0.53").udp_port(53).port(5353, 5353).build());
+        snap.services
+            .push(service("headless").cluster_ip("None").build());
+        snap.services.push(
+            service("dns")
+                .cluster_ip("10.96.0.53")
+                .udp_port(53)
+                .port(5353, 5353)
+                .build(),
+        );
         snap.pods.push(pod("pending").no_ip().build());
         let t = to_local_config(&snap, Profile::Istio).unwrap();
         assert_eq!(t.config.services.len(), 1);
         assert_eq!(t.config.services[0].ports, BTreeMap::from([(5353, 5353)]));
         assert!(t.config.workloads.is_empty());
         let joined = t.warnings.join("\n");
-        for fragment in ["Service httpbin/headless", "port 53 is UDP", "Pod httpbin/pending"] {
+        for fragment in [
+            "Service httpbin/headless",
+            "port 53 is UDP",
+            "Pod httpbin/pending",
+        ] {
             assert!(joined.contains(fragment), "{joined}");
         }
     }
@@ -1122,7 +1494,9 @@ mod tests {
     fn service_errors_name_object_and_field(#[case] s: ServiceBuilder, #[case] fragment: &str) {
         let mut snap = snapshot();
         snap.services.push(s.build());
-        let err = to_local_config(&snap, Profile::Istio).unwrap_err().to_string();
+        let err = to_local_config(&snap, Profile::Istio)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(fragment), "{err}");
     }
 
@@ -1130,8 +1504,13 @@ mod tests {
     fn pod_errors_name_object_and_field() {
         let mut snap = snapshot();
         snap.pods.push(pod("p").ip("300.1.1.1").build());
-        let err = to_local_config(&snap, Profile::Istio).unwrap_err().to_string();
-        assert!(err.contains("Pod httpbin/p: field `status.podIP` has \"300.1.1.1\""), "{err}");
+        let err = to_local_config(&snap, Profile::Istio)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Pod httpbin/p: field `status.podIP` has \"300.1.1.1\""),
+            "{err}"
+        );
     }
 
     impl ServiceBuilder {

@@ -109,17 +109,11 @@ impl SuiteContext {
         if !defects.is_empty() {
             env.push(("MESHCERT_REFERENCE_DEFECT".to_string(), defects.join(",")));
         }
-        let options = LocalOptions {
-            ztunnel: ZtunnelCommand { program: bin.clone(), args: vec![], env, reloads_config: true },
-            target_kind: self.target.kind.clone(),
-            target_name: self.target.name.clone(),
-            profile: self.target.profile,
-            nodes: vec![],
-            work_dir: self.config.out_dir.join("runs").join(run.id()),
-            cluster_id: "cluster1".into(),
-            network: String::new(),
-        };
-        Ok(Box::new(LocalMesh::new(run, options).await?))
+        let ztunnel = ZtunnelCommand { program: bin.clone(), args: vec![], env, reloads_config: true };
+        let work_dir = self.config.out_dir.join("runs").join(run.id());
+        let mut options = LocalOptions::new(ztunnel, &self.target.kind, self.target.profile, work_dir);
+        options.target_name = self.target.name.clone();
+        Ok(Box::new(LocalMesh::new(run, options)?))
     }
 }
 
@@ -174,16 +168,13 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
     let junit = File::create(config.out_dir.join("junit.xml")).map_err(|e| format!("junit.xml: {e}"))?;
     let json = File::create(config.out_dir.join("cucumber.json")).map_err(|e| format!("cucumber.json: {e}"))?;
     let gate = Arc::new(Gate { target: target.clone(), unavailable });
-    let mut opts = cucumber::cli::Opts::default();
+    let mut opts = cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::default();
     if let Some(tags) = &config.tags {
         opts.tags_filter = Some(tags.parse().map_err(|e| format!("bad tag expression {tags:?}: {e}"))?);
     }
-    if let Some(n) = config.concurrency {
-        opts.runner.concurrency = Some(n);
-    }
     let features_dir = config.features.clone();
     let observations = context.observations.clone();
-    let writer = MeshWorld::cucumber()
+    let writer = MeshWorld::cucumber::<PathBuf>()
         .with_parser(GatedParser { inner: cucumber::parser::Basic::new(), gate })
         .with_writer(
             writer::Basic::raw(std::io::stdout(), writer::Coloring::Never, 0)
@@ -212,6 +203,7 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
             }
             .boxed_local()
         })
+        .max_concurrent_scenarios(config.concurrency)
         .with_cli(opts)
         .run(config.features.clone())
         .await;

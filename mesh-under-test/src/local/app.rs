@@ -143,7 +143,10 @@ impl BackendApp {
 
 impl Undo for BackendApp {
     fn describe(&self) -> String {
-        format!("backend app of {} on {}:{:?}", self.pod, self.ip, self.ports)
+        format!(
+            "backend app of {} on {}:{:?}",
+            self.pod, self.ip, self.ports
+        )
     }
     fn undo(&self) -> Result<(), MeshError> {
         self.stop();
@@ -185,13 +188,26 @@ mod tests {
     #[case("/hostname?x=1", None, 200, "in-ambient-b-c")]
     #[case("/status/503", None, 503, "in-ambient-b-c")]
     #[case("/status/200", None, 200, "in-ambient-b-c")]
-    #[case("/status/abc", None, 400, "in-ambient-b-c: invalid status code \"abc\"")]
+    #[case(
+        "/status/abc",
+        None,
+        400,
+        "in-ambient-b-c: invalid status code \"abc\""
+    )]
     #[case("/status/99", None, 400, "in-ambient-b-c: invalid status code \"99\"")]
     #[case("/nope", None, 404, "in-ambient-b-c: no route for /nope")]
     #[case("/hostname", Some(500), 500, "in-ambient-b-c")]
     #[case("/nope", Some(503), 503, "in-ambient-b-c")]
-    fn answers(#[case] path: &str, #[case] forced: Option<u16>, #[case] status: u16, #[case] body: &str) {
-        assert_eq!(respond("in-ambient-b-c", path, forced), (status, body.to_string()));
+    fn answers(
+        #[case] path: &str,
+        #[case] forced: Option<u16>,
+        #[case] status: u16,
+        #[case] body: &str,
+    ) {
+        assert_eq!(
+            respond("in-ambient-b-c", path, forced),
+            (status, body.to_string())
+        );
     }
 
     #[test]

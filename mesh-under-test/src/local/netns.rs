@@ -45,7 +45,10 @@ pub(crate) fn command(program: &str, args: &[&str]) -> Result<String, MeshError>
         .stdin(Stdio::null())
         .output()
         .map_err(|source| MeshError::Io {
-            context: format!("cannot run `{}` (is {program} installed and on PATH?)", shown()),
+            context: format!(
+                "cannot run `{}` (is {program} installed and on PATH?)",
+                shown()
+            ),
             source,
         })?;
     if !output.status.success() {
@@ -75,11 +78,16 @@ pub(crate) fn list_netns() -> Result<Vec<String>, MeshError> {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            return Err(MeshError::Io { context: format!("cannot list {NETNS_DIR}"), source: e });
+            return Err(MeshError::Io {
+                context: format!("cannot list {NETNS_DIR}"),
+                source: e,
+            });
         }
     };
-    let mut names: Vec<String> =
-        entries.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).collect();
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
     names.sort();
     Ok(names)
 }
@@ -87,7 +95,10 @@ pub(crate) fn list_netns() -> Result<Vec<String>, MeshError> {
 /// Processes whose network namespace is `netns`.
 pub(crate) fn netns_pids(netns: &str) -> Result<Vec<i32>, MeshError> {
     let out = ip(&["netns", "pids", netns])?;
-    Ok(out.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+    Ok(out
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
 }
 
 pub(crate) fn delete_netns(netns: &str) -> Result<(), MeshError> {
@@ -103,9 +114,11 @@ pub(crate) fn delete_netns(netns: &str) -> Result<(), MeshError> {
 pub fn preflight() -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err("local meshes need root (network namespaces and iptables): run as root, \
+        return Err(
+            "local meshes need root (network namespaces and iptables): run as root, \
                     e.g. `sudo -E cargo test`"
-            .into());
+                .into(),
+        );
     }
     let one_line = |e: MeshError| e.to_string().replace('\n', " ");
     let run = Run::acquire().map_err(one_line)?;
@@ -116,7 +129,10 @@ pub fn preflight() -> Result<(), String> {
         run.netns_created(&name);
         for table in ["filter", "nat"] {
             netns_exec(&name, "iptables", &["-w", "5", "-t", table, "-S"]).map_err(|e| {
-                format!("iptables ({table} table) is not usable in a network namespace: {}", one_line(e))
+                format!(
+                    "iptables ({table} table) is not usable in a network namespace: {}",
+                    one_line(e)
+                )
             })?;
         }
         Ok(())
@@ -149,7 +165,10 @@ impl Undo for NetnsEntry {
 fn create_netns(run: &Arc<Run>, ledger: &Ledger, name: &str) -> Result<EntryId, MeshError> {
     ip(&["netns", "add", name])?;
     run.netns_created(name);
-    let entry = ledger.record(Box::new(NetnsEntry { run: run.clone(), name: name.to_string() }));
+    let entry = ledger.record(Box::new(NetnsEntry {
+        run: run.clone(),
+        name: name.to_string(),
+    }));
     ip(&["-n", name, "link", "set", "lo", "up"])?;
     Ok(entry)
 }
@@ -194,11 +213,21 @@ impl Topology {
         let fabric = run.netns_name(mesh, "fabric");
         create_netns(&run, &ledger, &fabric)?;
         add_bridge(&fabric)?;
-        Ok(Topology { run, ledger, mesh, fabric, nodes: Vec::new() })
+        Ok(Topology {
+            run,
+            ledger,
+            mesh,
+            fabric,
+            nodes: Vec::new(),
+        })
     }
 
     pub fn run(&self) -> &Arc<Run> {
         &self.run
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 
     pub fn fabric(&self) -> &str {
@@ -221,15 +250,46 @@ impl Topology {
         let number = u8::try_from(self.nodes.len() + 1)
             .ok()
             .filter(|n| *n < 255)
-            .ok_or_else(|| MeshError::InvalidRequest("a local mesh has at most 254 nodes".into()))?;
+            .ok_or_else(|| {
+                MeshError::InvalidRequest("a local mesh has at most 254 nodes".into())
+            })?;
         let netns = self.run.netns_name(self.mesh, &format!("node-{name}"));
         create_netns(&self.run, &self.ledger, &netns)?;
         add_bridge(&netns)?;
         let fabric_end = format!("n{number}");
-        ip(&["-n", &self.fabric, "link", "add", &fabric_end, "type", "veth", "peer", "name", UPLINK, "netns", &netns])?;
-        ip(&["-n", &self.fabric, "link", "set", &fabric_end, "master", BRIDGE, "up"])?;
+        ip(&[
+            "-n",
+            &self.fabric,
+            "link",
+            "add",
+            &fabric_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            UPLINK,
+            "netns",
+            &netns,
+        ])?;
+        ip(&[
+            "-n",
+            &self.fabric,
+            "link",
+            "set",
+            &fabric_end,
+            "master",
+            BRIDGE,
+            "up",
+        ])?;
         ip(&["-n", &netns, "link", "set", UPLINK, "master", BRIDGE, "up"])?;
-        self.nodes.push((NodeNetns { name: name.to_string(), number, netns }, 10));
+        self.nodes.push((
+            NodeNetns {
+                name: name.to_string(),
+                number,
+                netns,
+            },
+            10,
+        ));
         Ok(&self.nodes.last().expect("just pushed").0)
     }
 
@@ -240,7 +300,9 @@ impl Topology {
             .nodes
             .iter_mut()
             .find(|(n, _)| n.name == node)
-            .ok_or_else(|| MeshError::InvalidRequest(format!("no node named {node:?} in this mesh")))?;
+            .ok_or_else(|| {
+                MeshError::InvalidRequest(format!("no node named {node:?} in this mesh"))
+            })?;
         if *next == 255 {
             return Err(MeshError::InvalidRequest(format!(
                 "node {node} has no pod addresses left (245 per node per mesh)"
@@ -251,29 +313,28 @@ impl Topology {
         Ok(ip)
     }
 
-    /// Creates a pod namespace on `node`: `lo` up, `eth0` (veth to the node's bridge) with its
-    /// address, and verifies there is no default route.
-    pub fn add_pod(&mut self, node: &str, pod: &str) -> Result<PodNetns, MeshError> {
+    /// Reserves a pod's namespace name and address on `node`; `create_pod` makes them real.
+    /// Split in two so the slow part (running `ip`) can run off the async runtime.
+    pub fn plan_pod(&mut self, node: &str, pod: &str) -> Result<PodPlan, MeshError> {
         let ip = self.next_pod_ip(node)?;
-        let node_netns = self.node(node).expect("address reserved on an existing node").netns.clone();
-        let netns = self.run.netns_name(self.mesh, pod);
-        let entry = create_netns(&self.run, &self.ledger, &netns)?;
-        let node_end = format!("veth{}", ip.octets()[3]);
-        let cidr = format!("{ip}/{}", POD_CIDR.1);
-        ip_steps(&[
-            &["-n", &node_netns, "link", "add", &node_end, "type", "veth", "peer", "name", "eth0", "netns", &netns],
-            &["-n", &node_netns, "link", "set", &node_end, "master", BRIDGE, "up"],
-            &["-n", &netns, "addr", "add", &cidr, "dev", "eth0"],
-            &["-n", &netns, "link", "set", "eth0", "up"],
-        ])?;
-        let default = ip(&["-n", &netns, "route", "show", "default"])?;
-        if !default.trim().is_empty() {
-            return Err(MeshError::NetworkSafety(format!(
-                "pod namespace {netns} has a default route ({}); refusing to use it",
-                default.trim()
-            )));
-        }
-        Ok(PodNetns { name: pod.to_string(), netns, ip, node: node.to_string(), entry })
+        let node_netns = self
+            .node(node)
+            .expect("address reserved on an existing node")
+            .netns
+            .clone();
+        Ok(PodPlan {
+            name: pod.to_string(),
+            netns: self.run.netns_name(self.mesh, pod),
+            node_netns,
+            ip,
+            node: node.to_string(),
+        })
+    }
+
+    /// Creates a pod namespace on `node` (see `create_pod`).
+    pub fn add_pod(&mut self, node: &str, pod: &str) -> Result<PodNetns, MeshError> {
+        let plan = self.plan_pod(node, pod)?;
+        create_pod(&self.run, &self.ledger, &plan)
     }
 
     /// Deletes a pod's namespace (its veth pair goes with it).
@@ -283,8 +344,55 @@ impl Topology {
 
     /// The socket factory of this mesh's run.
     pub fn sockets(&self) -> SocketFactory {
-        SocketFactory { run: self.run.clone() }
+        SocketFactory {
+            run: self.run.clone(),
+        }
     }
+}
+
+/// Where a pod's namespace goes, reserved by `Topology::plan_pod`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodPlan {
+    pub name: String,
+    pub netns: String,
+    pub node_netns: String,
+    pub ip: Ipv4Addr,
+    pub node: String,
+}
+
+/// Creates a planned pod namespace: `lo` up, `eth0` (veth to the node's bridge) with its
+/// address, and verifies there is no default route, so pod traffic cannot leave the fabric.
+pub fn create_pod(run: &Arc<Run>, ledger: &Ledger, plan: &PodPlan) -> Result<PodNetns, MeshError> {
+    let netns = &plan.netns;
+    let node_netns = &plan.node_netns;
+    let entry = create_netns(run, ledger, netns)?;
+    let node_end = format!("veth{}", plan.ip.octets()[3]);
+    let cidr = format!("{}/{}", plan.ip, POD_CIDR.1);
+    ip_steps(&[
+        &[
+            "-n", node_netns, "link", "add", &node_end, "type", "veth", "peer", "name", "eth0",
+            "netns", netns,
+        ],
+        &[
+            "-n", node_netns, "link", "set", &node_end, "master", BRIDGE, "up",
+        ],
+        &["-n", netns, "addr", "add", &cidr, "dev", "eth0"],
+        &["-n", netns, "link", "set", "eth0", "up"],
+    ])?;
+    let default = ip(&["-n", netns, "route", "show", "default"])?;
+    if !default.trim().is_empty() {
+        return Err(MeshError::NetworkSafety(format!(
+            "pod namespace {netns} has a default route ({}); refusing to use it",
+            default.trim()
+        )));
+    }
+    Ok(PodNetns {
+        name: plan.name.clone(),
+        netns: netns.clone(),
+        ip: plan.ip,
+        node: plan.node.clone(),
+        entry,
+    })
 }
 
 fn ip_steps(steps: &[&[&str]]) -> Result<(), MeshError> {
@@ -295,7 +403,11 @@ fn ip_steps(steps: &[&[&str]]) -> Result<(), MeshError> {
 }
 
 /// Why a destination may be reached from a namespace, or why not.
-pub fn check_destination(from: Option<&str>, from_is_ours: bool, dst: IpAddr) -> Result<(), String> {
+pub fn check_destination(
+    from: Option<&str>,
+    from_is_ours: bool,
+    dst: IpAddr,
+) -> Result<(), String> {
     if dst.is_loopback() {
         return Ok(());
     }
@@ -365,7 +477,10 @@ impl SocketFactory {
             Some(name) => socket_in_netns(name, domain),
         }
         .map_err(|source| MeshError::Io {
-            context: format!("cannot create a socket in {}", netns.unwrap_or("the machine's own namespace")),
+            context: format!(
+                "cannot create a socket in {}",
+                netns.unwrap_or("the machine's own namespace")
+            ),
             source,
         })?;
         // SAFETY: `fd` is a fresh, owned, non-blocking TCP socket.
@@ -375,7 +490,13 @@ impl SocketFactory {
 
 fn new_socket(domain: i32) -> io::Result<OwnedFd> {
     // SAFETY: socket(2) with constant arguments; the result is checked.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

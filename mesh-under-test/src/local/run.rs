@@ -40,7 +40,9 @@ pub fn run_id_from_entropy(mut entropy: u64) -> String {
 
 /// True for a string that `run_id_from_entropy` could have made.
 pub fn is_run_id(s: &str) -> bool {
-    s.len() == RUN_ID_LEN && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    s.len() == RUN_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// The run id inside a harness namespace name (`mc-<id>-...`), if the name is one of ours.
@@ -77,7 +79,11 @@ fn try_lock(file: &File) -> Result<bool, std::io::Error> {
         return Ok(true);
     }
     let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(false) } else { Err(err) }
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
 }
 
 fn ensure_lock_dir() -> Result<(), MeshError> {
@@ -138,7 +144,9 @@ impl Run {
                     source: std::io::Error::last_os_error(),
                 });
             }
-            let ours = file.metadata().map_err(MeshError::io("cannot stat our lock file"))?;
+            let ours = file
+                .metadata()
+                .map_err(MeshError::io("cannot stat our lock file"))?;
             match fs::metadata(&path) {
                 Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => {
                     return Ok(Arc::new(Run {
@@ -164,7 +172,7 @@ impl Run {
 
     /// The next mesh number of this run: part of every namespace name, so concurrent meshes
     /// of one process never collide.
-    pub(crate) fn next_mesh_number(&self) -> u32 {
+    pub fn next_mesh_number(&self) -> u32 {
         self.next_mesh.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -256,7 +264,8 @@ pub fn sweep() -> Result<SweepReport, MeshError> {
     // Dead runs found by their lock files; their locks stay held until their files are gone.
     let mut dead: Vec<(String, PathBuf, File)> = Vec::new();
     let mut live: BTreeSet<String> = BTreeSet::new();
-    let entries = fs::read_dir(LOCK_DIR).map_err(MeshError::io(format!("cannot list {LOCK_DIR}")))?;
+    let entries =
+        fs::read_dir(LOCK_DIR).map_err(MeshError::io(format!("cannot list {LOCK_DIR}")))?;
     for entry in entries.flatten() {
         let path = entry.path();
         let Some(id) = path
@@ -273,7 +282,9 @@ pub fn sweep() -> Result<SweepReport, MeshError> {
             // Its run ended between our listing and our open.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                report.problems.push(format!("cannot open {}: {e}", path.display()));
+                report
+                    .problems
+                    .push(format!("cannot open {}: {e}", path.display()));
                 live.insert(id);
                 continue;
             }
@@ -284,7 +295,9 @@ pub fn sweep() -> Result<SweepReport, MeshError> {
                 live.insert(id);
             }
             Err(e) => {
-                report.problems.push(format!("cannot lock {}: {e}", path.display()));
+                report
+                    .problems
+                    .push(format!("cannot lock {}: {e}", path.display()));
                 live.insert(id);
             }
         }
@@ -294,7 +307,9 @@ pub fn sweep() -> Result<SweepReport, MeshError> {
     let mut doomed_runs: BTreeSet<String> = dead_ids.clone();
     let mut doomed: Vec<String> = Vec::new();
     for name in &namespaces {
-        let Some(id) = run_id_of_netns(name) else { continue };
+        let Some(id) = run_id_of_netns(name) else {
+            continue;
+        };
         if live.contains(id) {
             continue;
         }
@@ -332,7 +347,9 @@ pub fn sweep() -> Result<SweepReport, MeshError> {
         match fs::remove_file(&path) {
             Ok(()) => report.lock_files.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => report.problems.push(format!("cannot remove {}: {e}", path.display())),
+            Err(e) => report
+                .problems
+                .push(format!("cannot remove {}: {e}", path.display())),
         }
         drop(file);
     }
@@ -346,6 +363,15 @@ pub trait Undo: Send + Sync {
     fn describe(&self) -> String;
     /// Removes it. Runs synchronously: it is also called from `Drop` and from Ctrl-C.
     fn undo(&self) -> Result<(), MeshError>;
+}
+
+impl<T: Undo + ?Sized> Undo for Arc<T> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn undo(&self) -> Result<(), MeshError> {
+        (**self).undo()
+    }
 }
 
 /// Names one ledger entry.
@@ -366,7 +392,10 @@ pub struct Ledger {
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("label", &self.label).field("entries", &self.describe()).finish()
+        f.debug_struct("Ledger")
+            .field("label", &self.label)
+            .field("entries", &self.describe())
+            .finish()
     }
 }
 
@@ -402,7 +431,9 @@ impl Ledger {
     pub fn release(&self, id: EntryId) -> Result<(), MeshError> {
         let entry = {
             let mut entries = lock(&self.entries);
-            let Some(pos) = entries.iter().position(|e| e.id == id) else { return Ok(()) };
+            let Some(pos) = entries.iter().position(|e| e.id == id) else {
+                return Ok(());
+            };
             entries.remove(pos)
         };
         entry.item.undo()
@@ -423,7 +454,10 @@ impl Ledger {
 
     /// What is still recorded, oldest first.
     pub fn describe(&self) -> Vec<String> {
-        lock(&self.entries).iter().map(|e| e.item.describe()).collect()
+        lock(&self.entries)
+            .iter()
+            .map(|e| e.item.describe())
+            .collect()
     }
 
     /// Undoes every entry, newest first, carrying on past failures; the error lists them all.
@@ -432,7 +466,9 @@ impl Ledger {
         loop {
             // Popped one at a time without holding the lock while undoing: an undo may wait
             // for a process to exit.
-            let Some(entry) = lock(&self.entries).pop() else { break };
+            let Some(entry) = lock(&self.entries).pop() else {
+                break;
+            };
             if let Err(e) = entry.item.undo() {
                 tracing::warn!(ledger = %self.label, item = %entry.item.describe(), error = %e, "teardown step failed");
                 failures.push(e);
@@ -446,7 +482,11 @@ impl Ledger {
                  run's start) removes what is left once this run has ended",
                 self.label,
                 failures.len(),
-                failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ))),
         }
     }
@@ -526,12 +566,20 @@ mod tests {
         }
         fn undo(&self) -> Result<(), MeshError> {
             lock(&self.log).push(self.name);
-            if self.fail { Err(MeshError::InvalidRequest(format!("{} failed", self.name))) } else { Ok(()) }
+            if self.fail {
+                Err(MeshError::InvalidRequest(format!("{} failed", self.name)))
+            } else {
+                Ok(())
+            }
         }
     }
 
     fn probe(name: &'static str, log: &Arc<Mutex<Vec<&'static str>>>, fail: bool) -> Box<dyn Undo> {
-        Box::new(Probe { name, log: log.clone(), fail })
+        Box::new(Probe {
+            name,
+            log: log.clone(),
+            fail,
+        })
     }
 
     #[test]
@@ -560,7 +608,10 @@ mod tests {
         let err = ledger.teardown().unwrap_err().to_string();
         assert_eq!(*lock(&log), ["c", "b", "a"]);
         assert!(err.contains("failed 2 times"), "{err}");
-        assert!(err.contains("c failed") && err.contains("a failed"), "{err}");
+        assert!(
+            err.contains("c failed") && err.contains("a failed"),
+            "{err}"
+        );
     }
 
     #[test]

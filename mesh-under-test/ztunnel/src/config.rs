@@ -158,28 +158,38 @@ impl Config {
             local_xds_path: PathBuf::from(
                 env.required(LOCAL_XDS_PATH, "point it at the local workload config file")?,
             ),
-            workload_info: env.parse_with(PROXY_WORKLOAD_INFO, |s| s.parse())?.ok_or_else(
-                || ZtunnelError::MissingEnv {
+            workload_info: env
+                .parse_with(PROXY_WORKLOAD_INFO, |s| s.parse())?
+                .ok_or_else(|| ZtunnelError::MissingEnv {
                     var: PROXY_WORKLOAD_INFO,
                     hint: "dedicated mode needs <namespace>/<pod name>/<service account>".into(),
-                },
-            )?,
+                })?,
             fake_ca: env.parse_with(FAKE_CA, parse_bool)?.unwrap_or(false),
-            health_check_interval: env.duration(HEALTH_CHECK_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL)?,
-            health_check_timeout: env.duration(HEALTH_CHECK_TIMEOUT, DEFAULT_HEALTH_CHECK_TIMEOUT)?,
+            health_check_interval: env
+                .duration(HEALTH_CHECK_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL)?,
+            health_check_timeout: env
+                .duration(HEALTH_CHECK_TIMEOUT, DEFAULT_HEALTH_CHECK_TIMEOUT)?,
             connect_timeout: env.duration(CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT)?,
             connect_attempts: env.number(CONNECT_ATTEMPTS, DEFAULT_CONNECT_ATTEMPTS)?,
-            consecutive_failures: env
-                .number(CIRCUIT_BREAKER_CONSECUTIVE_FAILURES, DEFAULT_CONSECUTIVE_FAILURES)?,
+            consecutive_failures: env.number(
+                CIRCUIT_BREAKER_CONSECUTIVE_FAILURES,
+                DEFAULT_CONSECUTIVE_FAILURES,
+            )?,
             base_ejection: env.duration(CIRCUIT_BREAKER_BASE_EJECTION, DEFAULT_BASE_EJECTION)?,
             max_ejection: env.duration(CIRCUIT_BREAKER_MAX_EJECTION, DEFAULT_MAX_EJECTION)?,
             ewma_alpha: env.number(EWMA_ALPHA, DEFAULT_EWMA_ALPHA)?,
-            outlier_detection: env.parse_with(OUTLIER_DETECTION, parse_bool)?.unwrap_or(true),
+            outlier_detection: env
+                .parse_with(OUTLIER_DETECTION, parse_bool)?
+                .unwrap_or(true),
             config_reload_interval: env
                 .duration(CONFIG_RELOAD_INTERVAL, DEFAULT_CONFIG_RELOAD_INTERVAL)?,
-            log_format: env.parse_with(LOG_FORMAT, |s| s.parse())?.unwrap_or_default(),
+            log_format: env
+                .parse_with(LOG_FORMAT, |s| s.parse())?
+                .unwrap_or_default(),
             log_filter: env.parse_with(RUST_LOG, |s| s.parse())?.unwrap_or_default(),
-            defects: env.parse_with(MESHCERT_REFERENCE_DEFECT, Defects::parse)?.unwrap_or_default(),
+            defects: env
+                .parse_with(MESHCERT_REFERENCE_DEFECT, Defects::parse)?
+                .unwrap_or_default(),
             listeners: Listeners::default(),
         };
         config.validate()?;
@@ -190,7 +200,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ZtunnelError> {
         let fail = |m: String| Err(ZtunnelError::Settings(m));
         if self.health_check_interval.is_zero() {
-            return fail(format!("{HEALTH_CHECK_INTERVAL} must be above zero, e.g. 200ms"));
+            return fail(format!(
+                "{HEALTH_CHECK_INTERVAL} must be above zero, e.g. 200ms"
+            ));
         }
         for (var, value) in [
             (HEALTH_CHECK_TIMEOUT, self.health_check_timeout),
@@ -205,7 +217,9 @@ impl Config {
             return fail(format!("{CONNECT_ATTEMPTS} must be at least 1"));
         }
         if self.consecutive_failures == 0 {
-            return fail(format!("{CIRCUIT_BREAKER_CONSECUTIVE_FAILURES} must be at least 1"));
+            return fail(format!(
+                "{CIRCUIT_BREAKER_CONSECUTIVE_FAILURES} must be at least 1"
+            ));
         }
         if self.max_ejection < self.base_ejection {
             return fail(format!(
@@ -215,7 +229,10 @@ impl Config {
             ));
         }
         if !(self.ewma_alpha > 0.0 && self.ewma_alpha <= 1.0) {
-            return fail(format!("{EWMA_ALPHA} must be in (0, 1], e.g. 0.35; got {}", self.ewma_alpha));
+            return fail(format!(
+                "{EWMA_ALPHA} must be in (0, 1], e.g. 0.35; got {}",
+                self.ewma_alpha
+            ));
         }
         Ok(())
     }
@@ -238,7 +255,11 @@ impl Config {
 
     /// Endpoints tried per client connection, with the `no-retry` defect applied.
     pub fn effective_connect_attempts(&self) -> u32 {
-        if self.defects.is_on(Defect::NoRetry) { 1 } else { self.connect_attempts }
+        if self.defects.is_on(Defect::NoRetry) {
+            1
+        } else {
+            self.connect_attempts
+        }
     }
 }
 
@@ -251,7 +272,10 @@ impl Env<'_> {
     }
 
     fn required(&self, var: &'static str, hint: &str) -> Result<String, ZtunnelError> {
-        self.get(var).ok_or_else(|| ZtunnelError::MissingEnv { var, hint: hint.to_string() })
+        self.get(var).ok_or_else(|| ZtunnelError::MissingEnv {
+            var,
+            hint: hint.to_string(),
+        })
     }
 
     fn parse_with<T>(
@@ -274,7 +298,9 @@ impl Env<'_> {
     where
         T::Err: std::fmt::Display,
     {
-        Ok(self.parse_with(var, |s| s.parse::<T>().map_err(|e| e.to_string()))?.unwrap_or(default))
+        Ok(self
+            .parse_with(var, |s| s.parse::<T>().map_err(|e| e.to_string()))?
+            .unwrap_or(default))
     }
 }
 
@@ -292,9 +318,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| {
-        format!("duration {s:?} has no unit; write it like 250ms, 2s or 1.5s")
-    })?;
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("duration {s:?} has no unit; write it like 250ms, 2s or 1.5s"))?;
     let (number, unit) = s.split_at(split);
     let nanos_per_unit: f64 = match unit {
         "ns" => 1.0,
@@ -303,7 +329,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => 1e9,
         "m" => 60e9,
         "h" => 3600e9,
-        _ => return Err(format!("duration {s:?} has unknown unit {unit:?}; use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "duration {s:?} has unknown unit {unit:?}; use ms, s, m or h"
+            ));
+        }
     };
     let value: f64 = number
         .parse()
@@ -404,7 +434,10 @@ mod tests {
     #[case(&[(LOG_FORMAT, "yaml")], "LOG_FORMAT=\"yaml\"")]
     #[case(&[(RUST_LOG, "loud")], "RUST_LOG=\"loud\"")]
     #[case(&[(MESHCERT_REFERENCE_DEFECT, "no-retry,bogus")], "valid names: first-endpoint")]
-    fn rejects_bad_settings(#[case] overrides: &[(&'static str, &'static str)], #[case] expected: &str) {
+    fn rejects_bad_settings(
+        #[case] overrides: &[(&'static str, &'static str)],
+        #[case] expected: &str,
+    ) {
         let err = config_with(overrides).unwrap_err().to_string();
         assert!(err.contains(expected), "{err}");
     }
@@ -428,14 +461,20 @@ mod tests {
     #[test]
     fn defects_bend_outlier_settings() {
         let plain = config_with(&[]).unwrap().outlier_settings();
-        assert_eq!((plain.alpha, plain.eject, plain.restore), (0.35, true, true));
+        assert_eq!(
+            (plain.alpha, plain.eject, plain.restore),
+            (0.35, true, true)
+        );
         let bent = config_with(&[(
             MESHCERT_REFERENCE_DEFECT,
             "ewma-wrong-weight,never-eject,never-restore,no-retry",
         )])
         .unwrap();
         let settings = bent.outlier_settings();
-        assert_eq!((settings.alpha, settings.eject, settings.restore), (0.5, false, false));
+        assert_eq!(
+            (settings.alpha, settings.eject, settings.restore),
+            (0.5, false, false)
+        );
         assert_eq!(bent.effective_connect_attempts(), 1);
     }
 }

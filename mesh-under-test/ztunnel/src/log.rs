@@ -5,6 +5,7 @@
 //! The harness parses these lines and asserts their fields, so targets, messages, field order and
 //! value quoting are part of the contract (see the golden tests below).
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::str::FromStr;
@@ -43,7 +44,11 @@ impl FromStr for Level {
             "info" => Level::Info,
             "debug" => Level::Debug,
             "trace" => Level::Trace,
-            _ => return Err(format!("unknown log level {s:?}; use error, warn, info, debug or trace")),
+            _ => {
+                return Err(format!(
+                    "unknown log level {s:?}; use error, warn, info, debug or trace"
+                ));
+            }
         })
     }
 }
@@ -94,13 +99,18 @@ fn json_string(s: &str) -> String {
 pub struct Record {
     pub level: Level,
     pub target: &'static str,
-    pub message: &'static str,
+    pub message: Cow<'static, str>,
     pub fields: Vec<(&'static str, Value)>,
 }
 
 impl Record {
-    pub fn new(level: Level, target: &'static str, message: &'static str) -> Self {
-        Self { level, target, message, fields: Vec::new() }
+    pub fn new(level: Level, target: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            level,
+            target,
+            message: message.into(),
+            fields: Vec::new(),
+        }
     }
 
     pub fn str(mut self, key: &'static str, value: impl Into<String>) -> Self {
@@ -187,7 +197,7 @@ pub fn format_json(record: &Record, time: SystemTime) -> String {
         record.level.as_str(),
         rfc3339_micros(time),
         json_string(record.target),
-        json_string(record.message)
+        json_string(&record.message)
     );
     for (key, value) in &record.fields {
         let _ = write!(out, ",{}:", json_string(key));
@@ -236,7 +246,10 @@ pub struct LogFilter {
 
 impl Default for LogFilter {
     fn default() -> Self {
-        Self { default: Level::Info, targets: Vec::new() }
+        Self {
+            default: Level::Info,
+            targets: Vec::new(),
+        }
     }
 }
 
@@ -328,7 +341,13 @@ impl Logger {
     }
 
     fn with_sink(format: LogFormat, filter: LogFilter, sink: Sink) -> Self {
-        Self { inner: Arc::new(LoggerInner { format, filter, sink }) }
+        Self {
+            inner: Arc::new(LoggerInner {
+                format,
+                filter,
+                sink,
+            }),
+        }
     }
 
     pub fn enabled(&self, level: Level, target: &str) -> bool {
@@ -448,7 +467,12 @@ mod tests {
     #[case("info,circuit_breaker=debug", Level::Debug, "circuit_breaker", true)]
     #[case("info,circuit_breaker=debug", Level::Debug, "ewma", false)]
     #[case("warn", Level::Info, "access", false)]
-    fn filter_directives(#[case] spec: &str, #[case] level: Level, #[case] target: &str, #[case] on: bool) {
+    fn filter_directives(
+        #[case] spec: &str,
+        #[case] level: Level,
+        #[case] target: &str,
+        #[case] on: bool,
+    ) {
         let filter: LogFilter = spec.parse().unwrap();
         assert_eq!(filter.enabled(level, target), on);
     }
@@ -456,7 +480,11 @@ mod tests {
     #[test]
     fn capture_logger_respects_the_filter() {
         let logger = Logger::capture(LogFormat::Text, LogFilter::default());
-        logger.log(Record::new(Level::Debug, "circuit_breaker", "endpoint half open"));
+        logger.log(Record::new(
+            Level::Debug,
+            "circuit_breaker",
+            "endpoint half open",
+        ));
         logger.log(ewma_record());
         let lines = logger.captured();
         assert_eq!(lines.len(), 1);

@@ -72,7 +72,9 @@ impl Ewma {
 pub enum BreakerState {
     Closed,
     /// Ejected until `until`.
-    Open { until: Instant },
+    Open {
+        until: Instant,
+    },
     /// The ejection is over; the next observation decides.
     HalfOpen,
 }
@@ -90,7 +92,10 @@ impl BreakerState {
 /// A change of breaker state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerTransition {
-    Opened { consecutive_failures: u32, ejection: Duration },
+    Opened {
+        consecutive_failures: u32,
+        ejection: Duration,
+    },
     HalfOpened,
     Closed,
 }
@@ -106,7 +111,11 @@ pub struct CircuitBreaker {
 
 impl Default for CircuitBreaker {
     fn default() -> Self {
-        Self { state: BreakerState::Closed, consecutive_failures: 0, ejections: 0 }
+        Self {
+            state: BreakerState::Closed,
+            consecutive_failures: 0,
+            ejections: 0,
+        }
     }
 }
 
@@ -171,7 +180,9 @@ impl CircuitBreaker {
                 if open {
                     self.ejections += 1;
                     let ejection = ejection_time(s.base_ejection, s.max_ejection, self.ejections);
-                    self.state = BreakerState::Open { until: now + ejection };
+                    self.state = BreakerState::Open {
+                        until: now + ejection,
+                    };
                     transitions.push(BreakerTransition::Opened {
                         consecutive_failures: self.consecutive_failures,
                         ejection,
@@ -187,7 +198,10 @@ impl CircuitBreaker {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum HealthEvent {
     /// The score changed at the two decimals the log shows.
-    Score { previous: f64, new: f64 },
+    Score {
+        previous: f64,
+        new: f64,
+    },
     Breaker(BreakerTransition),
 }
 
@@ -201,12 +215,13 @@ impl HealthEvent {
                     .score("previous_score", previous)
                     .score("new_score", new)
             }
-            HealthEvent::Breaker(BreakerTransition::Opened { consecutive_failures, .. }) => {
-                Record::new(Level::Warn, "circuit_breaker", "endpoint marked unhealthy")
-                    .str("dst.workload", workload)
-                    .uint("consecutive_failures", u64::from(consecutive_failures))
-                    .str("status", "open")
-            }
+            HealthEvent::Breaker(BreakerTransition::Opened {
+                consecutive_failures,
+                ..
+            }) => Record::new(Level::Warn, "circuit_breaker", "endpoint marked unhealthy")
+                .str("dst.workload", workload)
+                .uint("consecutive_failures", u64::from(consecutive_failures))
+                .str("status", "open"),
             HealthEvent::Breaker(BreakerTransition::HalfOpened) => {
                 Record::new(Level::Debug, "circuit_breaker", "endpoint half open")
                     .str("dst.workload", workload)
@@ -229,14 +244,24 @@ pub struct EndpointHealth {
 }
 
 impl EndpointHealth {
-    pub fn observe(&mut self, outcome: Outcome, now: Instant, s: &OutlierSettings) -> Vec<HealthEvent> {
+    pub fn observe(
+        &mut self,
+        outcome: Outcome,
+        now: Instant,
+        s: &OutlierSettings,
+    ) -> Vec<HealthEvent> {
         let previous = self.ewma.score();
         let new = self.ewma.observe(outcome, s.alpha);
         let mut events = Vec::new();
         if round2(previous) != round2(new) {
             events.push(HealthEvent::Score { previous, new });
         }
-        events.extend(self.breaker.observe(outcome, now, s).into_iter().map(HealthEvent::Breaker));
+        events.extend(
+            self.breaker
+                .observe(outcome, now, s)
+                .into_iter()
+                .map(HealthEvent::Breaker),
+        );
         events
     }
 
@@ -290,21 +315,40 @@ mod tests {
         assert!(b.observe(Outcome::Failure, t0 + MS(200), &s).is_empty());
         assert_eq!(
             b.observe(Outcome::Failure, t0 + MS(400), &s),
-            [BreakerTransition::Opened { consecutive_failures: 3, ejection: MS(250) }]
+            [BreakerTransition::Opened {
+                consecutive_failures: 3,
+                ejection: MS(250)
+            }]
         );
-        assert_eq!(b.state(), BreakerState::Open { until: t0 + MS(650) });
+        assert_eq!(
+            b.state(),
+            BreakerState::Open {
+                until: t0 + MS(650)
+            }
+        );
         assert!(!b.is_available());
         // Failures inside the ejection neither extend it nor log a new ejection.
         assert!(b.observe(Outcome::Failure, t0 + MS(600), &s).is_empty());
         assert_eq!(b.poll(t0 + MS(649), &s), None);
-        assert_eq!(b.poll(t0 + MS(650), &s), Some(BreakerTransition::HalfOpened));
+        assert_eq!(
+            b.poll(t0 + MS(650), &s),
+            Some(BreakerTransition::HalfOpened)
+        );
         assert!(!b.is_available());
         // The probe fails: open again, twice as long.
         assert_eq!(
             b.observe(Outcome::Failure, t0 + MS(800), &s),
-            [BreakerTransition::Opened { consecutive_failures: 5, ejection: MS(500) }]
+            [BreakerTransition::Opened {
+                consecutive_failures: 5,
+                ejection: MS(500)
+            }]
         );
-        assert_eq!(b.state(), BreakerState::Open { until: t0 + MS(1300) });
+        assert_eq!(
+            b.state(),
+            BreakerState::Open {
+                until: t0 + MS(1300)
+            }
+        );
         // Half-open and probe succeed in one observation.
         assert_eq!(
             b.observe(Outcome::Success, t0 + MS(1400), &s),
@@ -314,11 +358,17 @@ mod tests {
         assert_eq!(b.consecutive_failures(), 0);
         // Backoff was reset: the next ejection is the base again.
         for i in 0..2 {
-            assert!(b.observe(Outcome::Failure, t0 + MS(1500 + i), &s).is_empty());
+            assert!(
+                b.observe(Outcome::Failure, t0 + MS(1500 + i), &s)
+                    .is_empty()
+            );
         }
         assert_eq!(
             b.observe(Outcome::Failure, t0 + MS(1600), &s),
-            [BreakerTransition::Opened { consecutive_failures: 3, ejection: MS(250) }]
+            [BreakerTransition::Opened {
+                consecutive_failures: 3,
+                ejection: MS(250)
+            }]
         );
     }
 
@@ -327,7 +377,13 @@ mod tests {
         let s = OutlierSettings::default();
         let t0 = Instant::now();
         let mut b = CircuitBreaker::default();
-        let outcomes = [Outcome::Failure, Outcome::Failure, Outcome::Success, Outcome::Failure, Outcome::Failure];
+        let outcomes = [
+            Outcome::Failure,
+            Outcome::Failure,
+            Outcome::Success,
+            Outcome::Failure,
+            Outcome::Failure,
+        ];
         for outcome in outcomes {
             assert!(b.observe(outcome, t0, &s).is_empty());
         }
@@ -337,12 +393,19 @@ mod tests {
 
     #[test]
     fn never_eject_counts_but_stays_closed() {
-        let s = OutlierSettings { eject: false, ..OutlierSettings::default() };
+        let s = OutlierSettings {
+            eject: false,
+            ..OutlierSettings::default()
+        };
         let t0 = Instant::now();
         let mut h = EndpointHealth::default();
         for _ in 0..10 {
             let events = h.observe(Outcome::Failure, t0, &s);
-            assert!(events.iter().all(|e| matches!(e, HealthEvent::Score { .. })));
+            assert!(
+                events
+                    .iter()
+                    .all(|e| matches!(e, HealthEvent::Score { .. }))
+            );
         }
         assert!(h.is_available());
         assert_eq!(h.breaker.consecutive_failures(), 10);
@@ -350,14 +413,20 @@ mod tests {
 
     #[test]
     fn never_restore_stays_open() {
-        let s = OutlierSettings { restore: false, ..OutlierSettings::default() };
+        let s = OutlierSettings {
+            restore: false,
+            ..OutlierSettings::default()
+        };
         let t0 = Instant::now();
         let mut b = CircuitBreaker::default();
         for _ in 0..3 {
             b.observe(Outcome::Failure, t0, &s);
         }
         assert_eq!(b.poll(t0 + Duration::from_secs(3600), &s), None);
-        assert!(b.observe(Outcome::Success, t0 + Duration::from_secs(3600), &s).is_empty());
+        assert!(
+            b.observe(Outcome::Success, t0 + Duration::from_secs(3600), &s)
+                .is_empty()
+        );
         assert!(!b.is_available());
     }
 
@@ -369,7 +438,8 @@ mod tests {
         let mut lines = Vec::new();
         for i in 0..3 {
             for event in h.observe(Outcome::Failure, t0 + MS(200 * i), &s) {
-                let line = LogFormat::Text.render(&event.record("in-ambient-ghi56"), SystemTime::now());
+                let line =
+                    LogFormat::Text.render(&event.record("in-ambient-ghi56"), SystemTime::now());
                 lines.push(strip_timestamp(&line).to_string());
             }
         }
@@ -385,7 +455,10 @@ mod tests {
         let restored: Vec<String> = h
             .observe(Outcome::Success, t0 + MS(1000), &s)
             .iter()
-            .map(|e| strip_timestamp(&LogFormat::Text.render(&e.record("p"), SystemTime::now())).to_string())
+            .map(|e| {
+                strip_timestamp(&LogFormat::Text.render(&e.record("p"), SystemTime::now()))
+                    .to_string()
+            })
             .collect();
         assert_eq!(
             restored,

@@ -16,16 +16,18 @@ pub enum PickPolicy {
 /// Picks an endpoint not yet tried. Available endpoints of any level come before unavailable
 /// ones; within that, the best level first. Round robin starts at `counter % candidates` and
 /// walks forward past tried endpoints, so a retry goes to the next endpoint in the rotation.
-pub fn pick<'a, T>(
-    levels: &'a [Vec<T>],
+pub fn pick<T>(
+    levels: &[Vec<T>],
     policy: PickPolicy,
     is_available: impl Fn(&T) -> bool,
     is_tried: impl Fn(&T) -> bool,
-) -> Option<&'a T> {
+) -> Option<&T> {
     for want_available in [true, false] {
         for level in levels {
-            let candidates: Vec<&T> =
-                level.iter().filter(|e| is_available(e) == want_available).collect();
+            let candidates: Vec<&T> = level
+                .iter()
+                .filter(|e| is_available(e) == want_available)
+                .collect();
             if candidates.iter().all(|e| is_tried(e)) {
                 continue;
             }
@@ -33,11 +35,14 @@ pub fn pick<'a, T>(
             let chosen = match policy {
                 PickPolicy::RoundRobin { counter } => {
                     let start = (counter % n as u64) as usize;
-                    (0..n).map(|i| candidates[(start + i) % n]).find(|e| !is_tried(e))
+                    (0..n)
+                        .map(|i| candidates[(start + i) % n])
+                        .find(|e| !is_tried(e))
                 }
                 PickPolicy::First => candidates.iter().copied().find(|e| !is_tried(e)),
                 PickPolicy::Random { draw } => {
-                    let untried: Vec<&T> = candidates.into_iter().filter(|e| !is_tried(e)).collect();
+                    let untried: Vec<&T> =
+                        candidates.into_iter().filter(|e| !is_tried(e)).collect();
                     Some(untried[(draw % untried.len() as u64) as usize])
                 }
             };
@@ -87,16 +92,21 @@ mod tests {
     #[test]
     fn twelve_picks_over_three_repeat_in_order() {
         let levels = one_level();
-        let picks: Vec<&str> =
-            (0..12).map(|c| *pick(&levels, rr(c), |_| true, |_| false).unwrap()).collect();
-        assert_eq!(picks, ["a", "b", "c", "a", "b", "c", "a", "b", "c", "a", "b", "c"]);
+        let picks: Vec<&str> = (0..12)
+            .map(|c| *pick(&levels, rr(c), |_| true, |_| false).unwrap())
+            .collect();
+        assert_eq!(
+            picks,
+            ["a", "b", "c", "a", "b", "c", "a", "b", "c", "a", "b", "c"]
+        );
     }
 
     #[test]
     fn an_ejected_endpoint_leaves_the_rotation() {
         let levels = one_level();
-        let picks: Vec<&str> =
-            (0..6).map(|c| *pick(&levels, rr(c), |e| *e != "c", |_| false).unwrap()).collect();
+        let picks: Vec<&str> = (0..6)
+            .map(|c| *pick(&levels, rr(c), |e| *e != "c", |_| false).unwrap())
+            .collect();
         assert_eq!(picks, ["a", "b", "a", "b", "a", "b"]);
     }
 
@@ -131,7 +141,12 @@ mod tests {
         #[case] expected: Option<&str>,
     ) {
         let levels = vec![vec!["local-1", "local-2"], vec!["remote-1"]];
-        let got = pick(&levels, rr(0), |e| !ejected.contains(e), |e| tried.contains(e));
+        let got = pick(
+            &levels,
+            rr(0),
+            |e| !ejected.contains(e),
+            |e| tried.contains(e),
+        );
         assert_eq!(got.copied(), expected);
     }
 
@@ -145,7 +160,11 @@ mod tests {
     fn first_policy_always_takes_the_first_available() {
         let levels = one_level();
         for c in 0..5 {
-            assert_eq!(pick(&levels, PickPolicy::First, |e| *e != "a", |_| false), Some(&"b"), "{c}");
+            assert_eq!(
+                pick(&levels, PickPolicy::First, |e| *e != "a", |_| false),
+                Some(&"b"),
+                "{c}"
+            );
         }
     }
 
@@ -154,7 +173,17 @@ mod tests {
         let levels = one_level();
         let mut rng = XorShift64::new(XorShift64::SEED);
         let picks: Vec<&str> = (0..300)
-            .map(|_| *pick(&levels, PickPolicy::Random { draw: rng.next_u64() }, |_| true, |_| false).unwrap())
+            .map(|_| {
+                *pick(
+                    &levels,
+                    PickPolicy::Random {
+                        draw: rng.next_u64(),
+                    },
+                    |_| true,
+                    |_| false,
+                )
+                .unwrap()
+            })
             .collect();
         for name in ["a", "b", "c"] {
             let n = picks.iter().filter(|p| **p == name).count();

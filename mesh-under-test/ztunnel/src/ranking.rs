@@ -17,8 +17,15 @@ pub fn matches(pref: RoutingPreference, client: &LocalWorkload, endpoint: &Local
 }
 
 /// Number of leading preferences `endpoint` shares with `client`.
-pub fn rank(prefs: &[RoutingPreference], client: &LocalWorkload, endpoint: &LocalWorkload) -> usize {
-    prefs.iter().take_while(|p| matches(**p, client, endpoint)).count()
+pub fn rank(
+    prefs: &[RoutingPreference],
+    client: &LocalWorkload,
+    endpoint: &LocalWorkload,
+) -> usize {
+    prefs
+        .iter()
+        .take_while(|p| matches(**p, client, endpoint))
+        .count()
 }
 
 /// Groups endpoints into levels, best first, keeping their order inside each level.
@@ -62,10 +69,10 @@ fn non_empty<T>(levels: Vec<Vec<T>>) -> Vec<Vec<T>> {
 pub(crate) mod tests {
     use super::*;
     use crate::local_config::{HealthPolicy, Locality, Protocol};
-    use rstest::rstest;
-    use std::collections::BTreeMap;
     use LoadBalancerMode::*;
     use RoutingPreference::*;
+    use rstest::rstest;
+    use std::collections::BTreeMap;
 
     /// A workload builder over defaults: `workload("a").zone("z2")`.
     pub(crate) fn workload(name: &str) -> LocalWorkload {
@@ -84,7 +91,11 @@ pub(crate) mod tests {
             hostname: String::new(),
             status: Default::default(),
             capacity: 1,
-            locality: Locality { region: "r1".into(), zone: "z1".into(), subzone: "s1".into() },
+            locality: Locality {
+                region: "r1".into(),
+                zone: "z1".into(),
+                subzone: "s1".into(),
+            },
             services: BTreeMap::new(),
         }
     }
@@ -109,7 +120,11 @@ pub(crate) mod tests {
     }
 
     fn lb(prefs: &[RoutingPreference], mode: LoadBalancerMode) -> LoadBalancer {
-        LoadBalancer { routing_preferences: prefs.to_vec(), mode, health_policy: HealthPolicy::OnlyHealthy }
+        LoadBalancer {
+            routing_preferences: prefs.to_vec(),
+            mode,
+            health_policy: HealthPolicy::OnlyHealthy,
+        }
     }
 
     #[rstest]
@@ -145,7 +160,10 @@ pub(crate) mod tests {
     }
 
     fn names(levels: &[Vec<LocalWorkload>]) -> Vec<Vec<&str>> {
-        levels.iter().map(|l| l.iter().map(|w| w.name.as_str()).collect()).collect()
+        levels
+            .iter()
+            .map(|l| l.iter().map(|w| w.name.as_str()).collect())
+            .collect()
     }
 
     #[rstest]

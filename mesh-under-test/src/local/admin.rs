@@ -1,0 +1,201 @@
+//! The ztunnel's own HTTP endpoints as the driver uses them, always from inside the client
+//! pod's namespace on loopback: readiness (15021), the config dump (15000, to know the ztunnel
+//! has every endpoint before a scenario sends traffic) and metrics (15020).
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::client::{self, HttpResponse};
+use super::netns::SocketFactory;
+use super::ztunnel::{ADMIN_PORT, READINESS_PORT, STATS_PORT, ZtunnelProcess};
+use crate::MeshError;
+use crate::wait::{Probe, eventually};
+
+/// How long a fresh ztunnel gets to become ready.
+pub const READY_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a ztunnel gets to learn a config change.
+pub const CONFIG_DEADLINE: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(50);
+/// Timeout of one request to an admin endpoint.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One ztunnel's endpoints: where it runs and the process behind them.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub sockets: SocketFactory,
+    /// The client pod's namespace.
+    pub netns: String,
+    pub process: Arc<ZtunnelProcess>,
+    /// For messages, e.g. `httpbin/client-in-ambient-...`.
+    pub pod: String,
+}
+
+impl Admin {
+    async fn get(&self, port: u16, path: &str) -> Result<Result<HttpResponse, String>, MeshError> {
+        let dst = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let outcome = client::get(
+            &self.sockets,
+            Some(&self.netns),
+            dst,
+            "127.0.0.1",
+            path,
+            ADMIN_TIMEOUT,
+        )
+        .await?;
+        Ok(outcome.map_err(|failure| format!("GET {dst}{path}: {failure}")))
+    }
+
+    /// `Failed` when the process has exited: waiting longer cannot help.
+    fn exited(&self) -> Option<MeshError> {
+        self.process
+            .exit_status()
+            .map(|status| MeshError::Ztunnel(self.process.describe_exit(status)))
+    }
+
+    /// Waits until `/healthz/ready` answers 200. A ztunnel that exits first, or never gets
+    /// ready, is a `MeshError::Ztunnel` with its last output lines.
+    pub async fn wait_ready(&self) -> Result<(), MeshError> {
+        let what = format!(
+            "ztunnel of {} to be ready (GET 127.0.0.1:{READINESS_PORT}/healthz/ready)",
+            self.pod
+        );
+        let result = eventually(&what, READY_DEADLINE, POLL, || async move {
+            if let Some(e) = self.exited() {
+                return Probe::Failed(e);
+            }
+            match self.get(READINESS_PORT, "/healthz/ready").await {
+                Err(e) => Probe::Failed(e),
+                Ok(Ok(r)) if r.status == 200 => Probe::Ready(()),
+                Ok(Ok(r)) => Probe::NotYet(format!(
+                    "/healthz/ready answered {}: {}",
+                    r.status,
+                    r.text().trim()
+                )),
+                Ok(Err(failure)) => Probe::NotYet(failure),
+            }
+        })
+        .await;
+        match result {
+            Err(MeshError::Timeout { what, waited, last }) => Err(MeshError::Ztunnel(format!(
+                "not ready: timed out after {waited:?} waiting for {what}; last observed: {last}; last output \
+                 lines:\n  {}",
+                self.process.output().last(5).join("\n  ")
+            ))),
+            other => other,
+        }
+    }
+
+    /// Waits until the config dump names every workload of `present` and none of `absent`, so
+    /// scenarios never race the config.
+    pub async fn wait_knows(
+        &self,
+        present: &BTreeSet<String>,
+        absent: &BTreeSet<String>,
+    ) -> Result<(), MeshError> {
+        let what = format!(
+            "ztunnel of {} to know every endpoint (GET 127.0.0.1:{ADMIN_PORT}/config_dump)",
+            self.pod
+        );
+        eventually(&what, CONFIG_DEADLINE, POLL, || async move {
+            if let Some(e) = self.exited() {
+                return Probe::Failed(e);
+            }
+            let dump = match self.get(ADMIN_PORT, "/config_dump").await {
+                Err(e) => return Probe::Failed(e),
+                Ok(Err(failure)) => return Probe::NotYet(failure),
+                Ok(Ok(r)) if r.status != 200 => {
+                    return Probe::NotYet(format!("/config_dump answered {}", r.status));
+                }
+                Ok(Ok(r)) => r.text(),
+            };
+            match config_dump_gaps(&dump, present, absent) {
+                Err(e) => Probe::NotYet(e),
+                Ok((missing, stale)) if missing.is_empty() && stale.is_empty() => Probe::Ready(()),
+                Ok((missing, stale)) => Probe::NotYet(format!(
+                    "config_dump lacks {missing:?} and still lists {stale:?}"
+                )),
+            }
+        })
+        .await
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> Result<String, MeshError> {
+        let response = self.get(STATS_PORT, "/metrics").await?.map_err(|failure| {
+            MeshError::Ztunnel(format!("metrics of the ztunnel of {}: {failure}", self.pod))
+        })?;
+        if response.status != 200 {
+            return Err(MeshError::Ztunnel(format!(
+                "GET 127.0.0.1:{STATS_PORT}/metrics of the ztunnel of {} answered {}: {}",
+                self.pod,
+                response.status,
+                response.text().trim()
+            )));
+        }
+        Ok(response.text())
+    }
+}
+
+/// Every string in a JSON document: the config dump's names, whatever its exact shape
+/// (upstream and the reference nest workloads differently).
+fn json_strings(value: &serde_json::Value, out: &mut BTreeSet<String>) {
+    match value {
+        serde_json::Value::String(s) => {
+            out.insert(s.clone());
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| json_strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| json_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// What a config dump lacks: `(missing, still listed)`, comparing whole names.
+pub fn config_dump_gaps(
+    dump: &str,
+    present: &BTreeSet<String>,
+    absent: &BTreeSet<String>,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let value: serde_json::Value =
+        serde_json::from_str(dump).map_err(|e| format!("config_dump is not JSON: {e}"))?;
+    let mut strings = BTreeSet::new();
+    json_strings(&value, &mut strings);
+    let missing = present.difference(&strings).cloned().collect();
+    let stale = absent.intersection(&strings).cloned().collect();
+    Ok((missing, stale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    type Gaps = (Vec<&'static str>, Vec<&'static str>);
+
+    #[rstest]
+    #[case(r#"{"workloads":[{"name":"a"},{"name":"b"}]}"#, &["a", "b"], &[], Ok((vec![], vec![])))]
+    #[case(r#"{"workloads":[{"name":"a"}]}"#, &["a", "b"], &[], Ok((vec!["b"], vec![])))]
+    #[case(r#"{"workloads":{"uid1":{"name":"a"},"uid2":{"name":"c"}}}"#, &["a"], &["c"], Ok((vec![], vec!["c"])))]
+    #[case(r#"{"workloads":[{"name":"ab"}]}"#, &["a"], &[], Ok((vec!["a"], vec![])))]
+    #[case("not json", &["a"], &[], Err(()))]
+    fn config_dump_gaps_compare_whole_names(
+        #[case] dump: &str,
+        #[case] present: &[&str],
+        #[case] absent: &[&str],
+        #[case] expected: Result<Gaps, ()>,
+    ) {
+        let got = config_dump_gaps(dump, &set(present), &set(absent)).map_err(|_| ());
+        let expected = expected.map(|(m, s)| {
+            (
+                m.into_iter().map(String::from).collect::<Vec<_>>(),
+                s.into_iter().map(String::from).collect::<Vec<_>>(),
+            )
+        });
+        assert_eq!(got, expected);
+    }
+}

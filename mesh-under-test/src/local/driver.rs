@@ -1,0 +1,1050 @@
+//! `LocalMesh`: one small cluster on this machine for one scenario, driven through
+//! `MeshUnderTest`. Nodes and pods are network namespaces, backends run the in-process app,
+//! and every client pod runs the ztunnel under test, fed the translated local config.
+//! Several meshes run at once in one process; their names, addresses and files never collide.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::admin::Admin;
+use super::app::{AppSwitch, BackendApp};
+use super::client::{self, DnsService};
+use super::cluster::{self, ClusterIpAllocator, Template};
+use super::faults::{self, AppFault, IptablesFault};
+use super::netns::{self, PodNetns, SocketFactory, Topology};
+use super::run::{EntryId, Ledger, Run, Undo};
+use super::ztunnel::{self, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess};
+use crate::logs::{self, LogLine};
+use crate::manifest::{Manifest, ManifestSet};
+use crate::metrics::{self, MetricSample};
+use crate::translate::{self, ClusterSnapshot};
+use crate::{
+    Capability, DeploymentRef, Fault, FaultHandle, FaultKind, MeshError, MeshUnderTest, PodInfo,
+    PodRef, Profile, RequestOutcome, RequestPlan, RequestRecord, TargetInfo,
+};
+
+/// A node of the local cluster and its labels (locality: `topology.kubernetes.io/region`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NodeSpec {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// How to build a local mesh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalOptions {
+    pub ztunnel: ZtunnelCommand,
+    /// `reference` (the bundled ztunnel) or `ztunnel` (an external binary).
+    pub target_kind: String,
+    pub target_name: String,
+    pub profile: Profile,
+    /// Nodes of the cluster; default one node `node-1` without locality labels.
+    pub nodes: Vec<NodeSpec>,
+    /// Where config files and ztunnel logs go (e.g. `target/meshcert/<run id>`); each mesh
+    /// writes under `<work_dir>/mesh-<n>/`.
+    pub work_dir: PathBuf,
+    /// `clusterId` of every workload.
+    pub cluster_id: String,
+    /// The mesh's network (label `topology.istio.io/network` on `istio-system`); "" for none.
+    pub network: String,
+}
+
+impl LocalOptions {
+    /// Options with the defaults: one node `node-1`, cluster `cluster1`, no network.
+    pub fn new(
+        ztunnel: ZtunnelCommand,
+        target_kind: &str,
+        profile: Profile,
+        work_dir: impl Into<PathBuf>,
+    ) -> Self {
+        let target_name = match target_kind {
+            "reference" => "meshcert reference ztunnel".to_string(),
+            _ => format!("ztunnel {}", ztunnel.program.display()),
+        };
+        Self {
+            ztunnel,
+            target_kind: target_kind.to_string(),
+            target_name,
+            profile,
+            nodes: vec![NodeSpec::new("node-1")],
+            work_dir: work_dir.into(),
+            cluster_id: "cluster1".to_string(),
+            network: String::new(),
+        }
+    }
+}
+
+/// Bounds of `send_requests`.
+const MAX_REQUESTS: u32 = 10_000;
+const REQUESTS_SLACK: Duration = Duration::from_secs(5);
+
+/// A pod of the local cluster.
+#[derive(Debug)]
+struct PodState {
+    object: Pod,
+    deployment: DeploymentRef,
+    netns: PodNetns,
+    /// The backend app's switch and ledger entry; clients have none.
+    app: Option<(Arc<AppSwitch>, EntryId)>,
+}
+
+#[derive(Debug)]
+struct DeploymentState {
+    object: Deployment,
+    template: Template,
+    hash: String,
+    /// Pods ever made (names the next one) and ever placed (round robin).
+    made: u32,
+}
+
+/// The ztunnel of one client pod, across restarts.
+#[derive(Debug)]
+struct ClientZtunnel {
+    spec: LaunchSpec,
+    output: Arc<OutputLog>,
+    running: Option<(Arc<ZtunnelProcess>, EntryId)>,
+    /// The config text last written, to tell whether a change needs a reload or restart.
+    written: String,
+    redirected: bool,
+}
+
+#[derive(Debug)]
+struct FaultState {
+    handle: FaultHandle,
+    entry: EntryId,
+}
+
+/// Runs blocking work (commands, process waits) off the async runtime's workers, so the apps
+/// of other meshes keep answering meanwhile.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, MeshError> + Send + 'static,
+) -> Result<T, MeshError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(MeshError::Environment(format!(
+            "blocking task cancelled: {e}"
+        ))),
+    }
+}
+
+/// Writes a file so a reader never sees half of it: temp file, then rename.
+fn write_atomically(path: &Path, text: &str) -> Result<(), MeshError> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, text).map_err(MeshError::io(format!("cannot write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(MeshError::io(format!(
+        "cannot rename {} into place",
+        tmp.display()
+    )))
+}
+
+/// One local cluster with the ztunnel under test.
+pub struct LocalMesh {
+    run: Arc<Run>,
+    options: LocalOptions,
+    number: u32,
+    created: Instant,
+    target: TargetInfo,
+    ledger: Arc<Ledger>,
+    topology: Topology,
+    sockets: SocketFactory,
+    dir: PathBuf,
+    nodes: Vec<NodeSpec>,
+    namespaces: BTreeMap<String, Namespace>,
+    service_accounts: BTreeMap<(String, String), ServiceAccount>,
+    services: BTreeMap<(String, String), Service>,
+    cluster_ips: ClusterIpAllocator,
+    deployments: BTreeMap<DeploymentRef, DeploymentState>,
+    pods: BTreeMap<PodRef, PodState>,
+    ztunnels: BTreeMap<PodRef, ClientZtunnel>,
+    faults: BTreeMap<u64, FaultState>,
+    next_fault: u64,
+    restarts: Vec<Duration>,
+    warnings: Vec<String>,
+    seed: u64,
+    torn_down: bool,
+}
+
+impl std::fmt::Debug for LocalMesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalMesh")
+            .field("run", &self.run.id())
+            .field("number", &self.number)
+            .field("pods", &self.pods.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalMesh {
+    /// Creates the mesh's fabric and node namespaces and its work directory.
+    pub fn new(run: Arc<Run>, options: LocalOptions) -> Result<LocalMesh, MeshError> {
+        let created = Instant::now();
+        let number = run.next_mesh_number();
+        let dir = options.work_dir.join(format!("mesh-{number}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(MeshError::io(format!("cannot create {}", dir.display())))?;
+        let ledger = Ledger::new(format!("mesh {number} of run {}", run.id()));
+        let mut topology = Topology::new(run.clone(), ledger.clone(), number)?;
+        let nodes = if options.nodes.is_empty() {
+            vec![NodeSpec::new("node-1")]
+        } else {
+            options.nodes.clone()
+        };
+        for node in &nodes {
+            topology.add_node(&node.name)?;
+        }
+        let target = TargetInfo {
+            kind: options.target_kind.clone(),
+            name: options.target_name.clone(),
+            version: if options.target_kind == "reference" {
+                env!("CARGO_PKG_VERSION").to_string()
+            } else {
+                "unknown".to_string()
+            },
+            profile: options.profile,
+            capabilities: vec![
+                Capability::NetworkFaults,
+                Capability::AppFaults,
+                Capability::Scale,
+                Capability::ZtunnelLogs,
+                Capability::ZtunnelMetrics,
+            ],
+        };
+        let seed = crate::local::cluster::fnv1a(run.id().as_bytes());
+        Ok(LocalMesh {
+            sockets: topology.sockets(),
+            run,
+            options,
+            number,
+            created,
+            target,
+            ledger,
+            topology,
+            dir,
+            nodes,
+            namespaces: BTreeMap::new(),
+            service_accounts: BTreeMap::new(),
+            services: BTreeMap::new(),
+            cluster_ips: ClusterIpAllocator::default(),
+            deployments: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            ztunnels: BTreeMap::new(),
+            faults: BTreeMap::new(),
+            next_fault: 1,
+            restarts: Vec::new(),
+            warnings: Vec::new(),
+            seed,
+            torn_down: false,
+        })
+    }
+
+    pub fn run(&self) -> &Arc<Run> {
+        &self.run
+    }
+
+    /// This mesh's number within its run (part of its namespace names and directory).
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// `<work_dir>/mesh-<n>`: config files and ztunnel logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// When each ztunnel restart happened (mesh clock); empty when the ztunnel reloads config.
+    pub fn restarts(&self) -> &[Duration] {
+        &self.restarts
+    }
+
+    /// What the control-plane translation skipped or ignored, one line each.
+    pub fn translation_warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The socket factory: the only way to reach pod and service addresses.
+    pub fn sockets(&self) -> &SocketFactory {
+        &self.sockets
+    }
+
+    /// Network namespaces of this mesh that exist now.
+    pub fn namespaces(&self) -> Vec<String> {
+        let prefix = self.run.netns_name(self.number, "");
+        self.run
+            .live_namespaces()
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
+    }
+
+    /// The namespace a pod runs in.
+    pub fn pod_netns(&self, pod: &PodRef) -> Option<&str> {
+        self.pods.get(pod).map(|p| p.netns.netns.as_str())
+    }
+
+    /// The Pod object, as `kubectl get pod -o yaml` would show it.
+    pub fn pod_object(&self, pod: &PodRef) -> Option<&Pod> {
+        self.pods.get(pod).map(|p| &p.object)
+    }
+
+    /// Everything the control plane sees now.
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        let mut namespaces: Vec<Namespace> = self.namespaces.values().cloned().collect();
+        if !self.options.network.is_empty() {
+            let system = match namespaces
+                .iter_mut()
+                .find(|n| n.metadata.name.as_deref() == Some(translate::ISTIO_SYSTEM))
+            {
+                Some(ns) => ns,
+                None => {
+                    namespaces.push(Namespace {
+                        metadata: ObjectMeta {
+                            name: Some(translate::ISTIO_SYSTEM.into()),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    });
+                    namespaces.last_mut().expect("just pushed")
+                }
+            };
+            system
+                .metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .entry(translate::NETWORK_LABEL.to_string())
+                .or_insert_with(|| self.options.network.clone());
+        }
+        ClusterSnapshot {
+            cluster_id: self.options.cluster_id.clone(),
+            trust_domain: translate::CLUSTER_DOMAIN.to_string(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| cluster::build_node(&n.name, &n.labels))
+                .collect(),
+            namespaces,
+            services: self.services.values().cloned().collect(),
+            pods: self.pods.values().map(|p| p.object.clone()).collect(),
+        }
+    }
+
+    fn check_live(&self) -> Result<(), MeshError> {
+        if self.torn_down {
+            return Err(MeshError::InvalidRequest(format!(
+                "mesh {} was torn down; create a new LocalMesh",
+                self.number
+            )));
+        }
+        Ok(())
+    }
+
+    fn deployment_names(&self) -> String {
+        let names: Vec<String> = self.deployments.keys().map(ToString::to_string).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    fn pods_of(&self, deployment: &DeploymentRef) -> Vec<&PodState> {
+        // BTreeMap order is (namespace, name): sorted by name, as `kubectl get pods` lists.
+        self.pods
+            .values()
+            .filter(|p| &p.deployment == deployment)
+            .collect()
+    }
+
+    fn add_object(&mut self, object: &Manifest) -> Result<(), MeshError> {
+        let namespace = || {
+            object
+                .namespace()
+                .unwrap_or(crate::manifest::DEFAULT_NAMESPACE)
+                .to_string()
+        };
+        match object {
+            Manifest::Namespace(ns) => {
+                self.namespaces
+                    .insert(object.name().to_string(), ns.clone());
+            }
+            Manifest::ServiceAccount(sa) => {
+                self.service_accounts
+                    .insert((namespace(), object.name().to_string()), sa.clone());
+            }
+            Manifest::Service(service) => {
+                let key = (namespace(), object.name().to_string());
+                let mut service = service.clone();
+                service.metadata.namespace = Some(key.0.clone());
+                // Re-applying a Service keeps its cluster IP, as the API server does.
+                let kept = self
+                    .services
+                    .get(&key)
+                    .and_then(|s| s.spec.as_ref())
+                    .and_then(|s| s.cluster_ip.clone());
+                if let Some(ip) = kept {
+                    service.spec.get_or_insert_with(Default::default).cluster_ip = Some(ip);
+                }
+                cluster::assign_cluster_ip(&mut service, &mut self.cluster_ips)?;
+                self.services.insert(key, service);
+            }
+            Manifest::Node(node) => {
+                let name = object.name().to_string();
+                let labels = node.metadata.labels.clone().unwrap_or_default();
+                match self.nodes.iter_mut().find(|n| n.name == name) {
+                    Some(existing) => existing.labels.extend(labels),
+                    None => {
+                        self.topology.add_node(&name)?;
+                        self.nodes.push(NodeSpec { name, labels });
+                    }
+                }
+            }
+            Manifest::Deployment(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Makes one more pod of a deployment: namespace, address, app, Ready.
+    async fn add_pod(&mut self, deployment: &DeploymentRef) -> Result<PodRef, MeshError> {
+        let node_names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let state = self
+            .deployments
+            .get_mut(deployment)
+            .expect("caller checked the deployment");
+        let mut ordinal = state.made;
+        let name = loop {
+            let candidate = format!(
+                "{}-{}-{}",
+                deployment.name,
+                state.hash,
+                cluster::pod_suffix(self.seed, &deployment.namespace, &deployment.name, ordinal)
+            );
+            ordinal += 1;
+            if !self.pods.contains_key(&PodRef {
+                namespace: deployment.namespace.clone(),
+                name: candidate.clone(),
+            }) {
+                break candidate;
+            }
+        };
+        let node = cluster::place(
+            &node_names,
+            state.template.pinned_node.as_deref(),
+            state.made as usize,
+        )?;
+        state.made = ordinal;
+        let ports = state.template.ports.clone();
+        let plan = self.topology.plan_pod(&node, &name)?;
+        let (run, ledger) = (self.run.clone(), self.ledger.clone());
+        let pod_netns = blocking(move || netns::create_pod(&run, &ledger, &plan)).await?;
+        let app = if ports.is_empty() {
+            None
+        } else {
+            match BackendApp::start(&self.sockets, &pod_netns.netns, pod_netns.ip, &ports, &name)
+                .await
+            {
+                Ok(app) => {
+                    let switch = app.switch();
+                    Some((switch, self.ledger.record(Box::new(app))))
+                }
+                Err(e) => {
+                    let (ledger, entry) = (self.ledger.clone(), pod_netns.entry);
+                    blocking(move || ledger.release(entry)).await?;
+                    return Err(e);
+                }
+            }
+        };
+        let state = &self.deployments[deployment];
+        let object = cluster::build_pod(&cluster::PodFacts {
+            namespace: &deployment.namespace,
+            name: &name,
+            deployment: &state.object,
+            template_hash: &state.hash,
+            node: &node,
+            ip: pod_netns.ip,
+            ready: true,
+        });
+        let pod = PodRef {
+            namespace: deployment.namespace.clone(),
+            name,
+        };
+        tracing::debug!(%pod, ip = %pod_netns.ip, %node, "pod ready");
+        self.pods.insert(
+            pod.clone(),
+            PodState {
+                object,
+                deployment: deployment.clone(),
+                netns: pod_netns,
+                app,
+            },
+        );
+        Ok(pod)
+    }
+
+    /// Removes a pod: its ztunnel, faults and app first, then its namespace.
+    async fn remove_pod(&mut self, pod: &PodRef) -> Result<(), MeshError> {
+        let Some(state) = self.pods.remove(pod) else {
+            return Ok(());
+        };
+        let mut entries = Vec::new();
+        if let Some(z) = self.ztunnels.remove(pod)
+            && let Some((_, entry)) = z.running
+        {
+            entries.push(entry);
+        }
+        let faults: Vec<u64> = self
+            .faults
+            .iter()
+            .filter(|(_, f)| &f.handle.fault.pod == pod)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in faults {
+            entries.push(self.faults.remove(&id).expect("listed above").entry);
+        }
+        if let Some((_, entry)) = state.app {
+            entries.push(entry);
+        }
+        entries.push(state.netns.entry);
+        let ledger = self.ledger.clone();
+        blocking(move || entries.into_iter().try_for_each(|e| ledger.release(e))).await
+    }
+
+    /// Brings the pods of a deployment to `replicas`: new ones last in name order are not
+    /// guaranteed, so removal takes the highest names, as the brief of `scale` says.
+    async fn reconcile(
+        &mut self,
+        deployment: &DeploymentRef,
+        replicas: u32,
+    ) -> Result<BTreeSet<String>, MeshError> {
+        let mut removed = BTreeSet::new();
+        let current = self.pods_of(deployment).len() as u32;
+        for _ in current..replicas {
+            self.add_pod(deployment).await?;
+        }
+        if replicas < current {
+            let doomed: Vec<PodRef> = self
+                .pods_of(deployment)
+                .iter()
+                .rev()
+                .take((current - replicas) as usize)
+                .map(|p| PodRef {
+                    namespace: p.deployment.namespace.clone(),
+                    name: p.netns.name.clone(),
+                })
+                .collect();
+            for pod in doomed {
+                self.remove_pod(&pod).await?;
+                removed.insert(pod.name);
+            }
+        }
+        if let Some(state) = self.deployments.get_mut(deployment) {
+            state
+                .object
+                .spec
+                .get_or_insert_with(Default::default)
+                .replicas = Some(replicas as i32);
+        }
+        Ok(removed)
+    }
+
+    /// Names of the ready backend pods the config lists: what every ztunnel must know.
+    fn expected_endpoints(&self, config: &crate::local_config::LocalConfig) -> BTreeSet<String> {
+        let listed: BTreeSet<&str> = config.workloads.iter().map(|w| w.name.as_str()).collect();
+        self.pods
+            .iter()
+            .filter(|(pod, state)| state.app.is_some() && listed.contains(pod.name.as_str()))
+            .map(|(pod, _)| pod.name.clone())
+            .collect()
+    }
+
+    /// Writes every client's config; starts missing ztunnels, restarts (or lets reload) those
+    /// whose config changed; waits until each is ready and knows every endpoint.
+    async fn sync_ztunnels(&mut self, removed: &BTreeSet<String>) -> Result<(), MeshError> {
+        let translation = translate::to_local_config(&self.snapshot(), self.options.profile)?;
+        for warning in &translation.warnings {
+            if !self.warnings.contains(warning) {
+                tracing::warn!(mesh = self.number, "{warning}");
+                self.warnings.push(warning.clone());
+            }
+        }
+        let yaml = translation.config.to_yaml();
+        let present = self.expected_endpoints(&translation.config);
+        let clients: Vec<PodRef> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| {
+                self.deployments
+                    .get(&p.deployment)
+                    .is_some_and(|d| d.template.is_client())
+            })
+            .map(|(pod, _)| pod.clone())
+            .collect();
+        for pod in &clients {
+            if !self.ztunnels.contains_key(pod) {
+                let z = self.new_client_ztunnel(pod)?;
+                self.ztunnels.insert(pod.clone(), z);
+            }
+            let z = self.ztunnels.get_mut(pod).expect("inserted above");
+            let changed = z.written != yaml;
+            if changed {
+                write_atomically(&z.spec.config_path, &yaml)?;
+                z.written = yaml.clone();
+            }
+            match &z.running {
+                None => self.start_ztunnel(pod).await?,
+                Some((process, _)) => {
+                    if let Some(status) = process.exit_status() {
+                        return Err(MeshError::Ztunnel(process.describe_exit(status)));
+                    }
+                    if changed && !self.options.ztunnel.reloads_config {
+                        self.stop_ztunnel(pod).await?;
+                        self.restarts.push(self.elapsed());
+                        self.start_ztunnel(pod).await?;
+                    }
+                }
+            }
+        }
+        for pod in &clients {
+            if let Some(admin) = self.admin(pod) {
+                admin.wait_knows(&present, removed).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn new_client_ztunnel(&self, pod: &PodRef) -> Result<ClientZtunnel, MeshError> {
+        let state = &self.pods[pod];
+        let template = &self.deployments[&state.deployment].template;
+        let output = OutputLog::create(
+            &self.dir.join(format!("ztunnel-{}.log", pod.name)),
+            self.created,
+        )?;
+        Ok(ClientZtunnel {
+            spec: LaunchSpec {
+                netns: state.netns.netns.clone(),
+                pod_namespace: pod.namespace.clone(),
+                pod_name: pod.name.clone(),
+                service_account: template.service_account.clone(),
+                config_path: self.dir.join(format!("ztunnel-{}.yaml", pod.name)),
+            },
+            output,
+            running: None,
+            written: String::new(),
+            redirected: false,
+        })
+    }
+
+    async fn start_ztunnel(&mut self, pod: &PodRef) -> Result<(), MeshError> {
+        let z = self
+            .ztunnels
+            .get_mut(pod)
+            .expect("caller made the client ztunnel");
+        if !z.redirected {
+            let netns = z.spec.netns.clone();
+            blocking(move || ztunnel::install_redirect(&netns)).await?;
+            z.redirected = true;
+        }
+        let (command, spec, output) = (
+            self.options.ztunnel.clone(),
+            z.spec.clone(),
+            z.output.clone(),
+        );
+        let process = blocking(move || ZtunnelProcess::launch(&command, &spec, output)).await?;
+        let entry = self.ledger.record(Box::new(process.clone()));
+        z.running = Some((process.clone(), entry));
+        let admin = Admin {
+            sockets: self.sockets.clone(),
+            netns: z.spec.netns.clone(),
+            process,
+            pod: pod.to_string(),
+        };
+        admin.wait_ready().await
+    }
+
+    async fn stop_ztunnel(&mut self, pod: &PodRef) -> Result<(), MeshError> {
+        let Some(z) = self.ztunnels.get_mut(pod) else {
+            return Ok(());
+        };
+        let Some((_, entry)) = z.running.take() else {
+            return Ok(());
+        };
+        let ledger = self.ledger.clone();
+        blocking(move || ledger.release(entry)).await
+    }
+
+    /// The admin endpoints of a client pod's running ztunnel.
+    fn admin(&self, pod: &PodRef) -> Option<Admin> {
+        let z = self.ztunnels.get(pod)?;
+        let (process, _) = z.running.as_ref()?;
+        Some(Admin {
+            sockets: self.sockets.clone(),
+            netns: z.spec.netns.clone(),
+            process: process.clone(),
+            pod: pod.to_string(),
+        })
+    }
+
+    fn dns_services(&self) -> Vec<DnsService> {
+        self.services
+            .iter()
+            .filter_map(|((ns, name), s)| {
+                let ip: IpAddr = s.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok()?;
+                Some(DnsService {
+                    name: name.clone(),
+                    namespace: ns.clone(),
+                    cluster_ip: ip,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl MeshUnderTest for LocalMesh {
+    fn target(&self) -> &TargetInfo {
+        &self.target
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.created.elapsed()
+    }
+
+    async fn deploy(&mut self, manifests: &ManifestSet) -> Result<(), MeshError> {
+        self.check_live()?;
+        for object in &manifests.objects {
+            self.add_object(object)?;
+        }
+        let mut removed = BTreeSet::new();
+        for object in &manifests.objects {
+            let Manifest::Deployment(deployment) = object else {
+                continue;
+            };
+            let dref = DeploymentRef::new(
+                object
+                    .namespace()
+                    .unwrap_or(crate::manifest::DEFAULT_NAMESPACE),
+                object.name(),
+            );
+            if dref.namespace != crate::manifest::DEFAULT_NAMESPACE
+                && !self.namespaces.contains_key(&dref.namespace)
+            {
+                return Err(MeshError::InvalidRequest(format!(
+                    "Deployment {dref}: namespace {:?} does not exist; add its Namespace to the manifests",
+                    dref.namespace
+                )));
+            }
+            let mut deployment = deployment.clone();
+            deployment.metadata.namespace = Some(dref.namespace.clone());
+            let template = Template::of(&deployment)?;
+            let replicas = deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(1);
+            let replicas = u32::try_from(replicas).map_err(|_| {
+                MeshError::InvalidRequest(format!(
+                    "Deployment {dref}: replicas {replicas} is negative"
+                ))
+            })?;
+            match self.deployments.get_mut(&dref) {
+                Some(state) => {
+                    state.object = deployment;
+                    state.template = template;
+                }
+                None => {
+                    let hash = cluster::template_hash(self.seed, &dref.namespace, &dref.name);
+                    self.deployments.insert(
+                        dref.clone(),
+                        DeploymentState {
+                            object: deployment,
+                            template,
+                            hash,
+                            made: 0,
+                        },
+                    );
+                }
+            }
+            removed.extend(self.reconcile(&dref, replicas).await?);
+        }
+        self.sync_ztunnels(&removed).await
+    }
+
+    async fn scale(&mut self, deployment: &DeploymentRef, replicas: u32) -> Result<(), MeshError> {
+        self.check_live()?;
+        if !self.deployments.contains_key(deployment) {
+            return Err(MeshError::InvalidRequest(format!(
+                "cannot scale {deployment}: no such deployment (deployed: {})",
+                self.deployment_names()
+            )));
+        }
+        let removed = self.reconcile(deployment, replicas).await?;
+        self.sync_ztunnels(&removed).await
+    }
+
+    async fn pods(&self, deployment: &DeploymentRef) -> Result<Vec<PodInfo>, MeshError> {
+        if !self.deployments.contains_key(deployment) {
+            return Err(MeshError::InvalidRequest(format!(
+                "no deployment {deployment} (deployed: {})",
+                self.deployment_names()
+            )));
+        }
+        Ok(self
+            .pods_of(deployment)
+            .into_iter()
+            .map(|p| PodInfo {
+                namespace: p.deployment.namespace.clone(),
+                name: p.netns.name.clone(),
+                ip: IpAddr::V4(p.netns.ip),
+                node: p.netns.node.clone(),
+                ready: true,
+            })
+            .collect())
+    }
+
+    async fn send_requests(&mut self, plan: &RequestPlan) -> Result<Vec<RequestRecord>, MeshError> {
+        self.check_live()?;
+        if plan.count > MAX_REQUESTS {
+            return Err(MeshError::InvalidRequest(format!(
+                "{} requests asked; at most {MAX_REQUESTS} per plan",
+                plan.count
+            )));
+        }
+        if plan.timeout.is_zero() {
+            return Err(MeshError::InvalidRequest(
+                "the request timeout must be more than zero".into(),
+            ));
+        }
+        let client = self
+            .pods_of(&plan.client)
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                MeshError::InvalidRequest(format!(
+                    "client {} has no pods (deployed: {})",
+                    plan.client,
+                    self.deployment_names()
+                ))
+            })?;
+        let client_ref = PodRef {
+            namespace: client.deployment.namespace.clone(),
+            name: client.netns.name.clone(),
+        };
+        if !self.ztunnels.contains_key(&client_ref) {
+            return Err(MeshError::InvalidRequest(format!(
+                "{} has container ports, so it is a backend without a ztunnel; send from a client deployment",
+                plan.client
+            )));
+        }
+        let url = client::parse_url(&plan.url).map_err(MeshError::InvalidRequest)?;
+        let ip = client::resolve(&url.host, &plan.client.namespace, &self.dns_services())
+            .ok_or_else(|| {
+                MeshError::InvalidRequest(format!(
+                    "could not resolve host {:?} from namespace {} (no such Service)",
+                    url.host, plan.client.namespace
+                ))
+            })?;
+        let dst = SocketAddr::new(ip, url.port);
+        let host = if url.port == 80 {
+            url.host.clone()
+        } else {
+            format!("{}:{}", url.host, url.port)
+        };
+        let netns = client.netns.netns.clone();
+        let client_ip = IpAddr::V4(client.netns.ip);
+        let per_request = plan.timeout + plan.interval;
+        let bound = per_request
+            .saturating_mul(plan.count)
+            .saturating_add(REQUESTS_SLACK);
+        let mut records = Vec::with_capacity(plan.count as usize);
+        let first = tokio::time::Instant::now();
+        let loop_result = tokio::time::timeout(bound, async {
+            for index in 0..plan.count {
+                if !plan.interval.is_zero() {
+                    tokio::time::sleep_until(first + plan.interval * index).await;
+                }
+                let started_at = self.elapsed();
+                let began = Instant::now();
+                let (source_port, outcome) = client::get_with_source(
+                    &self.sockets,
+                    Some(&netns),
+                    dst,
+                    &host,
+                    &url.path,
+                    plan.timeout,
+                )
+                .await?;
+                let latency = began.elapsed();
+                let outcome = match outcome {
+                    Ok(response) => RequestOutcome::Answered {
+                        replica: response.replica(),
+                        status: response.status,
+                    },
+                    Err(failure) => RequestOutcome::Failed { failure },
+                };
+                records.push(RequestRecord {
+                    index,
+                    started_at,
+                    latency,
+                    source: source_port.map(|port| SocketAddr::new(client_ip, port).to_string()),
+                    outcome,
+                });
+            }
+            Ok::<(), MeshError>(())
+        })
+        .await;
+        match loop_result {
+            Ok(Ok(())) => Ok(records),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(MeshError::Timeout {
+                what: format!("{} requests to {}", plan.count, plan.url),
+                waited: bound,
+                last: format!("{} of {} done", records.len(), plan.count),
+            }),
+        }
+    }
+
+    async fn inject(&mut self, fault: &Fault) -> Result<FaultHandle, MeshError> {
+        self.check_live()?;
+        let pod = self.pods.get(&fault.pod).ok_or_else(|| {
+            MeshError::InvalidRequest(format!("cannot inject into {}: no such pod", fault.pod))
+        })?;
+        let item: Box<dyn Undo> = match (&fault.kind, faults::iptables_rule(&fault.kind)) {
+            (_, Some(rule)) => {
+                let netns = pod.netns.netns.clone();
+                Box::new(blocking(move || IptablesFault::inject(&netns, rule)).await?)
+            }
+            (FaultKind::HttpStatus { status }, None) => {
+                let (switch, _) = pod.app.as_ref().ok_or_else(|| {
+                    MeshError::InvalidRequest(format!(
+                        "cannot make {} answer HTTP {status}: it runs no app (no container ports)",
+                        fault.pod
+                    ))
+                })?;
+                Box::new(AppFault::inject(
+                    &fault.pod.to_string(),
+                    switch.clone(),
+                    *status,
+                ))
+            }
+            (kind, None) => {
+                return Err(MeshError::Unsupported {
+                    what: kind.to_string(),
+                    reason: "the local driver has no way to inject it".into(),
+                });
+            }
+        };
+        let entry = self.ledger.record(item);
+        let handle = FaultHandle {
+            id: self.next_fault,
+            fault: fault.clone(),
+            injected_at: self.elapsed(),
+        };
+        self.next_fault += 1;
+        tracing::info!(fault = %fault.kind, pod = %fault.pod, at = ?handle.injected_at, "fault injected");
+        self.faults.insert(
+            handle.id,
+            FaultState {
+                handle: handle.clone(),
+                entry,
+            },
+        );
+        Ok(handle)
+    }
+
+    async fn undo(&mut self, handle: &FaultHandle) -> Result<(), MeshError> {
+        let state = self.faults.remove(&handle.id).ok_or_else(|| {
+            MeshError::InvalidRequest(format!(
+                "fault #{} ({} on {}) is not in force: already undone, or its pod was removed",
+                handle.id, handle.fault.kind, handle.fault.pod
+            ))
+        })?;
+        let ledger = self.ledger.clone();
+        blocking(move || ledger.release(state.entry)).await
+    }
+
+    async fn ztunnel_logs(&self) -> Result<Vec<LogLine>, MeshError> {
+        let mut captured: Vec<ztunnel::CapturedLine> = self
+            .ztunnels
+            .values()
+            .flat_map(|z| z.output.lines())
+            .collect();
+        captured.sort_by_key(|l| l.observed_at);
+        Ok(captured
+            .into_iter()
+            .map(|line| {
+                let mut parsed = logs::parse_line(&line.raw).unwrap_or_else(|_| LogLine {
+                    observed_at: Duration::ZERO,
+                    timestamp: None,
+                    level: String::new(),
+                    target: String::new(),
+                    message: line.raw.clone(),
+                    fields: BTreeMap::new(),
+                    raw: line.raw.clone(),
+                });
+                parsed.observed_at = line.observed_at;
+                parsed
+            })
+            .collect())
+    }
+
+    async fn metrics(&self) -> Result<Vec<MetricSample>, MeshError> {
+        let mut samples = Vec::new();
+        for pod in self.ztunnels.keys() {
+            let admin = self.admin(pod).ok_or_else(|| {
+                MeshError::Ztunnel(format!("the ztunnel of {pod} is not running"))
+            })?;
+            samples.extend(metrics::parse_prometheus(&admin.metrics_text().await?)?);
+        }
+        Ok(samples)
+    }
+
+    async fn teardown(&mut self) -> Result<(), MeshError> {
+        self.torn_down = true;
+        self.faults.clear();
+        self.ztunnels.clear();
+        self.pods.clear();
+        let ledger = self.ledger.clone();
+        blocking(move || ledger.teardown()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_default_to_one_node_and_cluster1() {
+        let command = ZtunnelCommand {
+            program: "/bin/zt".into(),
+            args: vec![],
+            env: vec![],
+            reloads_config: true,
+        };
+        let options = LocalOptions::new(command, "reference", Profile::Solo, "/tmp/w");
+        assert_eq!(options.nodes, vec![NodeSpec::new("node-1")]);
+        assert_eq!(options.cluster_id, "cluster1");
+        assert_eq!(options.network, "");
+        assert_eq!(options.target_name, "meshcert reference ztunnel");
+    }
+}

@@ -1,0 +1,530 @@
+//! Launching the ztunnel under test inside a client pod's namespace, as upstream ztunnel runs
+//! with no Kubernetes (`FAKE_CA=true XDS_ADDRESS= LOCAL_XDS_PATH=... PROXY_MODE=dedicated`),
+//! capturing its output line by line, and stopping it again.
+//!
+//! Children are forked by one long-lived spawner thread and get `PR_SET_PDEATHSIG(SIGKILL)`:
+//! the kernel sends the signal when the *thread* that forked exits, so forking from a
+//! short-lived thread would kill the ztunnel early, and a harness killed with SIGKILL must
+//! not leave a ztunnel running.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::netns::{NETNS_DIR, ip, netns_exec};
+use super::run::{Undo, lock};
+use crate::MeshError;
+
+/// How to run the ztunnel under test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZtunnelCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Added after (so overriding) the contract's own variables.
+    pub env: Vec<(String, String)>,
+    /// True when the binary reloads `LOCAL_XDS_PATH` on change (the bundled reference does);
+    /// otherwise the driver restarts it after every topology change, as upstream needs.
+    pub reloads_config: bool,
+}
+
+/// Ports of the ztunnel contract.
+pub const OUTBOUND_PORT: u16 = 15001;
+pub const ADMIN_PORT: u16 = 15000;
+pub const STATS_PORT: u16 = 15020;
+pub const READINESS_PORT: u16 = 15021;
+/// Mark ztunnel puts on its own upstream sockets, so the redirect rule skips them.
+const ZTUNNEL_MARK: &str = "0x539/0xfff";
+
+/// Sends the client pod's service traffic to ztunnel's outbound port: a route for the service
+/// CIDR (without it connect() fails before netfilter sees the packet) and the nat rule of the
+/// contract. Both vanish with the namespace.
+pub fn install_redirect(netns: &str) -> Result<(), MeshError> {
+    ip(&["-n", netns, "route", "add", "10.96.0.0/16", "dev", "eth0"])?;
+    netns_exec(
+        netns,
+        "iptables",
+        &[
+            "-w",
+            "5",
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-d",
+            "10.96.0.0/16",
+            "-m",
+            "mark",
+            "!",
+            "--mark",
+            ZTUNNEL_MARK,
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            "15001",
+        ],
+    )?;
+    Ok(())
+}
+
+/// One line of ztunnel output, stamped with the mesh clock when the harness read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedLine {
+    pub observed_at: Duration,
+    pub raw: String,
+}
+
+/// Everything one client pod's ztunnel wrote, across restarts: in memory and in a log file.
+#[derive(Debug)]
+pub struct OutputLog {
+    clock: Instant,
+    path: PathBuf,
+    lines: Mutex<Vec<CapturedLine>>,
+    file: Mutex<File>,
+    /// Output pipes not yet at end of file, so an exit report can include the last words.
+    open_pipes: Mutex<usize>,
+    drained: Condvar,
+}
+
+impl OutputLog {
+    /// Appends to `path` (created if missing); `clock` is the mesh's creation instant.
+    pub fn create(path: &Path, clock: Instant) -> Result<Arc<OutputLog>, MeshError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(MeshError::io(format!(
+                "cannot open ztunnel log {}",
+                path.display()
+            )))?;
+        Ok(Arc::new(OutputLog {
+            clock,
+            path: path.to_path_buf(),
+            lines: Mutex::new(Vec::new()),
+            file: Mutex::new(file),
+            open_pipes: Mutex::new(0),
+            drained: Condvar::new(),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn push(&self, raw: String) {
+        let observed_at = self.clock.elapsed();
+        {
+            // The file is for humans after the run; a failed write must not lose the line.
+            let mut file = lock(&self.file);
+            let _ = writeln!(file, "{raw}");
+        }
+        lock(&self.lines).push(CapturedLine { observed_at, raw });
+    }
+
+    /// Notes from the harness itself (start, stop), so the file tells the whole story.
+    pub fn note(&self, what: &str) {
+        let mut file = lock(&self.file);
+        let _ = writeln!(file, "# meshcert {:?}: {what}", self.clock.elapsed());
+    }
+
+    fn pipe_opened(&self) {
+        *lock(&self.open_pipes) += 1;
+    }
+
+    fn pipe_closed(&self) {
+        let mut open = lock(&self.open_pipes);
+        *open = open.saturating_sub(1);
+        self.drained.notify_all();
+    }
+
+    /// Waits (at most `timeout`) until every pipe has been read to its end: after an exit,
+    /// the last lines may still be in flight.
+    pub fn wait_drained(&self, timeout: Duration) {
+        let open = lock(&self.open_pipes);
+        let _ = self
+            .drained
+            .wait_timeout_while(open, timeout, |open| *open > 0);
+    }
+
+    pub fn lines(&self) -> Vec<CapturedLine> {
+        lock(&self.lines).clone()
+    }
+
+    /// The last `n` lines, oldest first (for error messages).
+    pub fn last(&self, n: usize) -> Vec<String> {
+        let lines = lock(&self.lines);
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| l.raw.clone())
+            .collect()
+    }
+}
+
+/// Removes terminal colour codes, which some builds write even to a pipe.
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn read_lines(pipe: impl Read, log: Arc<OutputLog>) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => {
+                log.pipe_closed();
+                return;
+            }
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf);
+                log.push(strip_ansi(text.trim_end_matches(['\n', '\r'])));
+            }
+        }
+    }
+}
+
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// The thread every long-lived child is forked from; it lives as long as the process.
+fn spawner() -> &'static Mutex<mpsc::Sender<SpawnJob>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("meshcert-spawner".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("cannot start the meshcert spawner thread");
+        Mutex::new(tx)
+    })
+}
+
+fn on_spawner_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::sync_channel(1);
+    lock(spawner())
+        .send(Box::new(move || {
+            let _ = tx.send(f());
+        }))
+        .expect("the spawner thread never exits");
+    rx.recv().expect("the spawner thread always answers")
+}
+
+/// Where and as whom one ztunnel runs.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// The client pod's namespace; the ztunnel joins it before exec.
+    pub netns: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    pub service_account: String,
+    pub config_path: PathBuf,
+}
+
+impl LaunchSpec {
+    /// The contract's environment, then the caller's extra variables.
+    pub fn environment(&self, command: &ZtunnelCommand) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                "LOCAL_XDS_PATH".to_string(),
+                self.config_path.display().to_string(),
+            ),
+            ("PROXY_MODE".to_string(), "dedicated".to_string()),
+            (
+                "PROXY_WORKLOAD_INFO".to_string(),
+                format!(
+                    "{}/{}/{}",
+                    self.pod_namespace, self.pod_name, self.service_account
+                ),
+            ),
+            ("FAKE_CA".to_string(), "true".to_string()),
+            ("XDS_ADDRESS".to_string(), String::new()),
+        ];
+        env.extend(command.env.iter().cloned());
+        env
+    }
+}
+
+/// A running (or exited) ztunnel.
+#[derive(Debug)]
+pub struct ZtunnelProcess {
+    pod: String,
+    pid: u32,
+    /// Signals and exit waits go through a pidfd, so they can never hit a recycled pid.
+    pidfd: OwnedFd,
+    child: Mutex<Child>,
+    output: Arc<OutputLog>,
+}
+
+impl ZtunnelProcess {
+    /// Starts the ztunnel inside `spec.netns`, its output captured into `output`.
+    pub fn launch(
+        command: &ZtunnelCommand,
+        spec: &LaunchSpec,
+        output: Arc<OutputLog>,
+    ) -> Result<Arc<ZtunnelProcess>, MeshError> {
+        let netns_path = Path::new(NETNS_DIR).join(&spec.netns);
+        let netns = File::open(&netns_path).map_err(MeshError::io(format!(
+            "cannot open network namespace {}",
+            netns_path.display()
+        )))?;
+        let mut cmd = Command::new(&command.program);
+        cmd.args(&command.args)
+            .envs(spec.environment(command))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let netns_fd = netns.as_raw_fd();
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe syscalls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The harness died before prctl took effect: nobody would kill us later.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other(
+                        "meshcert exited while starting ztunnel",
+                    ));
+                }
+                Ok(())
+            });
+        }
+        let program = command.program.display().to_string();
+        let mut child = on_spawner_thread(move || {
+            let child = cmd.spawn();
+            // The namespace handle must stay open until the fork has happened.
+            drop(netns);
+            child
+        })
+        .map_err(|source| MeshError::Io {
+            context: format!(
+                "cannot start ztunnel {program} (check the path and that it is executable)"
+            ),
+            source,
+        })?;
+        let pid = child.id();
+        // SAFETY: pidfd_open on our own unreaped child.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if raw < 0 {
+            let source = std::io::Error::last_os_error();
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(MeshError::Io {
+                context: "pidfd_open on the ztunnel (Linux >= 5.3 needed)".into(),
+                source,
+            });
+        }
+        // SAFETY: a new descriptor we own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        output.note(&format!("started {program} (pid {pid}) in {}", spec.netns));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = output.clone();
+            output.pipe_opened();
+            std::thread::Builder::new()
+                .name(format!("ztunnel-log-{pid}"))
+                .spawn(move || read_lines(pipe, log))
+                .map_err(MeshError::io("cannot start a log reader thread"))?;
+        }
+        Ok(Arc::new(ZtunnelProcess {
+            pod: spec.pod_name.clone(),
+            pid,
+            pidfd,
+            child: Mutex::new(child),
+            output,
+        }))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn output(&self) -> &Arc<OutputLog> {
+        &self.output
+    }
+
+    /// `Some` once the process has exited.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        lock(&self.child).try_wait().ok().flatten()
+    }
+
+    /// Describes an exit for an error: status and the last output lines.
+    pub fn describe_exit(&self, status: ExitStatus) -> String {
+        self.output.wait_drained(Duration::from_millis(500));
+        let last = self.output.last(5);
+        format!(
+            "ztunnel for {} exited ({status}); last output lines:\n  {}",
+            self.pod,
+            if last.is_empty() {
+                "(none)".to_string()
+            } else {
+                last.join("\n  ")
+            }
+        )
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: pidfd_send_signal on our pidfd; a process that already exited gives ESRCH.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                signal,
+                std::ptr::null::<()>(),
+                0,
+            );
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit (the pidfd becomes readable).
+    fn wait_exit(&self, timeout: Duration) -> bool {
+        let mut fds = libc::pollfd {
+            fd: self.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd.
+            let rc = unsafe { libc::poll(&mut fds, 1, ms) };
+            if rc > 0 {
+                return true;
+            }
+            if rc == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+            {
+                return false;
+            }
+        }
+    }
+
+    /// SIGTERM, up to `grace` to exit, then SIGKILL; reaps the process.
+    pub fn stop(&self, grace: Duration) -> Result<ExitStatus, MeshError> {
+        if self.exit_status().is_none() {
+            self.signal(libc::SIGTERM);
+            if !self.wait_exit(grace) {
+                self.signal(libc::SIGKILL);
+            }
+        }
+        let status = lock(&self.child).wait().map_err(MeshError::io(format!(
+            "cannot reap ztunnel pid {}",
+            self.pid
+        )))?;
+        self.output
+            .note(&format!("stopped pid {} ({status})", self.pid));
+        Ok(status)
+    }
+}
+
+/// How long a stopping ztunnel gets to drain before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+
+impl Undo for ZtunnelProcess {
+    fn describe(&self) -> String {
+        format!("ztunnel pid {} in pod {}", self.pid, self.pod)
+    }
+    fn undo(&self) -> Result<(), MeshError> {
+        self.stop(STOP_GRACE).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("plain line", "plain line")]
+    #[case(
+        "\u{1b}[2m2025-03-06T16:52:48Z\u{1b}[0m \u{1b}[32m info\u{1b}[0m access",
+        "2025-03-06T16:52:48Z  info access"
+    )]
+    #[case("\u{1b}x not csi", "\u{1b}x not csi")]
+    fn colour_codes_are_stripped(#[case] raw: &str, #[case] clean: &str) {
+        assert_eq!(strip_ansi(raw), clean);
+    }
+
+    #[test]
+    fn environment_is_the_contract_then_the_extras() {
+        let spec = LaunchSpec {
+            netns: "mc-abcdef-1-client".into(),
+            pod_namespace: "httpbin".into(),
+            pod_name: "client-in-ambient-bcdfghjklm-bcdfg".into(),
+            service_account: "client-in-ambient".into(),
+            config_path: "/w/mesh-1/ztunnel-client.yaml".into(),
+        };
+        let command = ZtunnelCommand {
+            program: "/bin/ztunnel".into(),
+            args: vec![],
+            env: vec![
+                ("RUST_LOG".into(), "debug".into()),
+                ("FAKE_CA".into(), "false".into()),
+            ],
+            reloads_config: false,
+        };
+        let env: Vec<String> = spec
+            .environment(&command)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                "LOCAL_XDS_PATH=/w/mesh-1/ztunnel-client.yaml",
+                "PROXY_MODE=dedicated",
+                "PROXY_WORKLOAD_INFO=httpbin/client-in-ambient-bcdfghjklm-bcdfg/client-in-ambient",
+                "FAKE_CA=true",
+                "XDS_ADDRESS=",
+                "RUST_LOG=debug",
+                "FAKE_CA=false",
+            ]
+        );
+    }
+}

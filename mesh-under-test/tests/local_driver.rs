@@ -1,0 +1,667 @@
+//! Network-namespace tests of the local driver (STYLE rule 11, third layer): topology, the
+//! backend app, the network-safety guard, the sweeper, faults, cleanup on panic, and, when
+//! the reference ztunnel is built, the guide end to end. They need root; without it each test
+//! prints why it is skipped and returns.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use meshcert_mesh::local::app::BackendApp;
+use meshcert_mesh::local::client;
+use meshcert_mesh::local::run::LOCK_DIR;
+use meshcert_mesh::local::{
+    LocalMesh, LocalOptions, NodeSpec, Run, Topology, ZtunnelCommand, preflight, sweep,
+};
+use meshcert_mesh::manifest::ManifestSet;
+use meshcert_mesh::{
+    DeploymentRef, Fault, FaultKind, MeshError, MeshUnderTest, Profile, RequestFailure, RequestPlan,
+};
+
+/// Returns the reason to skip, printed, when this machine cannot run local meshes.
+fn skip_reason() -> Option<String> {
+    match preflight() {
+        Ok(()) => None,
+        Err(reason) => {
+            eprintln!("SKIPPED (local meshes unavailable): {reason}");
+            Some(reason)
+        }
+    }
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn backend_manifests() -> ManifestSet {
+    ManifestSet::load(&fixtures().join("in-ambient.yaml")).expect("fixture in-ambient.yaml parses")
+}
+
+fn work_dir(run: &Run) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/meshcert-tests")
+        .join(run.id())
+}
+
+/// Options for meshes that never start a ztunnel (no client deployment is deployed).
+fn options_without_ztunnel(run: &Run, nodes: &[&str]) -> LocalOptions {
+    let command = ZtunnelCommand {
+        program: "/nonexistent/ztunnel".into(),
+        args: vec![],
+        env: vec![],
+        reloads_config: true,
+    };
+    let mut options = LocalOptions::new(command, "ztunnel", Profile::Istio, work_dir(run));
+    options.nodes = nodes.iter().map(|n| NodeSpec::new(*n)).collect();
+    options
+}
+
+fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+fn in_ambient() -> DeploymentRef {
+    DeploymentRef::new("httpbin", "in-ambient")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_comes_up_and_teardown_leaves_no_namespace() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let run = Run::acquire().unwrap();
+    let started = Instant::now();
+    let mut mesh = LocalMesh::new(
+        run.clone(),
+        options_without_ztunnel(&run, &["node-a", "node-b"]),
+    )
+    .unwrap();
+    mesh.deploy(&backend_manifests()).await.unwrap();
+    mesh.scale(&in_ambient(), 3).await.unwrap();
+    eprintln!("2 nodes + 3 pods up in {:?}", started.elapsed());
+
+    let pods = mesh.pods(&in_ambient()).await.unwrap();
+    let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "pods are listed by name");
+    assert_eq!(pods.len(), 3);
+    let nodes: Vec<&str> = pods.iter().map(|p| p.node.as_str()).collect();
+    assert!(
+        nodes.contains(&"node-a") && nodes.contains(&"node-b"),
+        "round robin over nodes: {nodes:?}"
+    );
+    for pod in &pods {
+        let (hash, suffix) = pod
+            .name
+            .strip_prefix("in-ambient-")
+            .unwrap()
+            .split_once('-')
+            .unwrap();
+        assert_eq!((hash.len(), suffix.len()), (10, 5), "{}", pod.name);
+        assert!(pod.ip.to_string().starts_with("10.244."), "{}", pod.ip);
+        let netns = mesh.pod_netns(&pod.pod_ref()).unwrap();
+        let routes = Command::new("ip")
+            .args(["-n", netns, "route"])
+            .output()
+            .unwrap();
+        let routes = String::from_utf8_lossy(&routes.stdout);
+        assert!(
+            !routes.contains("default"),
+            "{netns} has a default route: {routes}"
+        );
+    }
+
+    let namespaces = mesh.namespaces();
+    assert_eq!(
+        namespaces.len(),
+        1 + 2 + 3,
+        "fabric, two nodes, three pods: {namespaces:?}"
+    );
+    assert!(namespaces.iter().all(|n| netns_exists(n)));
+
+    let started = Instant::now();
+    mesh.teardown().await.unwrap();
+    eprintln!("teardown in {:?}", started.elapsed());
+    let left: Vec<&String> = namespaces.iter().filter(|n| netns_exists(n)).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(mesh.namespaces().is_empty());
+    mesh.teardown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_app_answers_its_name_from_a_client_namespace() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let run = Run::acquire().unwrap();
+    let ledger = meshcert_mesh::local::Ledger::new("app test");
+    let mut topology = Topology::new(run.clone(), ledger.clone(), run.next_mesh_number()).unwrap();
+    topology.add_node("node-1").unwrap();
+    topology.add_node("node-2").unwrap();
+    let backend = topology.add_pod("node-1", "backend-0").unwrap();
+    let client_pod = topology.add_pod("node-2", "client-0").unwrap();
+    let sockets = topology.sockets();
+    let app = BackendApp::start(
+        &sockets,
+        &backend.netns,
+        backend.ip,
+        &[8080, 9090],
+        "backend-0",
+    )
+    .await
+    .unwrap();
+
+    for port in [8080, 9090] {
+        let dst = SocketAddr::from((backend.ip, port));
+        let response = client::get(
+            &sockets,
+            Some(&client_pod.netns),
+            dst,
+            "backend",
+            "/hostname",
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (response.status, response.replica()),
+            (200, "backend-0".to_string())
+        );
+    }
+    app.switch().force(Some(503));
+    let dst = SocketAddr::from((backend.ip, 8080));
+    let response = client::get(
+        &sockets,
+        Some(&client_pod.netns),
+        dst,
+        "backend",
+        "/hostname",
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (response.status, response.replica()),
+        (503, "backend-0".to_string())
+    );
+    app.stop();
+    ledger.teardown().unwrap();
+    assert!(!netns_exists(&backend.netns) && !netns_exists(&client_pod.netns));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_refuses_pod_addresses_outside_harness_namespaces() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let run = Run::acquire().unwrap();
+    let ledger = meshcert_mesh::local::Ledger::new("guard test");
+    let mut topology = Topology::new(run.clone(), ledger.clone(), run.next_mesh_number()).unwrap();
+    topology.add_node("node-1").unwrap();
+    let pod = topology.add_pod("node-1", "pod-0").unwrap();
+    let sockets = topology.sockets();
+
+    // Another run's namespace exists, but it is not ours.
+    let other_run = Run::acquire().unwrap();
+    let other_ledger = meshcert_mesh::local::Ledger::new("foreign");
+    let foreign = Topology::new(other_run.clone(), other_ledger.clone(), 1).unwrap();
+
+    let pod_addr = SocketAddr::from((pod.ip, 8080));
+    let service_addr: SocketAddr = "10.96.0.10:8000".parse().unwrap();
+    let refusals = [
+        (None, pod_addr),
+        (None, service_addr),
+        (Some(foreign.fabric()), pod_addr),
+        (Some("mc-zzzzzz-1-fabric"), pod_addr),
+        (Some(pod.netns.as_str()), "10.1.2.3:80".parse().unwrap()),
+        (Some(pod.netns.as_str()), "192.168.1.1:80".parse().unwrap()),
+    ];
+    for (from, dst) in refusals {
+        let result = client::get(&sockets, from, dst, "x", "/", Duration::from_millis(200)).await;
+        assert!(
+            matches!(result, Err(MeshError::NetworkSafety(_))),
+            "from {from:?} to {dst} must be refused, got {result:?}"
+        );
+    }
+    // Loopback of the machine's own namespace is allowed: a listener of our own answers.
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let local = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await.unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nhost")
+            .await
+            .unwrap();
+    });
+    let response = client::get(
+        &sockets,
+        None,
+        local,
+        "localhost",
+        "/",
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(response.text(), "host");
+    server.await.unwrap();
+
+    drop(foreign);
+    other_ledger.teardown().unwrap();
+    ledger.teardown().unwrap();
+}
+
+/// A namespace of a fake run, made with `ip` as a crashed harness would have left it.
+fn fake_netns(name: &str) {
+    let status = Command::new("ip")
+        .args(["netns", "add", name])
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip netns add {name}");
+}
+
+#[test]
+fn sweep_removes_what_dead_runs_left_and_spares_live_runs() {
+    if skip_reason().is_some() {
+        return;
+    }
+    // A live run of ours, with a namespace that must survive.
+    let live = Run::acquire().unwrap();
+    let ledger = meshcert_mesh::local::Ledger::new("live run");
+    let topology = Topology::new(live.clone(), ledger.clone(), 1).unwrap();
+
+    // A dead run: a lock file nobody holds, two namespaces, a process in one of them.
+    let dead_id = format!("d{}", &live.id()[1..]);
+    let dead_lock = Path::new(LOCK_DIR).join(format!("{dead_id}.lock"));
+    std::fs::write(&dead_lock, b"").unwrap();
+    let dead_ns = [
+        format!("mc-{dead_id}-1-fabric"),
+        format!("mc-{dead_id}-1-pod-x"),
+    ];
+    dead_ns.iter().for_each(|n| fake_netns(n));
+    let mut sleeper = Command::new("ip")
+        .args(["netns", "exec", &dead_ns[1], "sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A run that crashed before (or after) its lock file existed: namespace only.
+    let orphan_id = format!("o{}", &live.id()[1..]);
+    let orphan_ns = format!("mc-{orphan_id}-2-node-n");
+    fake_netns(&orphan_ns);
+
+    // `ip netns exec` has exec'd sleep once the namespace lists a pid.
+    let pids = meshcert_mesh::wait::scaled(Duration::from_secs(5));
+    let until = Instant::now() + pids;
+    while Command::new("ip")
+        .args(["netns", "pids", &dead_ns[1]])
+        .output()
+        .unwrap()
+        .stdout
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < until,
+            "sleep never appeared in {}",
+            dead_ns[1]
+        );
+        std::thread::yield_now();
+    }
+
+    let report = sweep().unwrap();
+    eprintln!("{report}");
+    assert!(
+        report.runs.contains(&dead_id) && report.runs.contains(&orphan_id),
+        "{report:?}"
+    );
+    for ns in dead_ns.iter().chain([&orphan_ns]) {
+        assert!(report.namespaces.contains(ns), "{ns} not in {report:?}");
+        assert!(!netns_exists(ns), "{ns} still exists");
+    }
+    assert!(report.lock_files.contains(&dead_lock) && !dead_lock.exists());
+    assert!(
+        report.killed_pids.contains(&(sleeper.id() as i32)),
+        "{report:?}"
+    );
+    let status = sleeper.wait().unwrap();
+    assert!(!status.success(), "sleep was killed: {status}");
+
+    assert!(
+        netns_exists(topology.fabric()),
+        "a live run's namespace was swept"
+    );
+    assert!(!report.runs.contains(&live.id().to_string()));
+    ledger.teardown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_block_reject_and_answer_status_until_undone() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let run = Run::acquire().unwrap();
+    let mut mesh = LocalMesh::new(run.clone(), options_without_ztunnel(&run, &["node-1"])).unwrap();
+    mesh.deploy(&backend_manifests()).await.unwrap();
+    mesh.scale(&in_ambient(), 2).await.unwrap();
+    let pods = mesh.pods(&in_ambient()).await.unwrap();
+    let (target, peer) = (&pods[0], &pods[1]);
+    let from = mesh.pod_netns(&peer.pod_ref()).unwrap().to_string();
+    let dst = SocketAddr::new(target.ip, 8080);
+    let sockets = mesh.sockets().clone();
+    let get = |timeout: Duration| {
+        let (sockets, from) = (sockets.clone(), from.clone());
+        async move {
+            client::get(
+                &sockets,
+                Some(&from),
+                dst,
+                "in-ambient",
+                "/hostname",
+                timeout,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let answered =
+        |r: Result<client::HttpResponse, RequestFailure>| r.map(|r| (r.status, r.replica()));
+    assert_eq!(
+        answered(get(Duration::from_secs(2)).await),
+        Ok((200, target.name.clone()))
+    );
+
+    let cases = [
+        (
+            FaultKind::IptablesDrop { port: 8080 },
+            Err(RequestFailure::Timeout),
+        ),
+        (
+            FaultKind::IptablesReject { port: 8080 },
+            Err(RequestFailure::ConnectionRefused),
+        ),
+        (
+            FaultKind::HttpStatus { status: 503 },
+            Ok((503, target.name.clone())),
+        ),
+    ];
+    for (kind, during) in cases {
+        let handle = mesh
+            .inject(&Fault {
+                pod: target.pod_ref(),
+                kind: kind.clone(),
+            })
+            .await
+            .unwrap();
+        assert!(handle.injected_at <= mesh.elapsed());
+        assert_eq!(
+            answered(get(Duration::from_millis(500)).await),
+            during,
+            "{kind}"
+        );
+        mesh.undo(&handle).await.unwrap();
+        assert_eq!(
+            answered(get(Duration::from_secs(2)).await),
+            Ok((200, target.name.clone())),
+            "after undoing {kind}"
+        );
+        assert!(mesh.undo(&handle).await.is_err(), "a fault is undone once");
+    }
+
+    // A fault still in force at teardown is removed with everything else.
+    mesh.inject(&Fault {
+        pod: target.pod_ref(),
+        kind: FaultKind::IptablesDrop { port: 8080 },
+    })
+    .await
+    .unwrap();
+    let namespaces = mesh.namespaces();
+    mesh.teardown().await.unwrap();
+    assert!(namespaces.iter().all(|n| !netns_exists(n)));
+}
+
+#[test]
+fn a_panicking_scenario_leaves_nothing_behind() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let run = Run::acquire().unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (thread_run, thread_seen) = (run.clone(), seen.clone());
+    let result = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let options = options_without_ztunnel(&thread_run, &["node-1"]);
+            let mut mesh = LocalMesh::new(thread_run, options).unwrap();
+            mesh.deploy(&backend_manifests()).await.unwrap();
+            *thread_seen.lock().unwrap() = mesh.namespaces();
+            panic!("scenario failed on purpose");
+        })
+    })
+    .join();
+    assert!(result.is_err(), "the scenario thread panicked");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "fabric, node, pod: {seen:?}");
+    let left: Vec<&String> = seen.iter().filter(|n| netns_exists(n)).collect();
+    assert!(left.is_empty(), "left behind after a panic: {left:?}");
+    assert!(run.live_namespaces().is_empty());
+}
+
+fn guide_manifests() -> ManifestSet {
+    ManifestSet::load_all([
+        fixtures().join("in-ambient.yaml"),
+        fixtures().join("client-in-ambient.yaml"),
+    ])
+    .expect("the guide's fixtures parse")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ztunnel_that_exits_is_reported_with_its_status_and_last_words() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let run = Run::acquire().unwrap();
+    let command = ZtunnelCommand {
+        program: "/bin/sh".into(),
+        args: vec![
+            "-c".into(),
+            "echo \"config at $LOCAL_XDS_PATH for $PROXY_WORKLOAD_INFO\"; echo 'fatal: bad config' >&2; exit 3"
+                .into(),
+        ],
+        env: vec![],
+        reloads_config: false,
+    };
+    let options = LocalOptions::new(command, "ztunnel", Profile::Istio, work_dir(&run));
+    let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
+    let error = mesh.deploy(&guide_manifests()).await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, MeshError::Ztunnel(_)), "{text}");
+    assert!(text.contains("exit status: 3"), "{text}");
+    assert!(text.contains("fatal: bad config"), "{text}");
+    assert!(text.contains("for httpbin/client-in-ambient-"), "{text}");
+    let log = std::fs::read_dir(mesh.dir())
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .expect("the ztunnel log file exists");
+    assert!(
+        std::fs::read_to_string(log.path())
+            .unwrap()
+            .contains("fatal: bad config")
+    );
+    let namespaces = mesh.namespaces();
+    mesh.teardown().await.unwrap();
+    assert!(namespaces.iter().all(|n| !netns_exists(n)));
+}
+
+/// The reference ztunnel binary, if built.
+fn reference_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("MESHCERT_REFERENCE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/meshcert-ztunnel")
+        });
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED: no reference ztunnel at {} (build it with `cargo build --bin meshcert-ztunnel`, \
+             or set MESHCERT_REFERENCE_BIN)",
+            path.display()
+        );
+        None
+    }
+}
+
+fn counts(replicas: &[Option<String>]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in replicas.iter().flatten() {
+        *counts.entry(r.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[rstest::rstest]
+#[case::restarting(false)]
+#[case::reloading(true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guide_end_to_end_with_the_reference_ztunnel(#[case] reloads_config: bool) {
+    if skip_reason().is_some() {
+        return;
+    }
+    let Some(binary) = reference_binary() else {
+        return;
+    };
+    let run = Run::acquire().unwrap();
+    let command = ZtunnelCommand {
+        program: binary,
+        args: vec![],
+        env: vec![],
+        reloads_config,
+    };
+    let options = LocalOptions::new(command, "reference", Profile::Solo, work_dir(&run));
+
+    let started = Instant::now();
+    let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
+    mesh.deploy(&guide_manifests()).await.unwrap();
+    let deployed = started.elapsed();
+    mesh.scale(&in_ambient(), 3).await.unwrap();
+    let setup = started.elapsed();
+    eprintln!(
+        "mesh setup (reloads_config {reloads_config}): deploy {deployed:?}, scale to 3 done at \
+         {setup:?}, restarts at {:?}",
+        mesh.restarts()
+    );
+    assert_eq!(mesh.restarts().is_empty(), reloads_config);
+
+    let plan = |count| RequestPlan {
+        client: DeploymentRef::new("httpbin", "client-in-ambient"),
+        url: "http://in-ambient:8000/hostname".into(),
+        count,
+        interval: Duration::ZERO,
+        timeout: Duration::from_secs(2),
+    };
+    let started = Instant::now();
+    let records = mesh.send_requests(&plan(12)).await.unwrap();
+    eprintln!("12 requests in {:?}", started.elapsed());
+    let replicas: Vec<Option<String>> = records
+        .iter()
+        .map(|r| r.replica().map(str::to_string))
+        .collect();
+    let pods = mesh.pods(&in_ambient()).await.unwrap();
+    assert!(records.iter().all(|r| !r.failed()), "{records:?}");
+    assert_eq!(
+        counts(&replicas).values().copied().collect::<Vec<_>>(),
+        [4, 4, 4],
+        "{replicas:?}"
+    );
+    for (i, r) in replicas.iter().enumerate() {
+        assert_eq!(r, &replicas[i % 3], "round robin repeats: {replicas:?}");
+    }
+    assert!(
+        pods.iter()
+            .all(|p| replicas.contains(&Some(p.name.clone())))
+    );
+
+    let dropped = pods[0].clone();
+    let handle = mesh
+        .inject(&Fault {
+            pod: dropped.pod_ref(),
+            kind: FaultKind::IptablesDrop { port: 8080 },
+        })
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let records = mesh.send_requests(&plan(12)).await.unwrap();
+    eprintln!(
+        "12 requests with {} dropped in {:?}",
+        dropped.name,
+        started.elapsed()
+    );
+    let during: Vec<Option<String>> = records
+        .iter()
+        .map(|r| r.replica().map(str::to_string))
+        .collect();
+    eprintln!("during the fault: {during:?}");
+    assert!(
+        !during.contains(&Some(dropped.name.clone())),
+        "{} answered while blocked: {during:?}",
+        dropped.name
+    );
+    assert!(
+        during.iter().any(Option::is_some),
+        "the healthy replicas still answer"
+    );
+    mesh.undo(&handle).await.unwrap();
+
+    // Scaling down removes the highest-named pod from the rotation.
+    mesh.scale(&in_ambient(), 2).await.unwrap();
+    let left = mesh.pods(&in_ambient()).await.unwrap();
+    assert_eq!(
+        left.iter().map(|p| &p.name).collect::<Vec<_>>(),
+        [&pods[0].name, &pods[1].name]
+    );
+    let records = mesh.send_requests(&plan(4)).await.unwrap();
+    let after: Vec<Option<String>> = records
+        .iter()
+        .map(|r| r.replica().map(str::to_string))
+        .collect();
+    assert!(!after.contains(&Some(pods[2].name.clone())), "{after:?}");
+
+    let logs = mesh.ztunnel_logs().await.unwrap();
+    let access = logs
+        .iter()
+        .filter(|l| l.is("access", "connection complete"))
+        .count();
+    eprintln!("{} ztunnel log lines, {access} access lines", logs.len());
+    assert!(
+        access >= 24,
+        "every answered request has an access line: {access}"
+    );
+    assert!(
+        logs.windows(2)
+            .all(|w| w[0].observed_at <= w[1].observed_at)
+    );
+    let metrics = mesh.metrics().await.unwrap();
+    eprintln!("{} metric samples", metrics.len());
+    assert!(!metrics.is_empty());
+
+    let namespaces = mesh.namespaces();
+    let started = Instant::now();
+    mesh.teardown().await.unwrap();
+    eprintln!("teardown in {:?}", started.elapsed());
+    assert!(namespaces.iter().all(|n| !netns_exists(n)));
+}

@@ -1,0 +1,250 @@
+//! The proxy's mutable load-balancing state: one round-robin counter per service, the random
+//! generator of the `random-pick` defect, and the outlier state of every endpoint. No I/O:
+//! callers pass the time in and log the events that come out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::defects::{Defect, Defects};
+use crate::model::{Endpoint, EndpointKey, Route};
+use crate::outlier::{EndpointHealth, HealthEvent, Outcome, OutlierSettings};
+use crate::picker::{PickPolicy, XorShift64, pick};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    RoundRobin,
+    First,
+    Random,
+}
+
+#[derive(Debug)]
+pub struct Balancer {
+    settings: OutlierSettings,
+    /// Off: every endpoint is always available and nothing is observed.
+    outlier_detection: bool,
+    policy: Policy,
+    counters: HashMap<String, u64>,
+    rng: XorShift64,
+    health: HashMap<EndpointKey, EndpointHealth>,
+}
+
+impl Balancer {
+    pub fn new(settings: OutlierSettings, outlier_detection: bool, defects: &Defects) -> Self {
+        let policy = if defects.is_on(Defect::FirstEndpoint) {
+            Policy::First
+        } else if defects.is_on(Defect::RandomPick) {
+            Policy::Random
+        } else {
+            Policy::RoundRobin
+        };
+        Self {
+            settings,
+            outlier_detection,
+            policy,
+            counters: HashMap::new(),
+            rng: XorShift64::new(XorShift64::SEED),
+            health: HashMap::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &OutlierSettings {
+        &self.settings
+    }
+
+    /// Counts a new client connection to a service; returns the count before it, which every
+    /// attempt of that connection picks with.
+    pub fn start_connection(&mut self, service_key: &str) -> u64 {
+        let counter = self.counters.entry(service_key.to_string()).or_insert(0);
+        let before = *counter;
+        *counter = counter.wrapping_add(1);
+        before
+    }
+
+    /// Picks an endpoint of `route` for one connect attempt, skipping `tried`.
+    pub fn pick(
+        &mut self,
+        route: &Route,
+        counter: u64,
+        tried: &[EndpointKey],
+    ) -> Option<Arc<Endpoint>> {
+        let policy = match self.policy {
+            Policy::RoundRobin => PickPolicy::RoundRobin { counter },
+            Policy::First => PickPolicy::First,
+            Policy::Random => PickPolicy::Random {
+                draw: self.rng.next_u64(),
+            },
+        };
+        pick(
+            &route.levels,
+            policy,
+            |e| self.is_available(&e.key),
+            |e| tried.contains(&e.key),
+        )
+        .cloned()
+    }
+
+    pub fn is_available(&self, key: &EndpointKey) -> bool {
+        !self.outlier_detection
+            || self
+                .health
+                .get(key)
+                .is_none_or(EndpointHealth::is_available)
+    }
+
+    pub fn observe(
+        &mut self,
+        key: &EndpointKey,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Vec<HealthEvent> {
+        if !self.outlier_detection {
+            return Vec::new();
+        }
+        let settings = self.settings;
+        self.health
+            .entry(key.clone())
+            .or_default()
+            .observe(outcome, now, &settings)
+    }
+
+    /// Lets time pass for every breaker: expired ejections become half-open.
+    pub fn poll(&mut self, now: Instant) -> Vec<(EndpointKey, HealthEvent)> {
+        let settings = self.settings;
+        let mut events: Vec<(EndpointKey, HealthEvent)> = self
+            .health
+            .iter_mut()
+            .filter_map(|(k, h)| h.poll(now, &settings).map(|e| (k.clone(), e)))
+            .collect();
+        events.sort_by(|a, b| a.0.cmp(&b.0));
+        events
+    }
+
+    pub fn health(&self, key: &EndpointKey) -> EndpointHealth {
+        self.health.get(key).copied().unwrap_or_default()
+    }
+
+    /// Forgets endpoints that left the config; the others keep their state across a reload.
+    pub fn retain(&mut self, keep: impl Fn(&EndpointKey) -> bool) {
+        self.health.retain(|k, _| keep(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ranking::tests::workload;
+    use std::time::Duration;
+
+    fn route(names: &[&str]) -> Route {
+        let endpoints = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let w = workload(name);
+                Arc::new(Endpoint {
+                    key: EndpointKey {
+                        uid: w.uid.clone(),
+                        port: 8080,
+                    },
+                    addr: format!("10.0.0.{}:8080", i + 1).parse().unwrap(),
+                    workload: Arc::new(w),
+                    service: "svc".into(),
+                })
+            })
+            .collect();
+        Route {
+            service_key: "ns/svc".into(),
+            hostname: "svc".into(),
+            port: 8000,
+            levels: vec![endpoints],
+        }
+    }
+
+    fn name(e: &Arc<Endpoint>) -> &str {
+        &e.workload.name
+    }
+
+    #[test]
+    fn one_counter_per_service_and_connection() {
+        let mut b = Balancer::new(OutlierSettings::default(), true, &Defects::none());
+        let r = route(&["a", "b", "c"]);
+        let mut picks = Vec::new();
+        for _ in 0..12 {
+            let c = b.start_connection(&r.service_key);
+            picks.push(name(&b.pick(&r, c, &[]).unwrap()).to_string());
+        }
+        assert_eq!(picks.join(" "), "a b c a b c a b c a b c");
+        assert_eq!(b.start_connection("ns/other"), 0);
+        assert_eq!(b.start_connection(&r.service_key), 12);
+    }
+
+    #[test]
+    fn retries_do_not_advance_the_rotation() {
+        let mut b = Balancer::new(OutlierSettings::default(), true, &Defects::none());
+        let r = route(&["a", "b", "c"]);
+        let c = b.start_connection(&r.service_key);
+        let first = b.pick(&r, c, &[]).unwrap();
+        let second = b.pick(&r, c, std::slice::from_ref(&first.key)).unwrap();
+        assert_eq!((name(&first), name(&second)), ("a", "b"));
+        let next = b.start_connection(&r.service_key);
+        assert_eq!(name(&b.pick(&r, next, &[]).unwrap()), "b");
+    }
+
+    #[test]
+    fn ejected_endpoints_are_deprioritised_then_restored_state_kept_on_retain() {
+        let mut b = Balancer::new(OutlierSettings::default(), true, &Defects::none());
+        let r = route(&["a", "b", "c"]);
+        let c_key = r.levels[0][2].key.clone();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            b.observe(&c_key, Outcome::Failure, t0);
+        }
+        assert!(!b.is_available(&c_key));
+        let picks: Vec<String> = (0..4)
+            .map(|_| {
+                let c = b.start_connection(&r.service_key);
+                name(&b.pick(&r, c, &[]).unwrap()).to_string()
+            })
+            .collect();
+        assert_eq!(picks, ["a", "b", "a", "b"]);
+        // With everything else tried, the ejected endpoint is still a last resort.
+        let tried = [r.levels[0][0].key.clone(), r.levels[0][1].key.clone()];
+        assert_eq!(name(&b.pick(&r, 0, &tried).unwrap()), "c");
+        b.retain(|k| k == &c_key);
+        assert!(!b.is_available(&c_key));
+        assert_eq!(
+            b.poll(t0 + Duration::from_millis(250)),
+            [(
+                c_key.clone(),
+                HealthEvent::Breaker(crate::outlier::BreakerTransition::HalfOpened)
+            )]
+        );
+        b.retain(|_| false);
+        assert!(b.is_available(&c_key));
+    }
+
+    #[test]
+    fn outlier_detection_off_observes_nothing() {
+        let mut b = Balancer::new(OutlierSettings::default(), false, &Defects::none());
+        let key = EndpointKey {
+            uid: "u".into(),
+            port: 1,
+        };
+        for _ in 0..5 {
+            assert!(b.observe(&key, Outcome::Failure, Instant::now()).is_empty());
+        }
+        assert!(b.is_available(&key));
+    }
+
+    #[test]
+    fn first_endpoint_defect_ignores_the_counter() {
+        let defects: Defects = [Defect::FirstEndpoint].into_iter().collect();
+        let mut b = Balancer::new(OutlierSettings::default(), true, &defects);
+        let r = route(&["a", "b", "c"]);
+        for _ in 0..5 {
+            let c = b.start_connection(&r.service_key);
+            assert_eq!(name(&b.pick(&r, c, &[]).unwrap()), "a");
+        }
+    }
+}

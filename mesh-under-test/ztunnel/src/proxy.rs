@@ -1,0 +1,298 @@
+//! The outbound proxy (port 15001): takes connections redirected by iptables, finds where the
+//! client meant to go, picks an endpoint (retrying on a different one when a connect fails, so
+//! the client sees latency rather than an error), relays the bytes, then writes the access log
+//! line and metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::access::ConnectionSummary;
+use crate::copy;
+use crate::defects::Defect;
+use crate::local_config::LocalWorkload;
+use crate::log::{Level, Record};
+use crate::model::{Destination, Endpoint, Model, Route};
+use crate::outlier::Outcome;
+use crate::shutdown::Shutdown;
+use crate::socket::{ConnectError, OriginalDst, SocketFactory, connect};
+use crate::state::ProxyState;
+
+/// The outbound proxy core, with its I/O boundaries injected.
+#[derive(Clone)]
+pub struct Outbound {
+    state: Arc<ProxyState>,
+    original_dst: Arc<dyn OriginalDst>,
+    sockets: Arc<dyn SocketFactory>,
+}
+
+/// Where a connection went and how it was found, for the access log.
+struct Target<'a> {
+    addr: SocketAddr,
+    service: Option<&'a str>,
+    workload: Option<&'a LocalWorkload>,
+    /// The service endpoint, when there is one: outlier detection observes it.
+    endpoint: Option<&'a Endpoint>,
+    route: Option<&'a Route>,
+}
+
+impl Outbound {
+    pub fn new(
+        state: Arc<ProxyState>,
+        original_dst: Arc<dyn OriginalDst>,
+        sockets: Arc<dyn SocketFactory>,
+    ) -> Self {
+        Self {
+            state,
+            original_dst,
+            sockets,
+        }
+    }
+
+    /// Accepts until shutdown; each connection runs in its own task.
+    pub async fn serve(self, listener: TcpListener, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((client, _)) => {
+                        let this = self.clone();
+                        tokio::spawn(async move { this.handle(client).await });
+                    }
+                    Err(e) => {
+                        self.state.log(
+                            Record::new(Level::Warn, "proxy", "accept failed").str("error", e.to_string()),
+                        );
+                        // Out of file descriptors and the like: give the system a moment.
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                },
+                _ = shutdown.wait() => return,
+            }
+        }
+    }
+
+    /// Proxies one client connection to its end.
+    pub async fn handle(&self, client: TcpStream) {
+        let started = tokio::time::Instant::now();
+        let (Ok(src), Ok(local)) = (client.peer_addr(), client.local_addr()) else {
+            return;
+        };
+        let original = match self.original_dst.original_dst(&client) {
+            Ok(dst) if dst != local => dst,
+            // A connection made straight to 15001 has no other destination: refuse it, as
+            // upstream does, rather than loop back into ourselves.
+            Ok(_) | Err(_) => {
+                self.state.log(
+                    Record::new(
+                        Level::Debug,
+                        "proxy",
+                        "direct connection to the outbound port refused",
+                    )
+                    .bare("src.addr", src),
+                );
+                return;
+            }
+        };
+        let model = self.state.model();
+        match model.destination(original) {
+            Destination::Service(route) => {
+                self.to_service(client, src, original, &model, &route, started)
+                    .await
+            }
+            Destination::Workload { workload, addr } => {
+                let target = Target {
+                    addr,
+                    service: None,
+                    workload: Some(&workload),
+                    endpoint: None,
+                    route: None,
+                };
+                self.to_address(client, src, &model, target, started).await
+            }
+            Destination::Passthrough(addr) => {
+                let target = Target {
+                    addr,
+                    service: None,
+                    workload: None,
+                    endpoint: None,
+                    route: None,
+                };
+                self.to_address(client, src, &model, target, started).await
+            }
+            Destination::Unroutable { hostname, reason } => {
+                let target = Target {
+                    addr: original,
+                    service: Some(&hostname),
+                    workload: None,
+                    endpoint: None,
+                    route: None,
+                };
+                self.finish_failed(src, &model, &target, reason, started)
+            }
+        }
+    }
+
+    async fn to_service(
+        &self,
+        client: TcpStream,
+        src: SocketAddr,
+        original: SocketAddr,
+        model: &Model,
+        route: &Route,
+        started: tokio::time::Instant,
+    ) {
+        let config = &self.state.config;
+        let counter = self.state.start_connection(route);
+        let mut tried = Vec::new();
+        let mut last_failure: Option<(Arc<Endpoint>, ConnectError)> = None;
+        while tried.len() < config.effective_connect_attempts() as usize {
+            let Some(endpoint) = self.state.pick(route, counter, &tried) else {
+                break;
+            };
+            match connect(&*self.sockets, endpoint.addr, config.connect_timeout).await {
+                Ok(upstream) => {
+                    self.state.observe(&endpoint, Outcome::Success);
+                    let target = Target {
+                        addr: endpoint.addr,
+                        service: Some(&route.hostname),
+                        workload: Some(&endpoint.workload),
+                        endpoint: Some(&endpoint),
+                        route: Some(route),
+                    };
+                    return self
+                        .relay(client, upstream, src, model, &target, started)
+                        .await;
+                }
+                Err(e) => {
+                    self.state.observe(&endpoint, Outcome::Failure);
+                    tried.push(endpoint.key.clone());
+                    last_failure = Some((endpoint, e));
+                }
+            }
+        }
+        drop(client);
+        let (target, error) = match &last_failure {
+            Some((endpoint, e)) => (
+                Target {
+                    addr: endpoint.addr,
+                    service: Some(&route.hostname),
+                    workload: Some(&endpoint.workload),
+                    endpoint: None,
+                    route: None,
+                },
+                e.to_string(),
+            ),
+            None => (
+                Target {
+                    addr: original,
+                    service: Some(&route.hostname),
+                    workload: None,
+                    endpoint: None,
+                    route: None,
+                },
+                "no healthy upstream".to_string(),
+            ),
+        };
+        self.finish_failed(src, model, &target, error, started);
+    }
+
+    async fn to_address(
+        &self,
+        client: TcpStream,
+        src: SocketAddr,
+        model: &Model,
+        target: Target<'_>,
+        started: tokio::time::Instant,
+    ) {
+        match connect(
+            &*self.sockets,
+            target.addr,
+            self.state.config.connect_timeout,
+        )
+        .await
+        {
+            Ok(upstream) => {
+                self.relay(client, upstream, src, model, &target, started)
+                    .await
+            }
+            Err(e) => {
+                drop(client);
+                self.finish_failed(src, model, &target, e.to_string(), started);
+            }
+        }
+    }
+
+    async fn relay(
+        &self,
+        client: TcpStream,
+        upstream: TcpStream,
+        src: SocketAddr,
+        model: &Model,
+        target: &Target<'_>,
+        started: tokio::time::Instant,
+    ) {
+        let defects = &self.state.config.defects;
+        let mut summary = self.summary(src, model, target, started);
+        self.state.metrics.opened(summary.labels());
+        let transfer = copy::relay(client, upstream).await;
+        if let Some(endpoint) = target.endpoint
+            && defects.is_on(Defect::EjectOnHttp5xx)
+            && transfer.upstream_answered_5xx()
+        {
+            self.state.observe(endpoint, Outcome::Failure);
+        }
+        summary.bytes_sent = transfer.sent;
+        summary.bytes_recv = transfer.received;
+        summary.duration = started.elapsed();
+        self.state.log(summary.record(defects));
+        self.state
+            .metrics
+            .closed(summary.labels(), transfer.sent, transfer.received);
+    }
+
+    fn finish_failed(
+        &self,
+        src: SocketAddr,
+        model: &Model,
+        target: &Target<'_>,
+        error: String,
+        started: tokio::time::Instant,
+    ) {
+        let mut summary = self.summary(src, model, target, started);
+        summary.error = Some(error);
+        self.state.log(summary.record(&self.state.config.defects));
+        self.state.metrics.failed(summary.labels());
+    }
+
+    fn summary<'a>(
+        &self,
+        src: SocketAddr,
+        model: &'a Model,
+        target: &Target<'a>,
+        started: tokio::time::Instant,
+    ) -> ConnectionSummary<'a> {
+        let logged_workload = match (target.route, target.endpoint) {
+            (Some(route), Some(endpoint))
+                if self.state.config.defects.is_on(Defect::LogWrongWorkload) =>
+            {
+                route
+                    .other_endpoint(&endpoint.key)
+                    .map(|e| e.workload.name.as_str())
+            }
+            _ => None,
+        };
+        ConnectionSummary {
+            src_addr: src,
+            proxy: &model.proxy,
+            dst_addr: target.addr,
+            dst_service: target.service,
+            dst_workload: target.workload,
+            logged_workload,
+            bytes_sent: 0,
+            bytes_recv: 0,
+            duration: started.elapsed(),
+            error: None,
+        }
+    }
+}

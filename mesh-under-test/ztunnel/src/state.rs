@@ -1,0 +1,250 @@
+//! What the proxy's tasks share: the current routing model (swapped on reload), the
+//! load-balancing state, settings, logs and metrics. Turns balancer events into log lines.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::balancer::Balancer;
+use crate::config::Config;
+use crate::log::{Level, Logger, Record, lock};
+use crate::metrics::Metrics;
+use crate::model::{Endpoint, EndpointKey, Model, Route};
+use crate::outlier::{HealthEvent, Outcome};
+
+pub struct ProxyState {
+    pub config: Config,
+    pub logger: Logger,
+    pub metrics: Metrics,
+    model: RwLock<Arc<Model>>,
+    balancer: Mutex<Balancer>,
+    ready: AtomicBool,
+}
+
+/// The time the state machines see; tokio's clock, so tests can pause it.
+pub fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl ProxyState {
+    pub fn new(config: Config, model: Model, logger: Logger) -> Arc<Self> {
+        let balancer = Balancer::new(
+            config.outlier_settings(),
+            config.outlier_detection,
+            &config.defects,
+        );
+        Arc::new(Self {
+            config,
+            logger,
+            metrics: Metrics::default(),
+            model: RwLock::new(Arc::new(model)),
+            balancer: Mutex::new(balancer),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn model(&self) -> Arc<Model> {
+        Arc::clone(&self.model.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Swaps in a reloaded model; endpoints that remain keep their outlier state.
+    pub fn install(&self, model: Model) {
+        let keep: std::collections::HashSet<EndpointKey> =
+            model.endpoints().iter().map(|e| e.key.clone()).collect();
+        *self.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(model);
+        lock(&self.balancer).retain(|k| keep.contains(k));
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn start_connection(&self, route: &Route) -> u64 {
+        lock(&self.balancer).start_connection(&route.service_key)
+    }
+
+    pub fn pick(
+        &self,
+        route: &Route,
+        counter: u64,
+        tried: &[EndpointKey],
+    ) -> Option<Arc<Endpoint>> {
+        lock(&self.balancer).pick(route, counter, tried)
+    }
+
+    /// Feeds one health check or connect outcome to outlier detection and logs what changed.
+    pub fn observe(&self, endpoint: &Endpoint, outcome: Outcome) {
+        let events = lock(&self.balancer).observe(&endpoint.key, outcome, now());
+        self.log_events(&endpoint.workload.name, &events);
+    }
+
+    /// Lets time pass for every breaker (before each health-check round).
+    pub fn poll_breakers(&self) {
+        let events = lock(&self.balancer).poll(now());
+        if events.is_empty() {
+            return;
+        }
+        let model = self.model();
+        for (key, event) in events {
+            let name = model
+                .endpoints()
+                .iter()
+                .find(|e| e.key == key)
+                .map_or(key.uid.as_str(), |e| e.workload.name.as_str());
+            self.log_events(name, &[event]);
+        }
+    }
+
+    fn log_events(&self, workload: &str, events: &[HealthEvent]) {
+        for event in events {
+            self.logger.log(event.record(workload));
+        }
+    }
+
+    pub fn log(&self, record: Record) {
+        self.logger.log(record);
+    }
+
+    /// `/config_dump`: the model, the settings and every endpoint's health.
+    pub fn config_dump(&self) -> serde_json::Value {
+        let model = self.model();
+        let balancer = lock(&self.balancer);
+        let endpoints: Vec<serde_json::Value> = model
+            .endpoints()
+            .iter()
+            .map(|e| {
+                let h = balancer.health(&e.key);
+                json!({
+                    "workload": e.workload.name,
+                    "namespace": e.workload.namespace,
+                    "uid": e.key.uid,
+                    "service": e.service,
+                    "addr": e.addr.to_string(),
+                    "score": h.ewma.score(),
+                    "breaker": h.breaker.state().name(),
+                    "consecutiveFailures": h.breaker.consecutive_failures(),
+                    "available": balancer.is_available(&e.key),
+                })
+            })
+            .collect();
+        let c = &self.config;
+        json!({
+            "proxy": {
+                "workload": format!("{}/{}", model.proxy.info.namespace, model.proxy.info.name),
+                "identity": model.proxy.identity,
+            },
+            "workloads": model.config().workloads,
+            "services": model.config().services,
+            "endpoints": endpoints,
+            "settings": {
+                "healthCheckInterval": format!("{:?}", c.health_check_interval),
+                "healthCheckTimeout": format!("{:?}", c.health_check_timeout),
+                "connectTimeout": format!("{:?}", c.connect_timeout),
+                "connectAttempts": c.connect_attempts,
+                "consecutiveFailures": c.consecutive_failures,
+                "baseEjection": format!("{:?}", c.base_ejection),
+                "maxEjection": format!("{:?}", c.max_ejection),
+                "ewmaAlpha": balancer.settings().alpha,
+                "outlierDetection": c.outlier_detection,
+                "configReloadInterval": format!("{:?}", c.config_reload_interval),
+                "defects": c.defects.iter().map(|d| d.name()).collect::<Vec<_>>(),
+            },
+        })
+    }
+}
+
+/// The warning each active defect switch logs at start.
+pub fn defect_records(config: &Config) -> Vec<Record> {
+    config
+        .defects
+        .iter()
+        .map(|d| {
+            Record::new(
+                Level::Warn,
+                "ztunnel",
+                format!("defect switch {d} is on: this ztunnel is deliberately broken"),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::local_config::LocalConfig;
+    use crate::log::{LogFilter, LogFormat};
+    use crate::model::tests::{CONFIG, client_info};
+
+    /// A state over the model tests' config, logging into memory.
+    pub(crate) fn test_state() -> Arc<ProxyState> {
+        let env = [
+            (crate::config::LOCAL_XDS_PATH, "test.yaml"),
+            (crate::config::PROXY_MODE, "dedicated"),
+            (
+                crate::config::PROXY_WORKLOAD_INFO,
+                "httpbin/client-1/client",
+            ),
+        ];
+        let config = Config::from_lookup(|k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        let model = Model::build(
+            LocalConfig::parse(CONFIG, "test.yaml").unwrap(),
+            &client_info(),
+            "test.yaml",
+        )
+        .unwrap();
+        ProxyState::new(
+            config,
+            model,
+            Logger::capture(LogFormat::Text, LogFilter::default()),
+        )
+    }
+
+    #[test]
+    fn observations_log_with_the_workload_name_and_show_in_the_dump() {
+        let state = test_state();
+        let endpoint = Arc::clone(&state.model().endpoints()[0]);
+        for _ in 0..3 {
+            state.observe(&endpoint, Outcome::Failure);
+        }
+        let lines = state.logger.captured();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(
+            lines[3].contains(
+                "circuit_breaker endpoint marked unhealthy dst.workload=\"in-ambient-a\""
+            )
+        );
+        let dump = state.config_dump();
+        assert_eq!(dump["endpoints"][0]["workload"], "in-ambient-a");
+        assert_eq!(dump["endpoints"][0]["breaker"], "open");
+        assert_eq!(dump["endpoints"][0]["consecutiveFailures"], 3);
+        assert_eq!(
+            dump["proxy"]["identity"],
+            "spiffe://cluster.local/ns/httpbin/sa/client"
+        );
+        assert_eq!(dump["workloads"].as_array().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn defects_are_announced() {
+        let mut config = test_state().config.clone();
+        config.defects = crate::defects::Defects::parse("no-retry").unwrap();
+        let records = defect_records(&config);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].level, Level::Warn);
+        assert_eq!(
+            records[0].message,
+            "defect switch no-retry is on: this ztunnel is deliberately broken"
+        );
+    }
+}
