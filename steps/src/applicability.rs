@@ -66,29 +66,67 @@ impl Gate {
         Applicability::Runs
     }
 
-    fn mark(&self, feature_tags: &[String], rule_tags: &[String], scenario: &mut gherkin::Scenario) {
+    fn judge_scenario(&self, feature_tags: &[String], rule_tags: &[String], scenario: &gherkin::Scenario) -> Applicability {
         let mut tags: Vec<String> = feature_tags.to_vec();
         tags.extend_from_slice(rule_tags);
         tags.extend(scenario.tags.iter().cloned());
         tags.extend(scenario.examples.iter().flat_map(|e| e.tags.iter().cloned()));
-        let text = match self.judge(&tags) {
-            Applicability::Runs => return,
-            Applicability::NotApplicable(reason) => format!("{NOT_APPLICABLE}{reason}"),
-            Applicability::Skipped(reason) => format!("{SKIPPED}{reason}"),
-        };
-        scenario.steps.insert(
-            0,
-            gherkin::Step {
-                keyword: "Given ".into(),
-                ty: StepType::Given,
-                value: text,
-                docstring: None,
-                table: None,
-                span: Span { start: 0, end: 0 },
-                position: LineCol { line: scenario.position.line, col: scenario.position.col },
-            },
-        );
+        self.judge(&tags)
     }
+
+    /// Marks every scenario that will not run. Background steps run before a scenario's own
+    /// steps, so where any scenario is marked the backgrounds are inlined after the marker:
+    /// a skipped scenario must not deploy anything first.
+    fn apply(&self, feature: &mut gherkin::Feature) {
+        let feature_tags = feature.tags.clone();
+        let any_marked = feature
+            .scenarios
+            .iter()
+            .map(|s| self.judge_scenario(&feature_tags, &[], s))
+            .chain(feature.rules.iter().flat_map(|r| {
+                r.scenarios.iter().map(|s| self.judge_scenario(&feature_tags, &r.tags, s)).collect::<Vec<_>>()
+            }))
+            .any(|a| a != Applicability::Runs);
+        if !any_marked {
+            return;
+        }
+        let background = feature.background.take().map(|b| b.steps).unwrap_or_default();
+        for scenario in &mut feature.scenarios {
+            let verdict = self.judge_scenario(&feature_tags, &[], scenario);
+            prepend(scenario, &background, verdict);
+        }
+        for rule in &mut feature.rules {
+            let mut steps = background.clone();
+            steps.extend(rule.background.take().map(|b| b.steps).unwrap_or_default());
+            for scenario in &mut rule.scenarios {
+                let verdict = self.judge_scenario(&feature_tags, &rule.tags, scenario);
+                prepend(scenario, &steps, verdict);
+            }
+        }
+    }
+}
+
+fn prepend(scenario: &mut gherkin::Scenario, background: &[gherkin::Step], verdict: Applicability) {
+    let mut steps: Vec<gherkin::Step> = Vec::new();
+    let text = match verdict {
+        Applicability::Runs => None,
+        Applicability::NotApplicable(reason) => Some(format!("{NOT_APPLICABLE}{reason}")),
+        Applicability::Skipped(reason) => Some(format!("{SKIPPED}{reason}")),
+    };
+    if let Some(text) = text {
+        steps.push(gherkin::Step {
+            keyword: "Given ".into(),
+            ty: StepType::Given,
+            value: text,
+            docstring: None,
+            table: None,
+            span: Span { start: 0, end: 0 },
+            position: LineCol { line: scenario.position.line, col: scenario.position.col },
+        });
+    }
+    steps.extend_from_slice(background);
+    steps.append(&mut scenario.steps);
+    scenario.steps = steps;
 }
 
 /// The first step's text, when it is a marker this module inserted.
@@ -117,14 +155,7 @@ impl<I: AsRef<std::path::Path>> Parser<I> for GatedParser {
             .parse(input, cli)
             .map(move |feature| {
                 feature.map(|mut f| {
-                    for scenario in &mut f.scenarios {
-                        gate.mark(&f.tags, &[], scenario);
-                    }
-                    for rule in &mut f.rules {
-                        for scenario in &mut rule.scenarios {
-                            gate.mark(&f.tags, &rule.tags, scenario);
-                        }
-                    }
+                    gate.apply(&mut f);
                     f
                 })
             })
@@ -158,6 +189,19 @@ mod tests {
         let g = gate(Profile::Istio, Some("no root"));
         assert!(matches!(g.judge(&tags(&["@profile-solo"])), Applicability::NotApplicable(_)));
         assert_eq!(g.judge(&tags(&["@L4-RR-1"])), Applicability::Skipped("no root".into()));
+    }
+
+    #[test]
+    fn skipped_scenarios_get_the_background_after_their_marker() {
+        let text = "Feature: f\n  Background:\n    Given a\n\n  @profile-solo\n  Scenario: s\n    When b\n\n  Scenario: t\n    When c\n";
+        let mut feature = gherkin::Feature::parse(text, gherkin::GherkinEnv::default()).unwrap();
+        gate(Profile::Istio, None).apply(&mut feature);
+        assert!(feature.background.is_none());
+        let steps: Vec<&str> = feature.scenarios[0].steps.iter().map(|s| s.value.as_str()).collect();
+        assert!(steps[0].starts_with(NOT_APPLICABLE), "{steps:?}");
+        assert_eq!(&steps[1..], ["a", "b"]);
+        let steps: Vec<&str> = feature.scenarios[1].steps.iter().map(|s| s.value.as_str()).collect();
+        assert_eq!(steps, ["a", "c"]);
     }
 
     #[test]

@@ -159,7 +159,7 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
     let interrupt = tokio::spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("meshcert: interrupted; removing every namespace, rule and process of this run");
-            local::cleanup_all();
+            let _ = local::cleanup_all();
             std::process::exit(130);
         }
     });

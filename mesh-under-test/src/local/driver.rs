@@ -22,7 +22,7 @@ use super::faults::{self, AppFault, IptablesFault};
 use super::netns::{self, PodNetns, SocketFactory, Topology};
 use super::run::{EntryId, Ledger, Run, Undo};
 use super::ztunnel::{self, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess};
-use crate::logs::{self, LogLine};
+use crate::logs::LogLine;
 use crate::manifest::{Manifest, ManifestSet};
 use crate::metrics::{self, MetricSample};
 use crate::translate::{self, ClusterSnapshot};
@@ -527,7 +527,13 @@ impl LocalMesh {
         }
         entries.push(state.netns.entry);
         let ledger = self.ledger.clone();
-        blocking(move || entries.into_iter().try_for_each(|e| ledger.release(e))).await
+        // Every entry is released even if one fails, so one stuck rule cannot keep the rest.
+        blocking(move || {
+            let results: Vec<Result<(), MeshError>> =
+                entries.into_iter().map(|e| ledger.release(e)).collect();
+            results.into_iter().collect()
+        })
+        .await
     }
 
     /// Brings the pods of a deployment to `replicas`: new ones last in name order are not
@@ -990,22 +996,7 @@ impl MeshUnderTest for LocalMesh {
             .flat_map(|z| z.output.lines())
             .collect();
         captured.sort_by_key(|l| l.observed_at);
-        Ok(captured
-            .into_iter()
-            .map(|line| {
-                let mut parsed = logs::parse_line(&line.raw).unwrap_or_else(|_| LogLine {
-                    observed_at: Duration::ZERO,
-                    timestamp: None,
-                    level: String::new(),
-                    target: String::new(),
-                    message: line.raw.clone(),
-                    fields: BTreeMap::new(),
-                    raw: line.raw.clone(),
-                });
-                parsed.observed_at = line.observed_at;
-                parsed
-            })
-            .collect())
+        Ok(captured.iter().map(ztunnel::CapturedLine::parse).collect())
     }
 
     async fn metrics(&self) -> Result<Vec<MetricSample>, MeshError> {

@@ -7,6 +7,7 @@
 //! short-lived thread would kill the ztunnel early, and a harness killed with SIGKILL must
 //! not leave a ztunnel running.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::netns::{NETNS_DIR, ip, netns_exec};
 use super::run::{Undo, lock};
 use crate::MeshError;
+use crate::logs::{self, LogLine};
 
 /// How to run the ztunnel under test.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +81,25 @@ pub fn install_redirect(netns: &str) -> Result<(), MeshError> {
 pub struct CapturedLine {
     pub observed_at: Duration,
     pub raw: String,
+}
+
+impl CapturedLine {
+    /// The line parsed as a ztunnel log line, stamped with when it was read. A line that does
+    /// not parse (a panic message, a banner) is kept whole in `message`, level and target
+    /// empty: dropping it could hide exactly what a failing scenario needs.
+    pub fn parse(&self) -> LogLine {
+        let mut line = logs::parse_line(&self.raw).unwrap_or_else(|_| LogLine {
+            observed_at: Duration::ZERO,
+            timestamp: None,
+            level: String::new(),
+            target: String::new(),
+            message: self.raw.clone(),
+            fields: BTreeMap::new(),
+            raw: self.raw.clone(),
+        });
+        line.observed_at = self.observed_at;
+        line
+    }
 }
 
 /// Everything one client pod's ztunnel wrote, across restarts: in memory and in a log file.
@@ -489,6 +510,28 @@ mod tests {
     #[case("\u{1b}x not csi", "\u{1b}x not csi")]
     fn colour_codes_are_stripped(#[case] raw: &str, #[case] clean: &str) {
         assert_eq!(strip_ansi(raw), clean);
+    }
+
+    #[test]
+    fn captured_lines_parse_and_unparseable_ones_are_kept_whole() {
+        let access = CapturedLine {
+            observed_at: Duration::from_millis(1500),
+            raw: "2025-03-06T16:52:48.095517Z info access connection complete dst.workload=\"in-ambient-1\"".into(),
+        };
+        let line = access.parse();
+        assert_eq!(line.observed_at, Duration::from_millis(1500));
+        assert!(line.is("access", "connection complete"), "{line:?}");
+        assert_eq!(line.field("dst.workload"), Some("in-ambient-1"));
+
+        let panic = CapturedLine {
+            observed_at: Duration::from_secs(2),
+            raw: "thread 'main' panicked at src/main.rs:1".into(),
+        };
+        let line = panic.parse();
+        assert_eq!((line.level.as_str(), line.target.as_str()), ("", ""));
+        assert_eq!(line.message, panic.raw);
+        assert_eq!(line.raw, panic.raw);
+        assert_eq!(line.observed_at, Duration::from_secs(2));
     }
 
     #[test]

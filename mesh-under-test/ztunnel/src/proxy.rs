@@ -152,7 +152,10 @@ impl Outbound {
             };
             match connect(&*self.sockets, endpoint.addr, config.connect_timeout).await {
                 Ok(upstream) => {
-                    self.state.observe(&endpoint, Outcome::Success);
+                    // With L7 detection (a defect here), the answer decides the outcome, not the connect.
+                    if !config.defects.is_on(Defect::EjectOnHttp5xx) {
+                        self.state.observe(&endpoint, Outcome::Success);
+                    }
                     let target = Target {
                         addr: endpoint.addr,
                         service: Some(&route.hostname),
@@ -238,9 +241,9 @@ impl Outbound {
         let transfer = copy::relay(client, upstream).await;
         if let Some(endpoint) = target.endpoint
             && defects.is_on(Defect::EjectOnHttp5xx)
-            && transfer.upstream_answered_5xx()
         {
-            self.state.observe(endpoint, Outcome::Failure);
+            let outcome = if transfer.upstream_answered_5xx() { Outcome::Failure } else { Outcome::Success };
+            self.state.observe(endpoint, outcome);
         }
         summary.bytes_sent = transfer.sent;
         summary.bytes_recv = transfer.received;
