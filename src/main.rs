@@ -9,7 +9,11 @@ use meshcert_mesh::Profile;
 use meshcert_steps::{SuiteConfig, TargetChoice, run_suite};
 
 #[derive(Parser)]
-#[command(name = "meshcert", version, about = "Conformance and chaos tests for ambient-mesh load balancing, failover and outlier detection")]
+#[command(
+    name = "meshcert",
+    version,
+    about = "Conformance and chaos tests for ambient-mesh load balancing, failover and outlier detection"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,10 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match cli.command {
         Command::Sweep => match meshcert_mesh::local::sweep() {
             Ok(report) => {
@@ -76,7 +83,10 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|| PathBuf::from("meshcert-ztunnel"))
             });
             let config = SuiteConfig {
-                target: TargetChoice::Reference { bin, defects: args.reference_defect },
+                target: TargetChoice::Reference {
+                    bin,
+                    defects: args.reference_defect,
+                },
                 profile: args.profile,
                 features: args.features,
                 fixtures: args.fixtures,

@@ -9,7 +9,11 @@ use meshcert_steps::{SuiteConfig, TargetChoice, run_suite};
 
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let profile = match std::env::var("MESHCERT_PROFILE").as_deref().unwrap_or("solo").parse() {
+    let profile = match std::env::var("MESHCERT_PROFILE")
+        .as_deref()
+        .unwrap_or("solo")
+        .parse()
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("MESHCERT_PROFILE: {e}");
@@ -25,10 +29,15 @@ fn main() -> ExitCode {
         features: root.join("features"),
         fixtures: root.join("fixtures"),
         out_dir: root.join("target/meshcert"),
-        tags: std::env::var("MESHCERT_TAGS").ok().filter(|t| !t.is_empty()),
+        tags: std::env::var("MESHCERT_TAGS")
+            .ok()
+            .filter(|t| !t.is_empty()),
         concurrency: None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run_suite(config)) {
         Ok(outcome) if outcome.failed() => ExitCode::FAILURE,
         Ok(_) => ExitCode::SUCCESS,

@@ -29,7 +29,13 @@ fn crash_then_sweep() -> Result<String, String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let before = harness_namespaces();
     let mut run = Command::new(env!("CARGO_BIN_EXE_meshcert"))
-        .args(["run", "--reference-bin", env!("CARGO_BIN_EXE_meshcert-ztunnel"), "--tags", "@L4-FO-2"])
+        .args([
+            "run",
+            "--reference-bin",
+            env!("CARGO_BIN_EXE_meshcert-ztunnel"),
+            "--tags",
+            "@L4-FO-2",
+        ])
         .arg("--out")
         .arg(root.join("target/meshcert/crash"))
         .stdout(Stdio::null())
@@ -52,7 +58,9 @@ fn crash_then_sweep() -> Result<String, String> {
             return Err("the failover scenario never injected its DROP rule within 30s".into());
         }
         if let Ok(Some(status)) = run.try_wait() {
-            return Err(format!("meshcert exited ({status}) before the fault was injected"));
+            return Err(format!(
+                "meshcert exited ({status}) before the fault was injected"
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -67,22 +75,33 @@ fn crash_then_sweep() -> Result<String, String> {
     while count_processes("meshcert-ztunnel") > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let left = harness_namespaces().into_iter().filter(|ns| !before.contains(ns)).count();
+    let left = harness_namespaces()
+        .into_iter()
+        .filter(|ns| !before.contains(ns))
+        .count();
 
     let sweep = Command::new(env!("CARGO_BIN_EXE_meshcert"))
         .arg("sweep")
         .output()
         .map_err(|e| format!("cannot run meshcert sweep: {e}"))?;
     if !sweep.status.success() {
-        return Err(format!("meshcert sweep failed: {}", String::from_utf8_lossy(&sweep.stderr)));
+        return Err(format!(
+            "meshcert sweep failed: {}",
+            String::from_utf8_lossy(&sweep.stderr)
+        ));
     }
-    let after: Vec<String> = harness_namespaces().into_iter().filter(|ns| !before.contains(ns)).collect();
+    let after: Vec<String> = harness_namespaces()
+        .into_iter()
+        .filter(|ns| !before.contains(ns))
+        .collect();
     if !after.is_empty() {
         return Err(format!("namespaces left after the sweep: {after:?}"));
     }
     let processes = count_processes("meshcert-ztunnel");
     if processes > 0 {
-        return Err(format!("{processes} meshcert-ztunnel process(es) still running"));
+        return Err(format!(
+            "{processes} meshcert-ztunnel process(es) still running"
+        ));
     }
     Ok(format!(
         "killed mid-failover with {left} namespaces in place; sweep removed them in {:.2}s; no ztunnel left",
@@ -91,7 +110,11 @@ fn crash_then_sweep() -> Result<String, String> {
 }
 
 fn harness_namespaces() -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
     String::from_utf8_lossy(&out)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -115,9 +138,16 @@ fn count_processes(name: &str) -> usize {
     std::fs::read_dir("/proc")
         .map(|dir| {
             dir.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
                 .filter(|e| {
-                    std::fs::read_to_string(e.path().join("comm")).map(|c| c.trim() == comm).unwrap_or(false)
+                    e.file_name()
+                        .to_string_lossy()
+                        .chars()
+                        .all(|c| c.is_ascii_digit())
+                })
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm"))
+                        .map(|c| c.trim() == comm)
+                        .unwrap_or(false)
                 })
                 .count()
         })

@@ -21,7 +21,9 @@ struct Defect {
 const DEFECTS: &[Defect] = &[
     Defect {
         name: "first-endpoint",
-        must_fail: &["L4-RR-1", "L4-RR-2", "L4-RR-4", "L4-FO-2", "L4-FO-4", "L4-OD-1"],
+        must_fail: &[
+            "L4-RR-1", "L4-RR-2", "L4-RR-4", "L4-FO-2", "L4-FO-4", "L4-OD-1",
+        ],
         may_fail: &[],
     },
     Defect {
@@ -29,18 +31,54 @@ const DEFECTS: &[Defect] = &[
         must_fail: &["L4-RR-2"],
         may_fail: &["L4-RR-1", "L4-RR-4", "L4-FO-2", "L4-FO-4", "L4-OD-1"],
     },
-    Defect { name: "no-retry", must_fail: &["L4-FO-3"], may_fail: &["L4-FO-2"] },
-    Defect { name: "never-eject", must_fail: &["L4-FO-2", "L4-OD-5"], may_fail: &[] },
-    Defect { name: "never-restore", must_fail: &["L4-FO-4"], may_fail: &[] },
+    Defect {
+        name: "no-retry",
+        must_fail: &["L4-FO-3"],
+        may_fail: &["L4-FO-2"],
+    },
+    Defect {
+        name: "never-eject",
+        must_fail: &["L4-FO-2", "L4-OD-5"],
+        may_fail: &[],
+    },
+    Defect {
+        name: "never-restore",
+        must_fail: &["L4-FO-4"],
+        may_fail: &[],
+    },
     // LOG-1 also checks that dst.addr and dst.workload name the same pod, which this breaks.
-    Defect { name: "log-wrong-workload", must_fail: &["LOG-1", "LOG-2"], may_fail: &[] },
-    Defect { name: "log-missing-identity", must_fail: &["LOG-1"], may_fail: &[] },
+    Defect {
+        name: "log-wrong-workload",
+        must_fail: &["LOG-1", "LOG-2"],
+        may_fail: &[],
+    },
+    Defect {
+        name: "log-missing-identity",
+        must_fail: &["LOG-1"],
+        may_fail: &[],
+    },
     // L7 detection counts answers, not TCP handshakes, so a recovered pod's half-open probe
     // (a TCP health check) does not close its breaker either.
-    Defect { name: "eject-on-http-5xx", must_fail: &["L4-OD-1"], may_fail: &["L4-FO-4"] },
-    Defect { name: "keep-removed-endpoints", must_fail: &["L4-RR-4"], may_fail: &[] },
-    Defect { name: "ewma-wrong-weight", must_fail: &["L4-OD-4"], may_fail: &[] },
-    Defect { name: "health-log-missing-error", must_fail: &["L4-OD-3"], may_fail: &[] },
+    Defect {
+        name: "eject-on-http-5xx",
+        must_fail: &["L4-OD-1"],
+        may_fail: &["L4-FO-4"],
+    },
+    Defect {
+        name: "keep-removed-endpoints",
+        must_fail: &["L4-RR-4"],
+        may_fail: &[],
+    },
+    Defect {
+        name: "ewma-wrong-weight",
+        must_fail: &["L4-OD-4"],
+        may_fail: &[],
+    },
+    Defect {
+        name: "health-log-missing-error",
+        must_fail: &["L4-OD-3"],
+        may_fail: &[],
+    },
 ];
 
 fn main() -> ExitCode {
@@ -54,16 +92,27 @@ fn main() -> ExitCode {
         .map(|s| s.split(',').map(str::to_string).collect())
         .unwrap_or_default();
     let (mut passed, mut failed) = (0, 0);
-    for defect in DEFECTS.iter().filter(|d| only.is_empty() || only.iter().any(|o| o == d.name)) {
+    for defect in DEFECTS
+        .iter()
+        .filter(|d| only.is_empty() || only.iter().any(|o| o == d.name))
+    {
         let started = Instant::now();
         match check(&root, defect) {
             Ok(summary) => {
                 passed += 1;
-                println!("defect {:<24} caught ({:.1}s): {summary}", defect.name, started.elapsed().as_secs_f64());
+                println!(
+                    "defect {:<24} caught ({:.1}s): {summary}",
+                    defect.name,
+                    started.elapsed().as_secs_f64()
+                );
             }
             Err(problems) => {
                 failed += 1;
-                println!("defect {:<24} NOT caught as expected ({:.1}s):", defect.name, started.elapsed().as_secs_f64());
+                println!(
+                    "defect {:<24} NOT caught as expected ({:.1}s):",
+                    defect.name,
+                    started.elapsed().as_secs_f64()
+                );
                 for p in problems {
                     println!("    {p}");
                 }
@@ -71,14 +120,22 @@ fn main() -> ExitCode {
         }
     }
     println!("defects: {passed} passed, {failed} failed");
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Runs the suite with one defect on and compares verdicts with the expectation.
 fn check(root: &Path, defect: &Defect) -> Result<String, Vec<String>> {
     let out = root.join("target/meshcert/defects").join(defect.name);
     let output = Command::new(env!("CARGO_BIN_EXE_meshcert"))
-        .args(["run", "--reference-bin", env!("CARGO_BIN_EXE_meshcert-ztunnel")])
+        .args([
+            "run",
+            "--reference-bin",
+            env!("CARGO_BIN_EXE_meshcert-ztunnel"),
+        ])
         .args(["--reference-defect", defect.name])
         .arg("--out")
         .arg(&out)
@@ -98,29 +155,49 @@ fn check(root: &Path, defect: &Defect) -> Result<String, Vec<String>> {
         let must = ids.iter().any(|id| defect.must_fail.contains(id));
         let may = ids.iter().any(|id| defect.may_fail.contains(id));
         let failed = matches!(scenario.verdict, Verdict::Failed { .. });
-        let at = format!("{}:{} {:?} {ids:?}", scenario.feature, scenario.line, scenario.name);
+        let at = format!(
+            "{}:{} {:?} {ids:?}",
+            scenario.feature, scenario.line, scenario.name
+        );
         if must && !failed {
-            problems.push(format!("should fail but was {}: {at}", scenario.verdict.label()));
+            problems.push(format!(
+                "should fail but was {}: {at}",
+                scenario.verdict.label()
+            ));
         } else if must {
             caught += 1;
-        } else if !may && !matches!(scenario.verdict, Verdict::Passed | Verdict::NotApplicable { .. }) {
+        } else if !may
+            && !matches!(
+                scenario.verdict,
+                Verdict::Passed | Verdict::NotApplicable { .. }
+            )
+        {
             let why = match &scenario.verdict {
                 Verdict::Failed { step, message } => format!("{step}: {message}"),
                 Verdict::Skipped { reason } => reason.clone(),
                 _ => String::new(),
             };
-            problems.push(format!("should pass but was {}: {at}\n      {why}", scenario.verdict.label()));
+            problems.push(format!(
+                "should pass but was {}: {at}\n      {why}",
+                scenario.verdict.label()
+            ));
         } else if !may {
             clean += 1;
         }
     }
     for id in defect.must_fail {
-        if !results.scenarios.iter().any(|s| s.behaviours().any(|b| b == *id)) {
+        if !results
+            .scenarios
+            .iter()
+            .any(|s| s.behaviours().any(|b| b == *id))
+        {
             problems.push(format!("no scenario is tagged {id}"));
         }
     }
     if problems.is_empty() {
-        Ok(format!("{caught} scenario(s) failed as they must, {clean} passed as they must"))
+        Ok(format!(
+            "{caught} scenario(s) failed as they must, {clean} passed as they must"
+        ))
     } else {
         Err(problems)
     }

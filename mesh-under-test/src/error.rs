@@ -18,15 +18,26 @@ pub enum MeshError {
     InvalidRequest(String),
     /// An external command (ip, iptables) failed.
     #[error("`{command}` failed ({status}): {stderr}")]
-    Command { command: String, status: String, stderr: String },
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     /// The ztunnel under test misbehaved: exited, never became ready, wrote unparseable output.
     #[error("ztunnel: {0}")]
     Ztunnel(String),
     /// A wait ran out; `last` is the last state observed.
     #[error("timed out after {waited:?} waiting for {what}; last observed: {last}")]
-    Timeout { what: String, waited: std::time::Duration, last: String },
+    Timeout {
+        what: String,
+        waited: std::time::Duration,
+        last: String,
+    },
     /// Traffic would have left harness-owned network namespaces: refused.
     #[error("network safety: {0}")]
     NetworkSafety(String),

@@ -39,7 +39,9 @@ impl FromStr for Profile {
         match s {
             "istio" => Ok(Profile::Istio),
             "solo" => Ok(Profile::Solo),
-            other => Err(format!("unknown profile {other:?}: expected \"istio\" or \"solo\"")),
+            other => Err(format!(
+                "unknown profile {other:?}: expected \"istio\" or \"solo\""
+            )),
         }
     }
 }
@@ -101,7 +103,10 @@ pub struct DeploymentRef {
 
 impl DeploymentRef {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -136,7 +141,10 @@ pub struct PodInfo {
 
 impl PodInfo {
     pub fn pod_ref(&self) -> PodRef {
-        PodRef { namespace: self.namespace.clone(), name: self.name.clone() }
+        PodRef {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
     }
 }
 
@@ -159,8 +167,13 @@ pub struct RequestPlan {
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum RequestOutcome {
     /// A response came back; `replica` is the pod that answered (the body of `/hostname`).
-    Answered { replica: String, status: u16 },
-    Failed { failure: RequestFailure },
+    Answered {
+        replica: String,
+        status: u16,
+    },
+    Failed {
+        failure: RequestFailure,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,7 +254,10 @@ impl fmt::Display for FaultKind {
                 write!(f, "iptables -A INPUT -p tcp --dport {port} -j DROP")
             }
             FaultKind::IptablesReject { port } => {
-                write!(f, "iptables -A INPUT -p tcp --dport {port} -j REJECT --reject-with tcp-reset")
+                write!(
+                    f,
+                    "iptables -A INPUT -p tcp --dport {port} -j REJECT --reject-with tcp-reset"
+                )
             }
             FaultKind::HttpStatus { status } => write!(f, "app answers HTTP {status}"),
         }

@@ -13,16 +13,26 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("cannot read results file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write results file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("results file {path} is not valid meshcert results: {message}")]
     Malformed { path: String, message: String },
     #[error(
         "results file {path} has schema version {found}; this meshcert reads version {expected}: \
          re-run the suite with this version"
     )]
-    Schema { path: String, found: u32, expected: u32 },
+    Schema {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
 }
 
 /// The outcome of one scenario.
@@ -30,11 +40,18 @@ pub enum ReportError {
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum Verdict {
     Passed,
-    Failed { step: String, message: String },
+    Failed {
+        step: String,
+        message: String,
+    },
     /// The mesh under test cannot run it (missing capability, no network namespaces, ...).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// It belongs to the other profile.
-    NotApplicable { reason: String },
+    NotApplicable {
+        reason: String,
+    },
 }
 
 impl Verdict {
@@ -79,7 +96,10 @@ pub struct ScenarioResult {
 impl ScenarioResult {
     /// Behaviour IDs (`@L4-RR-1` style tags, stripped of `@`).
     pub fn behaviours(&self) -> impl Iterator<Item = &str> {
-        self.tags.iter().map(|t| t.trim_start_matches('@')).filter(|t| is_behaviour_id(t))
+        self.tags
+            .iter()
+            .map(|t| t.trim_start_matches('@'))
+            .filter(|t| is_behaviour_id(t))
     }
 }
 
@@ -88,7 +108,9 @@ pub fn is_behaviour_id(tag: &str) -> bool {
     let tag = tag.trim_start_matches('@');
     tag.contains('-')
         && tag.starts_with(|c: char| c.is_ascii_uppercase())
-        && tag.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,13 +204,17 @@ impl RunResults {
                 source,
             })?;
         }
-        std::fs::write(path, text)
-            .map_err(|source| ReportError::Write { path: path.display().to_string(), source })
+        std::fs::write(path, text).map_err(|source| ReportError::Write {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     pub fn read_json(path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ReportError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse_json(&text, &path.display().to_string())
     }
 
@@ -199,12 +225,13 @@ impl RunResults {
                 path: origin.to_string(),
                 message: e.to_string(),
             })?;
-        let found = value.get("schema_version").and_then(|v| v.as_u64()).ok_or_else(|| {
-            ReportError::Malformed {
+        let found = value
+            .get("schema_version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| ReportError::Malformed {
                 path: origin.to_string(),
                 message: "missing field `schema_version`".to_string(),
-            }
-        })? as u32;
+            })? as u32;
         if found != SCHEMA_VERSION {
             return Err(ReportError::Schema {
                 path: origin.to_string(),
@@ -212,8 +239,10 @@ impl RunResults {
                 expected: SCHEMA_VERSION,
             });
         }
-        serde_json::from_value(value)
-            .map_err(|e| ReportError::Malformed { path: origin.to_string(), message: e.to_string() })
+        serde_json::from_value(value).map_err(|e| ReportError::Malformed {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// The closing summary: a line per behaviour ID, then one count line whose shape CI reads
@@ -300,12 +329,25 @@ mod tests {
 
     #[test]
     fn conformance_per_behaviour() {
-        let failed = Verdict::Failed { step: "Then x".into(), message: "y".into() };
+        let failed = Verdict::Failed {
+            step: "Then x".into(),
+            message: "y".into(),
+        };
         let r = results(vec![
             scenario(&["@L4-RR-1", "@L4-RR-2"], Verdict::Passed),
             scenario(&["@L4-RR-2"], failed),
-            scenario(&["@L4-OD-3"], Verdict::NotApplicable { reason: "solo".into() }),
-            scenario(&["@L4-FO-1"], Verdict::Skipped { reason: "no netns".into() }),
+            scenario(
+                &["@L4-OD-3"],
+                Verdict::NotApplicable {
+                    reason: "solo".into(),
+                },
+            ),
+            scenario(
+                &["@L4-FO-1"],
+                Verdict::Skipped {
+                    reason: "no netns".into(),
+                },
+            ),
         ]);
         let by = r.by_behaviour();
         assert_eq!(by["L4-RR-1"].conformance(), Conformance::Conformant);
@@ -322,9 +364,13 @@ mod tests {
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(RunResults::parse_json(&text, "r.json").unwrap(), r);
         let old = text.replace("\"schema_version\":1", "\"schema_version\":0");
-        let err = RunResults::parse_json(&old, "old.json").unwrap_err().to_string();
+        let err = RunResults::parse_json(&old, "old.json")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("schema version 0"), "{err}");
-        let err = RunResults::parse_json("{\"scenarios\": []}", "bad.json").unwrap_err().to_string();
+        let err = RunResults::parse_json("{\"scenarios\": []}", "bad.json")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("schema_version"), "{err}");
     }
 }

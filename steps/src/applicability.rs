@@ -66,11 +66,21 @@ impl Gate {
         Applicability::Runs
     }
 
-    fn judge_scenario(&self, feature_tags: &[String], rule_tags: &[String], scenario: &gherkin::Scenario) -> Applicability {
+    fn judge_scenario(
+        &self,
+        feature_tags: &[String],
+        rule_tags: &[String],
+        scenario: &gherkin::Scenario,
+    ) -> Applicability {
         let mut tags: Vec<String> = feature_tags.to_vec();
         tags.extend_from_slice(rule_tags);
         tags.extend(scenario.tags.iter().cloned());
-        tags.extend(scenario.examples.iter().flat_map(|e| e.tags.iter().cloned()));
+        tags.extend(
+            scenario
+                .examples
+                .iter()
+                .flat_map(|e| e.tags.iter().cloned()),
+        );
         self.judge(&tags)
     }
 
@@ -84,13 +94,20 @@ impl Gate {
             .iter()
             .map(|s| self.judge_scenario(&feature_tags, &[], s))
             .chain(feature.rules.iter().flat_map(|r| {
-                r.scenarios.iter().map(|s| self.judge_scenario(&feature_tags, &r.tags, s)).collect::<Vec<_>>()
+                r.scenarios
+                    .iter()
+                    .map(|s| self.judge_scenario(&feature_tags, &r.tags, s))
+                    .collect::<Vec<_>>()
             }))
             .any(|a| a != Applicability::Runs);
         if !any_marked {
             return;
         }
-        let background = feature.background.take().map(|b| b.steps).unwrap_or_default();
+        let background = feature
+            .background
+            .take()
+            .map(|b| b.steps)
+            .unwrap_or_default();
         for scenario in &mut feature.scenarios {
             let verdict = self.judge_scenario(&feature_tags, &[], scenario);
             prepend(scenario, &background, verdict);
@@ -121,7 +138,10 @@ fn prepend(scenario: &mut gherkin::Scenario, background: &[gherkin::Step], verdi
             docstring: None,
             table: None,
             span: Span { start: 0, end: 0 },
-            position: LineCol { line: scenario.position.line, col: scenario.position.col },
+            position: LineCol {
+                line: scenario.position.line,
+                col: scenario.position.col,
+            },
         });
     }
     steps.extend_from_slice(background);
@@ -135,7 +155,9 @@ pub fn marker(scenario: &gherkin::Scenario) -> Option<Applicability> {
     if let Some(reason) = first.strip_prefix(NOT_APPLICABLE) {
         Some(Applicability::NotApplicable(reason.to_string()))
     } else {
-        first.strip_prefix(SKIPPED).map(|reason| Applicability::Skipped(reason.to_string()))
+        first
+            .strip_prefix(SKIPPED)
+            .map(|reason| Applicability::Skipped(reason.to_string()))
     }
 }
 
@@ -187,8 +209,14 @@ mod tests {
     #[test]
     fn profile_mismatch_is_not_applicable_even_without_netns() {
         let g = gate(Profile::Istio, Some("no root"));
-        assert!(matches!(g.judge(&tags(&["@profile-solo"])), Applicability::NotApplicable(_)));
-        assert_eq!(g.judge(&tags(&["@L4-RR-1"])), Applicability::Skipped("no root".into()));
+        assert!(matches!(
+            g.judge(&tags(&["@profile-solo"])),
+            Applicability::NotApplicable(_)
+        ));
+        assert_eq!(
+            g.judge(&tags(&["@L4-RR-1"])),
+            Applicability::Skipped("no root".into())
+        );
     }
 
     #[test]
@@ -197,18 +225,35 @@ mod tests {
         let mut feature = gherkin::Feature::parse(text, gherkin::GherkinEnv::default()).unwrap();
         gate(Profile::Istio, None).apply(&mut feature);
         assert!(feature.background.is_none());
-        let steps: Vec<&str> = feature.scenarios[0].steps.iter().map(|s| s.value.as_str()).collect();
+        let steps: Vec<&str> = feature.scenarios[0]
+            .steps
+            .iter()
+            .map(|s| s.value.as_str())
+            .collect();
         assert!(steps[0].starts_with(NOT_APPLICABLE), "{steps:?}");
         assert_eq!(&steps[1..], ["a", "b"]);
-        let steps: Vec<&str> = feature.scenarios[1].steps.iter().map(|s| s.value.as_str()).collect();
+        let steps: Vec<&str> = feature.scenarios[1]
+            .steps
+            .iter()
+            .map(|s| s.value.as_str())
+            .collect();
         assert_eq!(steps, ["a", "c"]);
     }
 
     #[test]
     fn missing_capability_is_skipped() {
         let g = gate(Profile::Solo, None);
-        assert_eq!(g.judge(&tags(&["@profile-solo", "@needs-network-faults"])), Applicability::Runs);
-        assert!(matches!(g.judge(&tags(&["@needs-app-faults"])), Applicability::Skipped(_)));
-        assert!(matches!(g.judge(&tags(&["@needs-teleport"])), Applicability::Skipped(_)));
+        assert_eq!(
+            g.judge(&tags(&["@profile-solo", "@needs-network-faults"])),
+            Applicability::Runs
+        );
+        assert!(matches!(
+            g.judge(&tags(&["@needs-app-faults"])),
+            Applicability::Skipped(_)
+        ));
+        assert!(matches!(
+            g.judge(&tags(&["@needs-teleport"])),
+            Applicability::Skipped(_)
+        ));
     }
 }

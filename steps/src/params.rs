@@ -7,7 +7,10 @@ use cucumber::Parameter;
 
 /// `first`, `second`, `third`, ... or `1st`, `2nd`, `4th`: a 0-based index into a pod list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
-#[param(name = "ordinal", regex = r"first|second|third|fourth|fifth|\d+(?:st|nd|rd|th)")]
+#[param(
+    name = "ordinal",
+    regex = r"first|second|third|fourth|fifth|\d+(?:st|nd|rd|th)"
+)]
 pub struct Ordinal(pub usize);
 
 impl FromStr for Ordinal {
@@ -41,9 +44,15 @@ impl FromStr for Span {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (number, scale) = match s.strip_suffix("ms") {
             Some(n) => (n, 1e-3),
-            None => (s.strip_suffix('s').ok_or_else(|| format!("bad duration {s:?}"))?, 1.0),
+            None => (
+                s.strip_suffix('s')
+                    .ok_or_else(|| format!("bad duration {s:?}"))?,
+                1.0,
+            ),
         };
-        let value: f64 = number.parse().map_err(|e| format!("bad duration {s:?}: {e}"))?;
+        let value: f64 = number
+            .parse()
+            .map_err(|e| format!("bad duration {s:?}: {e}"))?;
         Ok(Span(Duration::from_secs_f64(value * scale)))
     }
 }

@@ -39,11 +39,19 @@ impl ResultsCollector {
         out: Collected,
         observations: Arc<Mutex<HashMap<ScenarioKey, serde_json::Value>>>,
     ) -> Self {
-        Self { features_dir, pending: HashMap::new(), out, observations }
+        Self {
+            features_dir,
+            pending: HashMap::new(),
+            out,
+            observations,
+        }
     }
 
     fn key(&self, feature: &gherkin::Feature, scenario: &gherkin::Scenario) -> ScenarioKey {
-        (feature_path(&self.features_dir, feature), scenario.position.line)
+        (
+            feature_path(&self.features_dir, feature),
+            scenario.position.line,
+        )
     }
 
     fn on_scenario(
@@ -58,30 +66,34 @@ impl ResultsCollector {
         let pending = self.pending.entry(key.clone()).or_default();
         match ev {
             Scenario::Started => pending.started = Some(at),
+            // The first failure of a scenario is the one reported.
             Scenario::Step(step, Step::Failed(_, _, _, err))
             | Scenario::Background(step, Step::Failed(_, _, _, err)) => {
-                if pending.failure.is_none() {
-                    pending.failure =
-                        Some((format!("{}{}", step.keyword, step.value), error_text(err)));
-                }
+                pending.failure.get_or_insert_with(|| {
+                    (format!("{}{}", step.keyword, step.value), error_text(err))
+                });
             }
             Scenario::Hook(kind, event::Hook::Failed(_, info)) => {
-                if pending.failure.is_none() {
-                    pending.failure = Some((format!("{kind} hook"), panic_text(info)));
-                }
+                pending
+                    .failure
+                    .get_or_insert_with(|| (format!("{kind} hook"), panic_text(info)));
             }
-            Scenario::Step(step, Step::Skipped) | Scenario::Background(step, Step::Skipped) => {
-                if marker(scenario).is_none() && pending.failure.is_none() {
-                    pending.failure = Some((
+            Scenario::Step(step, Step::Skipped) | Scenario::Background(step, Step::Skipped)
+                if marker(scenario).is_none() =>
+            {
+                pending.failure.get_or_insert_with(|| {
+                    (
                         format!("{}{}", step.keyword, step.value),
                         "no step definition matches this step".into(),
-                    ));
-                }
+                    )
+                });
             }
             Scenario::Finished => {
                 let pending = self.pending.remove(&key).unwrap_or_default();
                 let verdict = match (marker(scenario), pending.failure) {
-                    (Some(Applicability::NotApplicable(reason)), _) => Verdict::NotApplicable { reason },
+                    (Some(Applicability::NotApplicable(reason)), _) => {
+                        Verdict::NotApplicable { reason }
+                    }
                     (Some(Applicability::Skipped(reason)), _) => Verdict::Skipped { reason },
                     (_, Some((step, message))) => Verdict::Failed { step, message },
                     _ => Verdict::Passed,
@@ -96,9 +108,18 @@ impl ResultsCollector {
                     tags.extend(rule.tags.iter().cloned());
                 }
                 tags.extend(scenario.tags.iter().cloned());
-                tags.extend(scenario.examples.iter().flat_map(|e| e.tags.iter().cloned()));
-                let observations =
-                    self.observations.lock().unwrap().remove(&key).unwrap_or(serde_json::Value::Null);
+                tags.extend(
+                    scenario
+                        .examples
+                        .iter()
+                        .flat_map(|e| e.tags.iter().cloned()),
+                );
+                let observations = self
+                    .observations
+                    .lock()
+                    .unwrap()
+                    .remove(&key)
+                    .unwrap_or(serde_json::Value::Null);
                 self.out.0.lock().unwrap().push(ScenarioResult {
                     feature: key.0,
                     name: scenario.name.clone(),
@@ -164,7 +185,12 @@ pub fn feature_path(features_dir: &std::path::Path, feature: &gherkin::Feature) 
     feature
         .path
         .as_ref()
-        .map(|p| p.strip_prefix(features_dir).unwrap_or(p).display().to_string())
+        .map(|p| {
+            p.strip_prefix(features_dir)
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        })
         .unwrap_or_else(|| feature.name.clone())
 }
 

@@ -43,10 +43,16 @@ impl SuiteConfig {
     /// Rules across fields, checked before anything runs.
     pub fn validate(&self) -> Result<(), String> {
         if !self.features.is_dir() {
-            return Err(format!("features directory {} does not exist", self.features.display()));
+            return Err(format!(
+                "features directory {} does not exist",
+                self.features.display()
+            ));
         }
         if !self.fixtures.is_dir() {
-            return Err(format!("fixtures directory {} does not exist", self.fixtures.display()));
+            return Err(format!(
+                "fixtures directory {} does not exist",
+                self.fixtures.display()
+            ));
         }
         let TargetChoice::Reference { bin, .. } = &self.target;
         if !bin.is_file() {
@@ -91,7 +97,11 @@ static CONTEXT: RwLock<Option<Arc<SuiteContext>>> = RwLock::new(None);
 
 /// The running suite's context. Steps only run inside `run_suite`, which sets it.
 pub fn context() -> Arc<SuiteContext> {
-    CONTEXT.read().unwrap().clone().expect("steps run only inside run_suite")
+    CONTEXT
+        .read()
+        .unwrap()
+        .clone()
+        .expect("steps run only inside run_suite")
 }
 
 impl SuiteContext {
@@ -109,9 +119,15 @@ impl SuiteContext {
         if !defects.is_empty() {
             env.push(("MESHCERT_REFERENCE_DEFECT".to_string(), defects.join(",")));
         }
-        let ztunnel = ZtunnelCommand { program: bin.clone(), args: vec![], env, reloads_config: true };
+        let ztunnel = ZtunnelCommand {
+            program: bin.clone(),
+            args: vec![],
+            env,
+            reloads_config: true,
+        };
         let work_dir = self.config.out_dir.join("runs").join(run.id());
-        let mut options = LocalOptions::new(ztunnel, &self.target.kind, self.target.profile, work_dir);
+        let mut options =
+            LocalOptions::new(ztunnel, &self.target.kind, self.target.profile, work_dir);
         options.target_name = self.target.name.clone();
         Ok(Box::new(LocalMesh::new(run, options)?))
     }
@@ -134,9 +150,16 @@ impl SuiteOutcome {
 pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
     config.validate()?;
     let started = Instant::now();
-    let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    std::fs::create_dir_all(&config.out_dir)
-        .map_err(|e| format!("cannot create output directory {}: {e}", config.out_dir.display()))?;
+    let started_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    std::fs::create_dir_all(&config.out_dir).map_err(|e| {
+        format!(
+            "cannot create output directory {}: {e}",
+            config.out_dir.display()
+        )
+    })?;
 
     let target = config.target_info();
     let (run, unavailable) = match local::preflight() {
@@ -157,25 +180,43 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
     });
     *CONTEXT.write().unwrap() = Some(context.clone());
     let interrupt = tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("meshcert: interrupted; removing every namespace, rule and process of this run");
-            let _ = local::cleanup_all();
-            std::process::exit(130);
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        let code = tokio::select! {
+            Ok(()) = tokio::signal::ctrl_c() => 130,
+            Some(()) = term.recv() => 143,
+            else => return,
+        };
+        eprintln!("meshcert: interrupted; removing every namespace, rule and process of this run");
+        let _ = local::cleanup_all();
+        std::process::exit(code);
     });
 
     let collected = Collected::default();
-    let junit = File::create(config.out_dir.join("junit.xml")).map_err(|e| format!("junit.xml: {e}"))?;
-    let json = File::create(config.out_dir.join("cucumber.json")).map_err(|e| format!("cucumber.json: {e}"))?;
-    let gate = Arc::new(Gate { target: target.clone(), unavailable });
+    let junit =
+        File::create(config.out_dir.join("junit.xml")).map_err(|e| format!("junit.xml: {e}"))?;
+    let json = File::create(config.out_dir.join("cucumber.json"))
+        .map_err(|e| format!("cucumber.json: {e}"))?;
+    let gate = Arc::new(Gate {
+        target: target.clone(),
+        unavailable,
+    });
     let mut opts = cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::default();
     if let Some(tags) = &config.tags {
-        opts.tags_filter = Some(tags.parse().map_err(|e| format!("bad tag expression {tags:?}: {e}"))?);
+        opts.tags_filter = Some(
+            tags.parse()
+                .map_err(|e| format!("bad tag expression {tags:?}: {e}"))?,
+        );
     }
     let features_dir = config.features.clone();
     let observations = context.observations.clone();
     let writer = MeshWorld::cucumber::<PathBuf>()
-        .with_parser(GatedParser { inner: cucumber::parser::Basic::new(), gate })
+        .with_parser(GatedParser {
+            inner: cucumber::parser::Basic::new(),
+            gate,
+        })
         .with_writer(
             writer::Basic::raw(std::io::stdout(), writer::Coloring::Never, 0)
                 .summarized()
@@ -229,7 +270,12 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
             capabilities: target
                 .capabilities
                 .iter()
-                .map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+                .map(|c| {
+                    serde_json::to_value(c)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
                 .collect(),
             settings,
         },
@@ -238,7 +284,9 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         scenarios,
     };
     let results_path = config.out_dir.join("results.json");
-    results.write_json(&results_path).map_err(|e| e.to_string())?;
+    results
+        .write_json(&results_path)
+        .map_err(|e| e.to_string())?;
     *CONTEXT.write().unwrap() = None;
     drop(context);
     drop(run);
@@ -251,5 +299,9 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         results_path.display(),
         started.elapsed().as_secs_f64()
     );
-    Ok(SuiteOutcome { results, results_path, parse_errors })
+    Ok(SuiteOutcome {
+        results,
+        results_path,
+        parse_errors,
+    })
 }

@@ -87,7 +87,10 @@ pub struct MeshWorld {
 impl fmt::Debug for MeshWorld {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MeshWorld")
-            .field("target", &self.mesh.as_ref().map(|m| m.target().name.clone()))
+            .field(
+                "target",
+                &self.mesh.as_ref().map(|m| m.target().name.clone()),
+            )
             .field("scene", &self.scene)
             .field("batches", &self.observations.batches.len())
             .field("faults", &self.observations.faults)
@@ -97,7 +100,11 @@ impl fmt::Debug for MeshWorld {
 
 impl MeshWorld {
     fn new() -> Self {
-        Self { mesh: None, scene: Scene::default(), observations: Observations::default() }
+        Self {
+            mesh: None,
+            scene: Scene::default(),
+            observations: Observations::default(),
+        }
     }
 
     /// The mesh, created on first use by the suite's target.
@@ -118,17 +125,27 @@ impl MeshWorld {
     /// Applies the fixture files named (`fixtures/<name>.yaml`); a deployment with no container
     /// ports becomes the scene's client.
     pub async fn deploy_fixtures(&mut self, names: &[&str]) -> StepResult {
-        let paths: Vec<PathBuf> =
-            names.iter().map(|n| suite::context().fixtures_dir().join(format!("{n}.yaml"))).collect();
+        let paths: Vec<PathBuf> = names
+            .iter()
+            .map(|n| suite::context().fixtures_dir().join(format!("{n}.yaml")))
+            .collect();
         let manifests = ManifestSet::load_all(&paths)?;
         for deployment in manifests.deployments() {
-            let namespace = deployment.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let namespace = deployment
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
             let name = deployment.metadata.name.clone().unwrap_or_default();
             let serves = deployment
                 .spec
                 .as_ref()
                 .and_then(|s| s.template.spec.as_ref())
-                .map(|p| p.containers.iter().any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty())))
+                .map(|p| {
+                    p.containers
+                        .iter()
+                        .any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()))
+                })
                 .unwrap_or(false);
             if !serves {
                 self.scene.client = Some(DeploymentRef::new(namespace.clone(), name));
@@ -144,10 +161,9 @@ impl MeshWorld {
     }
 
     pub fn client(&self) -> Result<DeploymentRef, StepFailure> {
-        self.scene
-            .client
-            .clone()
-            .ok_or_else(|| StepFailure("no client app is deployed: deploy the guide's apps first".into()))
+        self.scene.client.clone().ok_or_else(|| {
+            StepFailure("no client app is deployed: deploy the guide's apps first".into())
+        })
     }
 
     pub async fn pods(&mut self, deployment: &str) -> Result<Vec<PodInfo>, StepFailure> {
@@ -160,14 +176,31 @@ impl MeshWorld {
         let pods = self.pods(deployment).await?;
         let count = pods.len();
         pods.into_iter().nth(index).ok_or_else(|| {
-            StepFailure(format!("{deployment} has {count} pods; there is no pod number {}", index + 1))
+            StepFailure(format!(
+                "{deployment} has {count} pods; there is no pod number {}",
+                index + 1
+            ))
         })
     }
 
-    pub async fn send(&mut self, url: &str, count: u32, interval: Duration, timeout: Duration) -> StepResult {
-        let plan = RequestPlan { client: self.client()?, url: url.to_string(), count, interval, timeout };
+    pub async fn send(
+        &mut self,
+        url: &str,
+        count: u32,
+        interval: Duration,
+        timeout: Duration,
+    ) -> StepResult {
+        let plan = RequestPlan {
+            client: self.client()?,
+            url: url.to_string(),
+            count,
+            interval,
+            timeout,
+        };
         let records = self.mesh().await?.send_requests(&plan).await?;
-        self.observations.batches.push(RequestBatch { plan, records });
+        self.observations
+            .batches
+            .push(RequestBatch { plan, records });
         Ok(())
     }
 
@@ -181,9 +214,16 @@ impl MeshWorld {
     }
 
     pub async fn inject(&mut self, pod: PodInfo, kind: meshcert_mesh::FaultKind) -> StepResult {
-        let fault = Fault { pod: pod.pod_ref(), kind };
+        let fault = Fault {
+            pod: pod.pod_ref(),
+            kind,
+        };
         let handle = self.mesh().await?.inject(&fault).await?;
-        self.observations.faults.push(FaultRecord { handle, pod, undone_at: None });
+        self.observations.faults.push(FaultRecord {
+            handle,
+            pod,
+            undone_at: None,
+        });
         Ok(())
     }
 
@@ -208,7 +248,13 @@ impl MeshWorld {
             .observations
             .faults
             .iter()
-            .rposition(|f| f.undone_at.is_none() && !matches!(f.handle.fault.kind, meshcert_mesh::FaultKind::HttpStatus { .. }))
+            .rposition(|f| {
+                f.undone_at.is_none()
+                    && !matches!(
+                        f.handle.fault.kind,
+                        meshcert_mesh::FaultKind::HttpStatus { .. }
+                    )
+            })
             .ok_or_else(|| StepFailure("no block is in force".into()))?;
         let handle = self.observations.faults[index].handle.clone();
         let mesh = self.mesh().await?;

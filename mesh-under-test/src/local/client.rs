@@ -288,21 +288,17 @@ pub async fn get_with_source(
     timeout: Duration,
 ) -> Result<(Option<u16>, Result<HttpResponse, RequestFailure>), MeshError> {
     let socket = sockets.connector(from, dst)?;
-    let any: SocketAddr = if dst.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
-    let source = socket
-        .bind(any)
-        .ok()
-        .and_then(|()| socket.local_addr().ok())
-        .map(|a| a.port());
+    // Read once connected: the kernel's connect-time port choice does not hand a just-closed
+    // port straight back, so ports stay unique within a batch (a bind(0) first would not).
+    let source = std::sync::OnceLock::new();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: meshcert\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     );
-    let exchange = async move {
+    let exchange = async {
         let mut stream = socket.connect(dst).await.map_err(|e| classify(&e))?;
+        if let Ok(local) = stream.local_addr() {
+            let _ = source.set(local.port());
+        }
         stream
             .write_all(request.as_bytes())
             .await
@@ -332,7 +328,7 @@ pub async fn get_with_source(
     let outcome = tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(RequestFailure::Timeout));
-    Ok((source, outcome))
+    Ok((source.get().copied(), outcome))
 }
 
 #[cfg(test)]

@@ -162,7 +162,10 @@ impl FromStr for NetworkAddress {
         let address = ip
             .parse()
             .map_err(|e| format!("VIP {s:?} has an invalid IP address {ip:?}: {e}"))?;
-        Ok(Self { network: network.to_string(), address })
+        Ok(Self {
+            network: network.to_string(),
+            address,
+        })
     }
 }
 
@@ -183,7 +186,10 @@ impl<'de> Deserialize<'de> for NetworkAddress {
 #[derive(Debug, thiserror::Error)]
 pub enum LocalConfigError {
     #[error("cannot read ztunnel config {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("ztunnel config {path}: {message}")]
     Parse { path: String, message: String },
     #[error("ztunnel config {path}: {message}")]
@@ -193,32 +199,42 @@ pub enum LocalConfigError {
 impl LocalConfig {
     /// Reads and checks a config file; errors name the file, and the line and field where known.
     pub fn load(path: &Path) -> Result<Self, LocalConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LocalConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LocalConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses config text; `origin` names the text in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, LocalConfigError> {
         // serde-saphyr's message already names the line and column.
-        let config: LocalConfig = serde_saphyr::from_str(text).map_err(|e| LocalConfigError::Parse {
-            path: origin.to_string(),
-            message: e.without_snippet().to_string(),
-        })?;
-        config.validate().map_err(|message| LocalConfigError::Invalid {
-            path: origin.to_string(),
-            message,
-        })?;
+        let config: LocalConfig =
+            serde_saphyr::from_str(text).map_err(|e| LocalConfigError::Parse {
+                path: origin.to_string(),
+                message: e.without_snippet().to_string(),
+            })?;
+        config
+            .validate()
+            .map_err(|message| LocalConfigError::Invalid {
+                path: origin.to_string(),
+                message,
+            })?;
         Ok(config)
     }
 
     /// Rules across fields that serde cannot express.
     pub fn validate(&self) -> Result<(), String> {
         if !self.policies.is_empty() {
-            return Err("policies: authorization policies are not supported by this ztunnel".into());
+            return Err(
+                "policies: authorization policies are not supported by this ztunnel".into(),
+            );
         }
-        let hosts: std::collections::BTreeSet<String> =
-            self.services.iter().map(|s| format!("{}/{}", s.namespace, s.hostname)).collect();
+        let hosts: std::collections::BTreeSet<String> = self
+            .services
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace, s.hostname))
+            .collect();
         for (i, w) in self.workloads.iter().enumerate() {
             if w.workload_ips.is_empty() {
                 return Err(format!("workloads[{i}] ({}): workloadIps is empty", w.name));
@@ -294,7 +310,9 @@ services:
     #[test]
     fn unknown_field_is_named_with_its_line() {
         let text = GUIDE.replace("  capacity: 1\n", "  capacity: 1\n  weight: 3\n");
-        let err = LocalConfig::parse(&text, "bad.yaml").unwrap_err().to_string();
+        let err = LocalConfig::parse(&text, "bad.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.yaml"), "{err}");
         assert!(err.contains("weight"), "{err}");
         assert!(err.contains("line 16"), "{err}");
@@ -302,8 +320,13 @@ services:
 
     #[test]
     fn locality_needs_all_three_keys() {
-        let text = GUIDE.replace("{region: r1, zone: z1, subzone: \"\"}", "{region: r1, zone: z1}");
-        let err = LocalConfig::parse(&text, "loc.yaml").unwrap_err().to_string();
+        let text = GUIDE.replace(
+            "{region: r1, zone: z1, subzone: \"\"}",
+            "{region: r1, zone: z1}",
+        );
+        let err = LocalConfig::parse(&text, "loc.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("subzone"), "{err}");
     }
 
@@ -313,7 +336,9 @@ services:
             "  services: {\"httpbin/in-ambient.httpbin.svc.cluster.local\": {8000: 8080}}\n",
             "",
         );
-        let err = LocalConfig::parse(&text, "svc.yaml").unwrap_err().to_string();
+        let err = LocalConfig::parse(&text, "svc.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("services"), "{err}");
     }
 

@@ -242,7 +242,11 @@ impl Outbound {
         if let Some(endpoint) = target.endpoint
             && defects.is_on(Defect::EjectOnHttp5xx)
         {
-            let outcome = if transfer.upstream_answered_5xx() { Outcome::Failure } else { Outcome::Success };
+            let outcome = if transfer.upstream_answered_5xx() {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            };
             self.state.observe(endpoint, outcome);
         }
         summary.bytes_sent = transfer.sent;

@@ -59,12 +59,14 @@ impl Reloader {
             return false;
         }
         self.last_text.clone_from(&text);
-        let built = LocalConfig::parse(&text, &origin).map_err(ZtunnelError::from).and_then(|mut config| {
-            if state.config.defects.is_on(Defect::KeepRemovedEndpoints) {
-                keep_removed(&mut config, state.model().config());
-            }
-            Model::build(config, &state.config.workload_info, &origin)
-        });
+        let built = LocalConfig::parse(&text, &origin)
+            .map_err(ZtunnelError::from)
+            .and_then(|mut config| {
+                if state.config.defects.is_on(Defect::KeepRemovedEndpoints) {
+                    keep_removed(&mut config, state.model().config());
+                }
+                Model::build(config, &state.config.workload_info, &origin)
+            });
         match built {
             Ok(model) => {
                 let (workloads, services) = (

@@ -7,13 +7,23 @@ use crate::params::Ordinal;
 use crate::world::{MeshWorld, StepResult};
 
 #[when(expr = "I block port {int} of the {ordinal} {string} pod with iptables DROP")]
-async fn block_drop(world: &mut MeshWorld, port: u16, which: Ordinal, deployment: String) -> StepResult {
+async fn block_drop(
+    world: &mut MeshWorld,
+    port: u16,
+    which: Ordinal,
+    deployment: String,
+) -> StepResult {
     let pod = world.pod(&deployment, which.0).await?;
     world.inject(pod, FaultKind::IptablesDrop { port }).await
 }
 
 #[when(expr = "I block port {int} of the {ordinal} {string} pod with iptables REJECT")]
-async fn block_reject(world: &mut MeshWorld, port: u16, which: Ordinal, deployment: String) -> StepResult {
+async fn block_reject(
+    world: &mut MeshWorld,
+    port: u16,
+    which: Ordinal,
+    deployment: String,
+) -> StepResult {
     let pod = world.pod(&deployment, which.0).await?;
     world.inject(pod, FaultKind::IptablesReject { port }).await
 }
@@ -24,7 +34,12 @@ async fn unblock(world: &mut MeshWorld) -> StepResult {
 }
 
 #[when(expr = "the {ordinal} {string} pod answers every request with HTTP {int}")]
-async fn app_status(world: &mut MeshWorld, which: Ordinal, deployment: String, status: u16) -> StepResult {
+async fn app_status(
+    world: &mut MeshWorld,
+    which: Ordinal,
+    deployment: String,
+    status: u16,
+) -> StepResult {
     let pod = world.pod(&deployment, which.0).await?;
     world.inject(pod, FaultKind::HttpStatus { status }).await
 }

@@ -28,7 +28,9 @@ async fn access_line_per_request(world: &mut MeshWorld, message: String) -> Step
                 Ok(lines) => {
                     let found: Vec<LogLine> = lines
                         .into_iter()
-                        .filter(|l| l.target == "access" && l.message == message && l.observed_at >= since)
+                        .filter(|l| {
+                            l.target == "access" && l.message == message && l.observed_at >= since
+                        })
                         .collect();
                     if found.len() >= answered {
                         Probe::Ready(found)
@@ -54,20 +56,37 @@ async fn access_line_per_request(world: &mut MeshWorld, message: String) -> Step
 #[then(expr = "every access line names the client pod, namespace {string} and identity {string}")]
 async fn access_source(world: &mut MeshWorld, namespace: String, identity: String) -> StepResult {
     let client = world.client()?;
-    let pod = world.pods(&client.name).await?.into_iter().next().ok_or_else(|| StepFailure("no client pod".into()))?;
+    let pod = world
+        .pods(&client.name)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StepFailure("no client pod".into()))?;
     for line in access_lines(world)? {
         expect_field(line, "src.workload", &pod.name)?;
         expect_field(line, "src.namespace", &namespace)?;
         expect_field(line, "src.identity", &identity)?;
         let addr = field(line, "src.addr")?;
         let ip = addr.rsplit_once(':').map(|(ip, _)| ip).unwrap_or("");
-        ensure!(ip == pod.ip.to_string(), "src.addr={addr} is not the client pod's IP {}: {}", pod.ip, line.raw);
+        ensure!(
+            ip == pod.ip.to_string(),
+            "src.addr={addr} is not the client pod's IP {}: {}",
+            pod.ip,
+            line.raw
+        );
     }
     Ok(())
 }
 
-#[then(expr = "every access line names service {string}, namespace {string} and direction {string}")]
-async fn access_destination(world: &mut MeshWorld, service: String, namespace: String, direction: String) -> StepResult {
+#[then(
+    expr = "every access line names service {string}, namespace {string} and direction {string}"
+)]
+async fn access_destination(
+    world: &mut MeshWorld,
+    service: String,
+    namespace: String,
+    direction: String,
+) -> StepResult {
     for line in access_lines(world)? {
         expect_field(line, "dst.service", &service)?;
         expect_field(line, "dst.namespace", &namespace)?;
@@ -76,7 +95,9 @@ async fn access_destination(world: &mut MeshWorld, service: String, namespace: S
     Ok(())
 }
 
-#[then(expr = "every access line's dst.addr is a {string} pod's IP on port {int} and its dst.workload is that pod")]
+#[then(
+    expr = "every access line's dst.addr is a {string} pod's IP on port {int} and its dst.workload is that pod"
+)]
 async fn access_endpoint(world: &mut MeshWorld, deployment: String, port: u16) -> StepResult {
     let pods = world.pods(&deployment).await?;
     for line in access_lines(world)? {
@@ -84,7 +105,12 @@ async fn access_endpoint(world: &mut MeshWorld, deployment: String, port: u16) -
         let pod = pods
             .iter()
             .find(|p| addr == format!("{}:{port}", p.ip))
-            .ok_or_else(|| StepFailure(format!("dst.addr={addr} is no {deployment} pod on port {port}: {}", line.raw)))?;
+            .ok_or_else(|| {
+                StepFailure(format!(
+                    "dst.addr={addr} is no {deployment} pod on port {port}: {}",
+                    line.raw
+                ))
+            })?;
         expect_field(line, "dst.workload", &pod.name)?;
     }
     Ok(())
@@ -97,11 +123,21 @@ async fn access_counters(world: &mut MeshWorld) -> StepResult {
             let n: u64 = field(line, key)?
                 .parse()
                 .map_err(|_| StepFailure(format!("{key} is not a count: {}", line.raw)))?;
-            ensure!(n > 0, "{key}=0 on a connection that carried a request and its answer: {}", line.raw);
+            ensure!(
+                n > 0,
+                "{key}=0 on a connection that carried a request and its answer: {}",
+                line.raw
+            );
         }
         let duration = field(line, "duration")?;
-        let ms = duration.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok());
-        ensure!(ms.is_some(), "duration={duration:?} is not a whole number of milliseconds: {}", line.raw);
+        let ms = duration
+            .strip_suffix("ms")
+            .and_then(|n| n.parse::<u64>().ok());
+        ensure!(
+            ms.is_some(),
+            "duration={duration:?} is not a whole number of milliseconds: {}",
+            line.raw
+        );
     }
     Ok(())
 }
@@ -109,23 +145,53 @@ async fn access_counters(world: &mut MeshWorld) -> StepResult {
 #[then("each request's access line names the replica that answered it")]
 async fn access_names_answering_replica(world: &mut MeshWorld) -> StepResult {
     let lines = access_lines(world)?;
+    let mut sources: Vec<&str> = world
+        .last_batch()?
+        .iter()
+        .filter_map(|r| r.source.as_deref())
+        .collect();
+    let total = sources.len();
+    sources.sort_unstable();
+    sources.dedup();
+    ensure!(
+        sources.len() == total,
+        "client source addresses repeat within the batch: lines cannot be paired with requests"
+    );
     for record in world.last_batch()? {
-        let Some(replica) = record.replica() else { continue };
-        let source = record
-            .source
-            .as_deref()
-            .ok_or_else(|| StepFailure(format!("request #{} has no source address to pair it with its access line", record.index)))?;
+        let Some(replica) = record.replica() else {
+            continue;
+        };
+        let source = record.source.as_deref().ok_or_else(|| {
+            StepFailure(format!(
+                "request #{} has no source address to pair it with its access line",
+                record.index
+            ))
+        })?;
         let line = lines
             .iter()
             .find(|l| l.fields.get("src.addr").map(String::as_str) == Some(source))
-            .ok_or_else(|| StepFailure(format!("no access line has src.addr={source} (request #{})", record.index)))?;
+            .ok_or_else(|| {
+                StepFailure(format!(
+                    "no access line has src.addr={source} (request #{})",
+                    record.index
+                ))
+            })?;
         expect_field(line, "dst.workload", replica)?;
     }
     Ok(())
 }
 
-#[then(expr = "within {duration} ztunnel logs at {level} a {string} line {string} about the blocked pod, with fields:")]
-async fn outlier_line(world: &mut MeshWorld, within: Span, level: Level, target: String, message: String, step: &Step) -> StepResult {
+#[then(
+    expr = "within {duration} ztunnel logs at {level} a {string} line {string} about the blocked pod, with fields:"
+)]
+async fn outlier_line(
+    world: &mut MeshWorld,
+    within: Span,
+    level: Level,
+    target: String,
+    message: String,
+    step: &Step,
+) -> StepResult {
     let fault = world.network_fault()?.clone();
     let pod = fault.pod.name.clone();
     let since = fault.handle.injected_at;
@@ -152,14 +218,23 @@ async fn outlier_line(world: &mut MeshWorld, within: Span, level: Level, target:
     )
     .await?;
     world.observations.log_lines.push(line.clone());
-    let table = step.table.as_ref().ok_or_else(|| StepFailure("the step needs a table of fields".into()))?;
+    let table = step
+        .table
+        .as_ref()
+        .ok_or_else(|| StepFailure("the step needs a table of fields".into()))?;
     for row in &table.rows {
         let [key, expected] = row.as_slice() else {
-            return Err(StepFailure(format!("table rows need two cells (field, value): {row:?}")));
+            return Err(StepFailure(format!(
+                "table rows need two cells (field, value): {row:?}"
+            )));
         };
         let expected = expected.replace("<blocked pod IP>", &fault.pod.ip.to_string());
         if expected == "<any>" {
-            ensure!(!field(&line, key)?.is_empty(), "{key} is empty: {}", line.raw);
+            ensure!(
+                !field(&line, key)?.is_empty(),
+                "{key} is empty: {}",
+                line.raw
+            );
         } else {
             expect_field(&line, key, &expected)?;
         }
@@ -169,7 +244,10 @@ async fn outlier_line(world: &mut MeshWorld, within: Span, level: Level, target:
 
 fn access_lines(world: &MeshWorld) -> Result<&[LogLine], StepFailure> {
     let lines = world.observations.log_lines.as_slice();
-    ensure!(!lines.is_empty(), "no access lines were read: add \"ztunnel logs a ... access line for each request\" first");
+    ensure!(
+        !lines.is_empty(),
+        "no access lines were read: add \"ztunnel logs a ... access line for each request\" first"
+    );
     Ok(lines)
 }
 
@@ -182,10 +260,18 @@ fn field<'a>(line: &'a LogLine, key: &str) -> Result<&'a str, StepFailure> {
 
 fn expect_field(line: &LogLine, key: &str, expected: &str) -> StepResult {
     let value = field(line, key)?;
-    ensure!(value == expected, "{key}={value:?}, expected {expected:?}: {}", line.raw);
+    ensure!(
+        value == expected,
+        "{key}={value:?}, expected {expected:?}: {}",
+        line.raw
+    );
     Ok(())
 }
 
 fn raw(lines: &[LogLine]) -> String {
-    lines.iter().map(|l| format!("  {}", l.raw)).collect::<Vec<_>>().join("\n")
+    lines
+        .iter()
+        .map(|l| format!("  {}", l.raw))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

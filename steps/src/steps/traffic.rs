@@ -16,37 +16,86 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[when(expr = "the client sends {int} request(s) to {string}")]
 async fn send(world: &mut MeshWorld, count: u32, url: String) -> StepResult {
-    world.send(&url, count, Duration::ZERO, scaled(DEFAULT_TIMEOUT)).await
+    world
+        .send(&url, count, Duration::ZERO, scaled(DEFAULT_TIMEOUT))
+        .await
 }
 
 #[when(expr = "the client sends {int} request(s) to {string} with a {duration} timeout")]
-async fn send_with_timeout(world: &mut MeshWorld, count: u32, url: String, timeout: Span) -> StepResult {
+async fn send_with_timeout(
+    world: &mut MeshWorld,
+    count: u32,
+    url: String,
+    timeout: Span,
+) -> StepResult {
     world.send(&url, count, Duration::ZERO, timeout.0).await
 }
 
-#[when(expr = "the client sends {int} request(s) to {string}, one every {duration}, with a {duration} timeout")]
-async fn send_paced(world: &mut MeshWorld, count: u32, url: String, every: Span, timeout: Span) -> StepResult {
+#[when(
+    expr = "the client sends {int} request(s) to {string}, one every {duration}, with a {duration} timeout"
+)]
+async fn send_paced(
+    world: &mut MeshWorld,
+    count: u32,
+    url: String,
+    every: Span,
+    timeout: Span,
+) -> StepResult {
     world.send(&url, count, every.0, timeout.0).await
 }
 
 #[then("every request is answered")]
 async fn all_answered(world: &mut MeshWorld) -> StepResult {
-    let failed: Vec<String> = world.last_batch()?.iter().filter(|r| r.failed()).map(describe).collect();
-    ensure!(failed.is_empty(), "{} request(s) failed:\n{}", failed.len(), failed.join("\n"));
+    let failed: Vec<String> = world
+        .last_batch()?
+        .iter()
+        .filter(|r| r.failed())
+        .map(describe)
+        .collect();
+    ensure!(
+        failed.is_empty(),
+        "{} request(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
     Ok(())
 }
 
 #[then(expr = "at most {int} request(s) failed")]
 async fn at_most_failed(world: &mut MeshWorld, bound: usize) -> StepResult {
-    let failed: Vec<String> = world.last_batch()?.iter().filter(|r| r.failed()).map(describe).collect();
-    ensure!(failed.len() <= bound, "{} requests failed, more than {bound}:\n{}", failed.len(), failed.join("\n"));
+    let failed: Vec<String> = world
+        .last_batch()?
+        .iter()
+        .filter(|r| r.failed())
+        .map(describe)
+        .collect();
+    ensure!(
+        failed.len() <= bound,
+        "{} requests failed, more than {bound}:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
     Ok(())
 }
 
 #[then(expr = "each of the {int} {string} replicas answered {int} request(s)")]
-async fn each_answered(world: &mut MeshWorld, replicas: usize, deployment: String, each: usize) -> StepResult {
-    let pods: Vec<String> = world.pods(&deployment).await?.into_iter().map(|p| p.name).collect();
-    ensure!(pods.len() == replicas, "{deployment} has {} pods, not {replicas}: {pods:?}", pods.len());
+async fn each_answered(
+    world: &mut MeshWorld,
+    replicas: usize,
+    deployment: String,
+    each: usize,
+) -> StepResult {
+    let pods: Vec<String> = world
+        .pods(&deployment)
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    ensure!(
+        pods.len() == replicas,
+        "{deployment} has {} pods, not {replicas}: {pods:?}",
+        pods.len()
+    );
     let batch = world.last_batch()?;
     let counts = answer_counts(batch);
     let failed = batch.iter().filter(|r| r.failed()).count();
@@ -69,19 +118,28 @@ async fn repeating_order(world: &mut MeshWorld) -> StepResult {
 #[then("the blocked pod answered no request")]
 async fn blocked_silent(world: &mut MeshWorld) -> StepResult {
     let blocked = world.network_fault()?.pod.name.clone();
-    let answered: Vec<u32> =
-        world.last_batch()?.iter().filter(|r| r.replica() == Some(&blocked)).map(|r| r.index).collect();
-    ensure!(answered.is_empty(), "the blocked pod {blocked} answered requests {answered:?}");
+    let answered: Vec<u32> = world
+        .last_batch()?
+        .iter()
+        .filter(|r| r.replica() == Some(&blocked))
+        .map(|r| r.index)
+        .collect();
+    ensure!(
+        answered.is_empty(),
+        "the blocked pod {blocked} answered requests {answered:?}"
+    );
     Ok(())
 }
 
-#[then(expr = "every request started {duration} or more after the block was answered within {duration}")]
+#[then(
+    expr = "every request started {duration} or more after the block was answered within {duration}"
+)]
 async fn answered_quickly_after(world: &mut MeshWorld, after: Span, within: Span) -> StepResult {
     let records = after_block(world, after.0)?;
     let slow: Vec<String> = records
         .iter()
         .filter(|r| r.failed() || r.latency > within.0)
-        .map(|r| describe(r))
+        .map(describe)
         .collect();
     ensure!(
         slow.is_empty(),
@@ -95,19 +153,50 @@ async fn answered_quickly_after(world: &mut MeshWorld, after: Span, within: Span
     Ok(())
 }
 
-#[then(expr = "the requests started {duration} or more after the block are spread evenly over the other {int} {string} replicas, with a false-alarm rate of {rate}")]
-async fn spread_after(world: &mut MeshWorld, after: Span, others: usize, deployment: String, rate: Rate) -> StepResult {
+#[then(
+    expr = "the requests started {duration} or more after the block are spread evenly over the other {int} {string} replicas, with a false-alarm rate of {rate}"
+)]
+async fn spread_after(
+    world: &mut MeshWorld,
+    after: Span,
+    others: usize,
+    deployment: String,
+    rate: Rate,
+) -> StepResult {
     let blocked = world.network_fault()?.pod.name.clone();
-    let healthy: Vec<String> =
-        world.pods(&deployment).await?.into_iter().map(|p| p.name).filter(|p| *p != blocked).collect();
-    ensure!(healthy.len() == others, "{deployment} has {} replicas besides the blocked one, not {others}", healthy.len());
+    let healthy: Vec<String> = world
+        .pods(&deployment)
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .filter(|p| *p != blocked)
+        .collect();
+    ensure!(
+        healthy.len() == others,
+        "{deployment} has {} replicas besides the blocked one, not {others}",
+        healthy.len()
+    );
     let records = after_block(world, after.0)?;
     let counts = answer_counts(&records);
     let strangers: Vec<&String> = counts.keys().filter(|p| !healthy.contains(p)).collect();
-    ensure!(strangers.is_empty(), "requests after detection were answered by {strangers:?}, not only by {healthy:?}");
-    let observed: Vec<u32> = healthy.iter().map(|p| counts.get(p).copied().unwrap_or(0) as u32).collect();
-    let test = UniformityTest { n: observed.iter().sum(), k: others as u32, alpha: rate.0 };
-    ensure!(test.n >= 2 * test.k, "only {} requests after detection: too few to judge a spread", test.n);
+    ensure!(
+        strangers.is_empty(),
+        "requests after detection were answered by {strangers:?}, not only by {healthy:?}"
+    );
+    let observed: Vec<u32> = healthy
+        .iter()
+        .map(|p| counts.get(p).copied().unwrap_or(0) as u32)
+        .collect();
+    let test = UniformityTest {
+        n: observed.iter().sum(),
+        k: others as u32,
+        alpha: rate.0,
+    };
+    ensure!(
+        test.n >= 2 * test.k,
+        "only {} requests after detection: too few to judge a spread",
+        test.n
+    );
     let verdict = test.check(&observed);
     ensure!(
         !verdict.reject,
@@ -133,7 +222,9 @@ async fn answers_again(world: &mut MeshWorld, within: Span) -> StepResult {
     let every = Duration::from_millis(50);
     let count = (scaled(within.0).as_millis() / every.as_millis()).max(1) as u32;
     let started = world.elapsed();
-    world.send(&url, count.min(200), every, Duration::from_secs(2)).await?;
+    world
+        .send(&url, count.min(200), every, Duration::from_secs(2))
+        .await?;
     let batch = world.last_batch()?;
     let first = batch.iter().find(|r| r.replica() == Some(&pod));
     match first {
@@ -148,7 +239,13 @@ async fn answers_again(world: &mut MeshWorld, within: Span) -> StepResult {
 }
 
 #[then(expr = "the {ordinal} {string} pod answered its {int} requests with HTTP {int}")]
-async fn answered_with_status(world: &mut MeshWorld, which: Ordinal, deployment: String, count: usize, status: u16) -> StepResult {
+async fn answered_with_status(
+    world: &mut MeshWorld,
+    which: Ordinal,
+    deployment: String,
+    count: usize,
+    status: u16,
+) -> StepResult {
     let pod = world.pod(&deployment, which.0).await?.name;
     let statuses: Vec<u16> = world
         .last_batch()?
@@ -169,14 +266,28 @@ async fn answered_with_status(world: &mut MeshWorld, which: Ordinal, deployment:
 /// Requests of the latest batch that started at least `after` past the latest block.
 fn after_block(world: &MeshWorld, after: Duration) -> Result<Vec<RequestRecord>, StepFailure> {
     let from = world.network_fault()?.handle.injected_at + after;
-    let records: Vec<RequestRecord> =
-        world.last_batch()?.iter().filter(|r| r.started_at >= from).cloned().collect();
-    ensure!(!records.is_empty(), "no request started {after:?} or more after the block: send for longer");
+    let records: Vec<RequestRecord> = world
+        .last_batch()?
+        .iter()
+        .filter(|r| r.started_at >= from)
+        .cloned()
+        .collect();
+    ensure!(
+        !records.is_empty(),
+        "no request started {after:?} or more after the block: send for longer"
+    );
     Ok(records)
 }
 
 fn answers(records: &[RequestRecord]) -> Vec<String> {
-    records.iter().map(|r| r.replica().map(str::to_string).unwrap_or_else(|| "<failed>".into())).collect()
+    records
+        .iter()
+        .map(|r| {
+            r.replica()
+                .map(str::to_string)
+                .unwrap_or_else(|| "<failed>".into())
+        })
+        .collect()
 }
 
 fn answer_counts(records: &[RequestRecord]) -> BTreeMap<String, usize> {
@@ -194,7 +305,10 @@ fn describe(r: &RequestRecord) -> String {
             r.index, r.started_at, r.latency
         ),
         RequestOutcome::Failed { failure } => {
-            format!("  #{} at {:?}: failed ({failure}) after {:?}", r.index, r.started_at, r.latency)
+            format!(
+                "  #{} at {:?}: failed ({failure}) after {:?}",
+                r.index, r.started_at, r.latency
+            )
         }
     }
 }
@@ -207,14 +321,19 @@ fn repeating_period(answers: &[String]) -> Result<usize, String> {
     distinct.dedup();
     let period = distinct.len();
     if period == 0 || answers.len() < 2 * period {
-        return Err(format!("{} answers over {period} replicas are too few to show a repeating order", answers.len()));
+        return Err(format!(
+            "{} answers over {period} replicas are too few to show a repeating order",
+            answers.len()
+        ));
     }
     let head = &answers[..period];
     let mut sorted_head: Vec<&String> = head.iter().collect();
     sorted_head.sort();
     sorted_head.dedup();
     if sorted_head.len() != period {
-        return Err(format!("the first {period} answers {head:?} are not {period} different replicas"));
+        return Err(format!(
+            "the first {period} answers {head:?} are not {period} different replicas"
+        ));
     }
     if let Some(i) = (period..answers.len()).find(|&i| answers[i] != answers[i - period]) {
         return Err(format!(
