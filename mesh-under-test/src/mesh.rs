@@ -62,6 +62,17 @@ pub enum Capability {
     ZtunnelMetrics,
 }
 
+impl Capability {
+    /// Every capability: what a local mesh offers.
+    pub const ALL: [Capability; 5] = [
+        Capability::NetworkFaults,
+        Capability::AppFaults,
+        Capability::Scale,
+        Capability::ZtunnelLogs,
+        Capability::ZtunnelMetrics,
+    ];
+}
+
 impl FromStr for Capability {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

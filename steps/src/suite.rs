@@ -74,13 +74,7 @@ impl SuiteConfig {
             name: "meshcert reference ztunnel".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             profile: self.profile,
-            capabilities: vec![
-                Capability::NetworkFaults,
-                Capability::AppFaults,
-                Capability::Scale,
-                Capability::ZtunnelLogs,
-                Capability::ZtunnelMetrics,
-            ],
+            capabilities: Capability::ALL.to_vec(),
         }
     }
 }

@@ -224,13 +224,7 @@ impl LocalMesh {
                 "unknown".to_string()
             },
             profile: options.profile,
-            capabilities: vec![
-                Capability::NetworkFaults,
-                Capability::AppFaults,
-                Capability::Scale,
-                Capability::ZtunnelLogs,
-                Capability::ZtunnelMetrics,
-            ],
+            capabilities: Capability::ALL.to_vec(),
         };
         let seed = crate::local::cluster::fnv1a(run.id().as_bytes());
         Ok(LocalMesh {

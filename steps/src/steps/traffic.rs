@@ -358,7 +358,7 @@ mod tests {
     #[case("bcabcabca", Ok(3))]
     #[case("abab", Ok(2))]
     #[case("abcacbabc", Err("breaks"))]
-    #[case("aabbcc", Err("breaks"))]
+    #[case("aabbcc", Err("are not 3 different"))]
     #[case("abc", Err("too few"))]
     #[case("aaaa", Ok(1))]
     fn periods(#[case] answers: &str, #[case] expected: Result<usize, &str>) {
