@@ -46,12 +46,7 @@ async fn send_paced(
 
 #[then("every request is answered")]
 async fn all_answered(world: &mut MeshWorld) -> StepResult {
-    let failed: Vec<String> = world
-        .last_batch()?
-        .iter()
-        .filter(|r| r.failed())
-        .map(describe)
-        .collect();
+    let failed = failures(world.last_batch()?);
     ensure!(
         failed.is_empty(),
         "{} request(s) failed:\n{}",
@@ -63,12 +58,7 @@ async fn all_answered(world: &mut MeshWorld) -> StepResult {
 
 #[then(expr = "at most {int} request(s) failed")]
 async fn at_most_failed(world: &mut MeshWorld, bound: usize) -> StepResult {
-    let failed: Vec<String> = world
-        .last_batch()?
-        .iter()
-        .filter(|r| r.failed())
-        .map(describe)
-        .collect();
+    let failed = failures(world.last_batch()?);
     ensure!(
         failed.len() <= bound,
         "{} requests failed, more than {bound}:\n{}",
@@ -277,6 +267,15 @@ fn after_block(world: &MeshWorld, after: Duration) -> Result<Vec<RequestRecord>,
         "no request started {after:?} or more after the block: send for longer"
     );
     Ok(records)
+}
+
+/// The failed requests, one line each.
+fn failures(records: &[RequestRecord]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| r.failed())
+        .map(describe)
+        .collect()
 }
 
 fn answers(records: &[RequestRecord]) -> Vec<String> {
