@@ -3,12 +3,15 @@
 //! ztunnel logs and metrics, the statistics of distribution assertions and the one waiting helper.
 
 pub mod error;
+pub mod istio;
+pub mod levels;
 pub mod local;
 pub mod logs;
 pub mod manifest;
 pub mod mesh;
 pub mod metrics;
 pub mod stats;
+pub mod topology;
 pub mod translate;
 pub mod wait;
 

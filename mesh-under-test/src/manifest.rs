@@ -4,6 +4,7 @@
 //! dispatched on `apiVersion` + `kind`; only the kinds the control-plane translation reads are
 //! accepted, so a typo in a fixture fails loudly instead of being silently ignored. Errors name
 //! the file, the line, the object and the field, so a fixture author can fix them directly.
+//! Istio's ServiceEntry, WorkloadEntry and DestinationRule are typed in `crate::istio`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use serde_saphyr::{SnippetMode, Spanned, UserMessageFormatter};
 
 use crate::MeshError;
+use crate::istio::{self, DestinationRule, ServiceEntry, WorkloadEntry};
 
 /// One object of a manifest file.
 // Boxing the large variants would change the pinned shape for no gain: a run holds a handful.
@@ -26,6 +28,9 @@ pub enum Manifest {
     Service(Service),
     Deployment(Deployment),
     Node(Node),
+    ServiceEntry(ServiceEntry),
+    WorkloadEntry(WorkloadEntry),
+    DestinationRule(DestinationRule),
 }
 
 /// The objects of one or more manifest files, in file order.
@@ -37,13 +42,16 @@ pub struct ManifestSet {
 /// The namespace Kubernetes gives a namespaced object that names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// The kinds meshcert reads, as `(apiVersion, kind, namespaced)`.
-const SUPPORTED: &[(&str, &str, bool)] = &[
-    ("v1", "Namespace", false),
-    ("v1", "ServiceAccount", true),
-    ("v1", "Service", true),
-    ("v1", "Node", false),
-    ("apps/v1", "Deployment", true),
+/// The kinds meshcert reads, as `(apiVersions, kind, namespaced)`.
+const SUPPORTED: &[(&[&str], &str, bool)] = &[
+    (&["v1"], "Namespace", false),
+    (&["v1"], "ServiceAccount", true),
+    (&["v1"], "Service", true),
+    (&["v1"], "Node", false),
+    (&["apps/v1"], "Deployment", true),
+    (&istio::API_VERSIONS, "ServiceEntry", true),
+    (&istio::API_VERSIONS, "WorkloadEntry", true),
+    (&istio::API_VERSIONS, "DestinationRule", true),
 ];
 
 impl Manifest {
@@ -55,6 +63,9 @@ impl Manifest {
             Manifest::Service(_) => "Service",
             Manifest::Deployment(_) => "Deployment",
             Manifest::Node(_) => "Node",
+            Manifest::ServiceEntry(_) => "ServiceEntry",
+            Manifest::WorkloadEntry(_) => "WorkloadEntry",
+            Manifest::DestinationRule(_) => "DestinationRule",
         }
     }
 
@@ -65,6 +76,9 @@ impl Manifest {
             Manifest::Service(o) => &o.metadata,
             Manifest::Deployment(o) => &o.metadata,
             Manifest::Node(o) => &o.metadata,
+            Manifest::ServiceEntry(o) => &o.metadata,
+            Manifest::WorkloadEntry(o) => &o.metadata,
+            Manifest::DestinationRule(o) => &o.metadata,
         }
     }
 
@@ -207,6 +221,42 @@ impl ManifestSet {
         })
     }
 
+    pub fn service_entries(&self) -> impl Iterator<Item = &ServiceEntry> {
+        self.objects.iter().filter_map(|o| match o {
+            Manifest::ServiceEntry(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn workload_entries(&self) -> impl Iterator<Item = &WorkloadEntry> {
+        self.objects.iter().filter_map(|o| match o {
+            Manifest::WorkloadEntry(w) => Some(w),
+            _ => None,
+        })
+    }
+
+    pub fn destination_rules(&self) -> impl Iterator<Item = &DestinationRule> {
+        self.objects.iter().filter_map(|o| match o {
+            Manifest::DestinationRule(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    pub fn find_service_entry(&self, namespace: &str, name: &str) -> Option<&ServiceEntry> {
+        self.service_entries()
+            .find(|s| is(&s.metadata, namespace, name))
+    }
+
+    pub fn find_workload_entry(&self, namespace: &str, name: &str) -> Option<&WorkloadEntry> {
+        self.workload_entries()
+            .find(|w| is(&w.metadata, namespace, name))
+    }
+
+    pub fn find_destination_rule(&self, namespace: &str, name: &str) -> Option<&DestinationRule> {
+        self.destination_rules()
+            .find(|d| is(&d.metadata, namespace, name))
+    }
+
     pub fn find_namespace(&self, name: &str) -> Option<&Namespace> {
         self.namespaces()
             .find(|n| n.metadata.name.as_deref() == Some(name))
@@ -336,11 +386,21 @@ fn parse_document(doc: &Document) -> Result<Option<(Manifest, u64)>, String> {
         .ok_or_else(|| format!("document at line {line}: {kind}: field `apiVersion` is missing"))?;
     let Some(&(_, _, namespaced)) = SUPPORTED
         .iter()
-        .find(|(v, k, _)| *v == api_version && *k == kind)
+        .find(|(v, k, _)| v.contains(&api_version.as_str()) && *k == kind)
     else {
         let known: Vec<String> = SUPPORTED
             .iter()
-            .map(|(v, k, _)| format!("{v} {k}"))
+            .map(|(versions, k, _)| match versions {
+                [only] => format!("{only} {k}"),
+                [first, rest @ ..] => {
+                    let rest: Vec<&str> = rest
+                        .iter()
+                        .map(|v| v.rsplit('/').next().unwrap_or(v))
+                        .collect();
+                    format!("{first} {k} (also {})", rest.join(", "))
+                }
+                [] => unreachable!("every supported kind has a version"),
+            })
             .collect();
         return Err(format!(
             "document at line {line}: kind `{kind}` of apiVersion `{api_version}` is not \
@@ -391,6 +451,15 @@ fn parse_document(doc: &Document) -> Result<Option<(Manifest, u64)>, String> {
         "Node" => Manifest::Node(serde_saphyr::from_str(&doc.text).map_err(typed_error)?),
         "Deployment" => {
             Manifest::Deployment(serde_saphyr::from_str(&doc.text).map_err(typed_error)?)
+        }
+        "ServiceEntry" => {
+            Manifest::ServiceEntry(serde_saphyr::from_str(&doc.text).map_err(typed_error)?)
+        }
+        "WorkloadEntry" => {
+            Manifest::WorkloadEntry(serde_saphyr::from_str(&doc.text).map_err(typed_error)?)
+        }
+        "DestinationRule" => {
+            Manifest::DestinationRule(serde_saphyr::from_str(&doc.text).map_err(typed_error)?)
         }
         other => unreachable!("kind {other} is in SUPPORTED but not dispatched"),
     };
@@ -473,11 +542,15 @@ fn set_namespace(object: &mut Manifest, namespace: &str) {
         Manifest::Service(o) => &mut o.metadata,
         Manifest::Deployment(o) => &mut o.metadata,
         Manifest::Node(o) => &mut o.metadata,
+        Manifest::ServiceEntry(o) => &mut o.metadata,
+        Manifest::WorkloadEntry(o) => &mut o.metadata,
+        Manifest::DestinationRule(o) => &mut o.metadata,
     };
     meta.namespace = Some(namespace.to_string());
 }
 
-/// The rules the API server would enforce and the translation relies on.
+/// The rules the API server (and Istio's validation webhook) would enforce and the translation
+/// relies on.
 fn check(object: &Manifest) -> Result<(), String> {
     match object {
         Manifest::Service(service) => {
@@ -548,6 +621,9 @@ fn check(object: &Manifest) -> Result<(), String> {
             }
             Ok(())
         }
+        Manifest::ServiceEntry(entry) => entry.validate(),
+        Manifest::WorkloadEntry(entry) => entry.validate(),
+        Manifest::DestinationRule(rule) => rule.validate(),
         Manifest::Namespace(_) | Manifest::ServiceAccount(_) | Manifest::Node(_) => Ok(()),
     }
 }
@@ -645,6 +721,159 @@ mod tests {
             err.contains("Namespace httpbin is also defined in"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn service_entry_fixture_parses() {
+        let set = ManifestSet::load(&fixture("service-entry.yaml")).unwrap();
+        let se = set.find_service_entry("httpbin", "in-ambient-se").unwrap();
+        assert_eq!(se.spec.hosts, ["in-ambient.mesh.example"]);
+        assert_eq!(se.spec.location, istio::Location::MeshInternal);
+        assert_eq!(se.spec.resolution, istio::Resolution::Static);
+        let port = &se.spec.ports[0];
+        assert_eq!(
+            (
+                port.number,
+                port.target_port,
+                port.name.as_str(),
+                port.protocol.as_deref()
+            ),
+            (80, Some(8080), "http", Some("TCP"))
+        );
+        assert_eq!(
+            se.spec.workload_selector.as_ref().unwrap().labels["app"],
+            "in-ambient"
+        );
+        assert!(se.spec.addresses.is_empty() && se.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn destination_rule_fixture_parses() {
+        let set = ManifestSet::load(&fixture("destination-rule.yaml")).unwrap();
+        let dr = set.find_destination_rule("httpbin", "in-ambient").unwrap();
+        assert_eq!(dr.spec.host, "in-ambient.httpbin.svc.cluster.local");
+        let policy = dr.spec.traffic_policy.as_ref().unwrap();
+        let lb = policy.load_balancer.as_ref().unwrap();
+        assert_eq!(lb.simple, Some(istio::SimpleLb::Random));
+        let locality = lb.locality_lb_setting.as_ref().unwrap();
+        assert_eq!(locality.enabled, Some(true));
+        assert_eq!(
+            (
+                locality.failover[0].from.as_str(),
+                locality.failover[0].to.as_str()
+            ),
+            ("r1", "r2")
+        );
+        let od = policy.outlier_detection.as_ref().unwrap();
+        assert_eq!(od.consecutive_5xx_errors, Some(1));
+        assert_eq!(
+            od.interval.as_ref().unwrap().duration,
+            std::time::Duration::from_secs(1)
+        );
+        assert_eq!(
+            od.base_ejection_time.as_ref().unwrap().duration,
+            std::time::Duration::from_secs(30)
+        );
+        assert_eq!(od.max_ejection_percent, Some(100));
+    }
+
+    #[rstest]
+    #[case("networking.istio.io/v1")]
+    #[case("networking.istio.io/v1beta1")]
+    #[case("networking.istio.io/v1alpha3")]
+    fn istio_kinds_are_read_in_every_version(#[case] version: &str) {
+        let text = ISTIO.replace("networking.istio.io/v1\n", &format!("{version}\n"));
+        let set = ManifestSet::parse(&text, Path::new("i.yaml")).unwrap();
+        let kinds: Vec<String> = set.objects.iter().map(Manifest::describe).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ServiceEntry httpbin/se",
+                "WorkloadEntry default/vm",
+                "DestinationRule httpbin/dr"
+            ]
+        );
+        let vm = set.find_workload_entry("default", "vm").unwrap();
+        assert_eq!(vm.spec.ports["http"], 9080);
+        assert_eq!(vm.spec.locality, "r1/z1");
+    }
+
+    const ISTIO: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: se
+  namespace: httpbin
+spec:
+  hosts:
+  - se.mesh.example
+  ports:
+  - number: 80
+    name: http
+  location: MESH_INTERNAL
+  resolution: STATIC
+  workloadSelector:
+    labels:
+      app: vm
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: vm
+spec:
+  address: 10.244.9.9
+  ports:
+    http: 9080
+  labels:
+    app: vm
+  locality: r1/z1
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: dr
+  namespace: httpbin
+spec:
+  host: se.mesh.example
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+      localityLbSetting:
+        failoverPriority:
+        - topology.kubernetes.io/region
+    outlierDetection:
+      interval: 10s
+      maxEjectionPercent: 50
+";
+
+    /// Each bad input is ISTIO with one edit; the message names the object and the field.
+    #[rstest]
+    #[case::typo("  hosts:", "  hostz:", &["ServiceEntry httpbin/se", "field `spec.hostz`", "unknown field", "line 7"])]
+    #[case::no_spec_traffic_distribution("  location: MESH_INTERNAL", "  trafficDistribution: PreferClose\n  location: MESH_INTERNAL", &["ServiceEntry httpbin/se", "`spec.trafficDistribution`", "unknown field"])]
+    #[case::bad_location("MESH_INTERNAL", "MESH_INTERNL", &["ServiceEntry httpbin/se", "field `spec.location`", "MESH_INTERNL"])]
+    #[case::bad_resolution("STATIC", "STATIK", &["field `spec.resolution`", "STATIK"])]
+    #[case::no_hosts("  hosts:\n  - se.mesh.example\n", "  hosts: []\n", &["ServiceEntry httpbin/se", "`spec.hosts` is empty"])]
+    #[case::bad_port("  - number: 80", "  - number: 0", &["ServiceEntry httpbin/se", "`spec.ports[0].number` is 0"])]
+    #[case::bad_address("  location: MESH_INTERNAL", "  addresses: [not-an-ip]\n  location: MESH_INTERNAL", &["`spec.addresses[0]` is \"not-an-ip\""])]
+    #[case::selector_and_endpoints("  workloadSelector:", "  endpoints:\n  - address: 10.244.9.9\n  workloadSelector:", &["`spec.workloadSelector` and `spec.endpoints` are both set"])]
+    #[case::bad_locality("locality: r1/z1", "locality: r1/z1/s1/x", &["WorkloadEntry default/vm", "field `spec.locality` is \"r1/z1/s1/x\""])]
+    #[case::bad_we_port("    http: 9080", "    http: 90800", &["WorkloadEntry default/vm", "`spec.ports.http` is 90800"])]
+    #[case::bad_duration("interval: 10s", "interval: 10 sec", &["DestinationRule httpbin/dr", "field `spec.trafficPolicy.outlierDetection.interval`", "not a duration"])]
+    #[case::bad_simple("ROUND_ROBIN", "ROUNDROBIN", &["field `spec.trafficPolicy.loadBalancer.simple`", "ROUNDROBIN"])]
+    #[case::exclusive_locality("        failoverPriority:", "        failover:\n        - from: r1\n          to: r2\n        failoverPriority:", &["DestinationRule httpbin/dr", "`failover` and `failoverPriority`", "mutually exclusive"])]
+    #[case::percent("maxEjectionPercent: 50", "maxEjectionPercent: 150", &["`spec.trafficPolicy.outlierDetection.maxEjectionPercent` is 150"])]
+    #[case::simple_and_hash("      simple: ROUND_ROBIN", "      simple: ROUND_ROBIN\n      consistentHash:\n        useSourceIp: true", &["`spec.trafficPolicy.loadBalancer.simple` and `spec.trafficPolicy.loadBalancer.consistentHash`"])]
+    #[case::dr_typo("  host: se", "  hosts: se", &["DestinationRule httpbin/dr", "field `spec.hosts`"])]
+    #[case::wrong_version("apiVersion: networking.istio.io/v1\nkind: DestinationRule", "apiVersion: networking.istio.io/v2\nkind: DestinationRule", &["kind `DestinationRule` of apiVersion `networking.istio.io/v2`", "networking.istio.io/v1 DestinationRule (also v1beta1, v1alpha3)"])]
+    fn bad_istio_inputs_are_named(#[case] from: &str, #[case] to: &str, #[case] expected: &[&str]) {
+        assert!(ISTIO.contains(from), "test edit {from:?} does not apply");
+        let text = ISTIO.replacen(from, to, 1);
+        let message = ManifestSet::parse(&text, Path::new("bad.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("bad.yaml: "), "{message}");
+        for fragment in expected {
+            assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
+        }
     }
 
     #[test]

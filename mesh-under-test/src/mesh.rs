@@ -60,16 +60,25 @@ pub enum Capability {
     ZtunnelLogs,
     /// ztunnel's Prometheus metrics can be read.
     ZtunnelMetrics,
+    /// Nodes with chosen locality labels, and pods pinned to them.
+    Topology,
+    /// Endpoints on another network reachable from the client (the local driver's fabric is
+    /// flat; a real multi-network mesh needs an east-west gateway).
+    CrossNetwork,
+    /// A waypoint proxy bound to a service (L7 load balancing, DestinationRules).
+    Waypoint,
 }
 
 impl Capability {
-    /// Every capability: what a local mesh offers.
-    pub const ALL: [Capability; 5] = [
+    /// What a local mesh offers: everything but waypoints.
+    pub const LOCAL: [Capability; 7] = [
         Capability::NetworkFaults,
         Capability::AppFaults,
         Capability::Scale,
         Capability::ZtunnelLogs,
         Capability::ZtunnelMetrics,
+        Capability::Topology,
+        Capability::CrossNetwork,
     ];
 }
 
@@ -82,6 +91,9 @@ impl FromStr for Capability {
             "scale" => Capability::Scale,
             "ztunnel-logs" => Capability::ZtunnelLogs,
             "ztunnel-metrics" => Capability::ZtunnelMetrics,
+            "topology" => Capability::Topology,
+            "cross-network" => Capability::CrossNetwork,
+            "waypoint" => Capability::Waypoint,
             other => return Err(format!("unknown capability {other:?}")),
         })
     }

@@ -1,20 +1,29 @@
-//! Control-plane translation: Kubernetes objects to ztunnel's workload model (the local config).
+//! Control-plane translation: Kubernetes and Istio objects to ztunnel's workload model (the
+//! local config).
 //!
-//! This is what istiod does for ambient, reduced to the objects meshcert deploys: pods of
-//! namespaces labelled `istio.io/dataplane-mode: ambient` become workloads, the Services of
-//! those namespaces become services, and each Service's load balancing is derived from
-//! `internalTrafficPolicy`, `trafficDistribution` and the `networking.istio.io/traffic-distribution`
-//! annotation, with the profile deciding the default and how unknown values are treated
-//! (DESIGN.md, "control plane"). The function is pure: same snapshot, same output, sorted.
+//! This is what istiod does for ambient, reduced to the objects meshcert deploys: pods and
+//! WorkloadEntries of namespaces labelled `istio.io/dataplane-mode: ambient` become workloads,
+//! the Services and ServiceEntries of those namespaces become services, and each service's load
+//! balancing is derived from `internalTrafficPolicy`, `trafficDistribution` and the
+//! `networking.istio.io/traffic-distribution` annotation (a ServiceEntry has only the
+//! annotation), with the profile deciding the default and how unknown values are treated
+//! (DESIGN.md, "control plane"). DestinationRules are read by waypoints, gateways and sidecars,
+//! never by ztunnel, so they change nothing here. The function is pure: same snapshot, same
+//! output, sorted.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServicePort};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use meshcert_ztunnel::defects::{Defect, Defects};
 
 use crate::MeshError;
+use crate::istio::{
+    self, DestinationRule, Location, Resolution, ServiceEntry, WorkloadEntry, WorkloadEntrySpec,
+};
 use crate::local_config::{
     self, HealthPolicy, HealthStatus, LoadBalancer, LoadBalancerMode, LocalConfig, LocalWorkload,
     Locality, NetworkAddress, Protocol, RoutingPreference,
@@ -32,6 +41,13 @@ pub struct ClusterSnapshot {
     pub namespaces: Vec<Namespace>,
     pub services: Vec<Service>,
     pub pods: Vec<Pod>,
+    /// Services named by host, with endpoints selected by label or listed inline.
+    pub service_entries: Vec<ServiceEntry>,
+    /// Workloads that are not pods (VMs, remote endpoints on a flat network).
+    pub workload_entries: Vec<WorkloadEntry>,
+    /// Read by waypoints, gateways and sidecars only: kept so a snapshot is the whole
+    /// control-plane view, and so tests can show they change nothing on the ztunnel path.
+    pub destination_rules: Vec<DestinationRule>,
 }
 
 /// The translated model, and what the translation chose to tolerate.
@@ -44,9 +60,11 @@ pub struct Translation {
 
 /// Namespace (or pod) label that enrols workloads in the ambient mesh.
 pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
-/// Label on the `istio-system` namespace that names the cluster's network.
+/// Label on the `istio-system` namespace that names the cluster's network; on a pod or
+/// WorkloadEntry, the network of that workload when it differs (multi-network meshes).
 pub const NETWORK_LABEL: &str = "topology.istio.io/network";
-/// Service annotation that istiod reads when `spec.trafficDistribution` is unset.
+/// Service (and ServiceEntry) annotation that istiod reads when `spec.trafficDistribution` is
+/// unset.
 pub const TRAFFIC_DISTRIBUTION_ANNOTATION: &str = "networking.istio.io/traffic-distribution";
 pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
@@ -131,7 +149,16 @@ pub fn traffic_distribution(
     service: &Service,
     profile: Profile,
 ) -> Result<(TrafficDistribution, Source), MeshError> {
-    let resolved = resolve_distribution(service, profile)?;
+    let resolved = resolve_distribution(service, profile, &Defects::none())?;
+    Ok((resolved.distribution, resolved.source))
+}
+
+/// A ServiceEntry's traffic distribution: its annotation, else the profile's default (TD-PREC-3).
+pub fn service_entry_distribution(
+    entry: &ServiceEntry,
+    profile: Profile,
+) -> Result<(TrafficDistribution, Source), MeshError> {
+    let resolved = resolve_entry_distribution(entry, profile)?;
     Ok((resolved.distribution, resolved.source))
 }
 
@@ -141,102 +168,132 @@ struct Resolved {
     warning: Option<String>,
 }
 
-fn resolve_distribution(service: &Service, profile: Profile) -> Result<Resolved, MeshError> {
-    let found = |distribution, source| Resolved {
-        distribution,
-        source,
-        warning: None,
-    };
+fn resolve_distribution(
+    service: &Service,
+    profile: Profile,
+    defects: &Defects,
+) -> Result<Resolved, MeshError> {
     let spec = service.spec.as_ref();
     if spec.and_then(|s| s.internal_traffic_policy.as_deref()) == Some("Local") {
-        return Ok(found(
-            TrafficDistribution::NodeLocal,
-            Source::InternalTrafficPolicy,
-        ));
+        return Ok(Resolved {
+            distribution: TrafficDistribution::NodeLocal,
+            source: Source::InternalTrafficPolicy,
+            warning: None,
+        });
     }
-    if let Some(value) = spec
+    let what = describe("Service", &service.metadata);
+    let from_spec = spec
         .and_then(|s| s.traffic_distribution.as_deref())
         .filter(|v| !v.is_empty())
-    {
-        // The API server accepts only the Kubernetes values here; the Istio-only ones
-        // (Any, PreferNetwork, PreferRegion) belong in the annotation.
-        return match value {
-            "PreferClose" | "PreferSameZone" => {
-                Ok(found(TrafficDistribution::PreferClose, Source::Spec))
-            }
-            "PreferSameNode" => Ok(found(TrafficDistribution::PreferSameNode, Source::Spec)),
-            other => unknown_value(
-                service,
+        .map(|v| (Source::Spec, v));
+    let from_annotation = annotation_value(&service.metadata).map(|v| (Source::Annotation, v));
+    let chosen = if defects.is_on(Defect::WrongPrecedence) {
+        from_annotation.or(from_spec)
+    } else {
+        from_spec.or(from_annotation)
+    };
+    match chosen {
+        Some((Source::Spec, value)) => spec_distribution(&what, value, profile),
+        Some((_, value)) => annotation_distribution(&what, value, profile),
+        None => Ok(default_distribution(profile)),
+    }
+}
+
+fn resolve_entry_distribution(
+    entry: &ServiceEntry,
+    profile: Profile,
+) -> Result<Resolved, MeshError> {
+    match annotation_value(&entry.metadata) {
+        Some(value) => {
+            annotation_distribution(&describe("ServiceEntry", &entry.metadata), value, profile)
+        }
+        None => Ok(default_distribution(profile)),
+    }
+}
+
+fn annotation_value(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(TRAFFIC_DISTRIBUTION_ANNOTATION))
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+fn default_distribution(profile: Profile) -> Resolved {
+    Resolved {
+        distribution: match profile {
+            Profile::Solo => TrafficDistribution::PreferNetwork,
+            Profile::Istio => TrafficDistribution::Any,
+        },
+        source: Source::Default,
+        warning: None,
+    }
+}
+
+/// `spec.trafficDistribution`: the API server accepts only the Kubernetes values here; the
+/// Istio-only ones (Any, PreferNetwork, PreferRegion) belong in the annotation.
+fn spec_distribution(what: &str, value: &str, profile: Profile) -> Result<Resolved, MeshError> {
+    let distribution = match value {
+        "PreferClose" | "PreferSameZone" => TrafficDistribution::PreferClose,
+        "PreferSameNode" => TrafficDistribution::PreferSameNode,
+        other => {
+            return unknown_value(
+                what,
                 profile,
                 Source::Spec,
                 "spec.trafficDistribution",
                 other,
                 "PreferClose, PreferSameZone, PreferSameNode",
-            ),
-        };
-    }
-    let annotation = service
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(TRAFFIC_DISTRIBUTION_ANNOTATION))
-        .filter(|v| !v.is_empty());
-    if let Some(value) = annotation {
-        let field = format!("metadata.annotations[{TRAFFIC_DISTRIBUTION_ANNOTATION}]");
-        return match (value.as_str(), profile) {
-            ("PreferClose" | "PreferSameZone", _) => {
-                Ok(found(TrafficDistribution::PreferClose, Source::Annotation))
-            }
-            ("PreferSameNode", _) => Ok(found(
-                TrafficDistribution::PreferSameNode,
-                Source::Annotation,
-            )),
-            ("Any", _) => Ok(found(TrafficDistribution::Any, Source::Annotation)),
-            ("PreferNetwork", Profile::Solo) => Ok(found(
-                TrafficDistribution::PreferNetwork,
-                Source::Annotation,
-            )),
-            ("PreferRegion", Profile::Solo) => {
-                Ok(found(TrafficDistribution::PreferRegion, Source::Annotation))
-            }
-            (other, Profile::Solo) => unknown_value(
-                service,
-                profile,
-                Source::Annotation,
-                &field,
-                other,
-                "PreferClose, PreferSameZone, PreferSameNode, PreferNetwork, PreferRegion, Any",
-            ),
-            (other, Profile::Istio) => unknown_value(
-                service,
-                profile,
-                Source::Annotation,
-                &field,
-                other,
-                "PreferClose, PreferSameZone, PreferSameNode, Any",
-            ),
-        };
-    }
-    Ok(found(
-        match profile {
-            Profile::Solo => TrafficDistribution::PreferNetwork,
-            Profile::Istio => TrafficDistribution::Any,
-        },
-        Source::Default,
-    ))
+            );
+        }
+    };
+    Ok(Resolved {
+        distribution,
+        source: Source::Spec,
+        warning: None,
+    })
+}
+
+/// The `networking.istio.io/traffic-distribution` annotation of a Service or ServiceEntry.
+fn annotation_distribution(
+    what: &str,
+    value: &str,
+    profile: Profile,
+) -> Result<Resolved, MeshError> {
+    let distribution = match (value, profile) {
+        ("PreferClose" | "PreferSameZone", _) => TrafficDistribution::PreferClose,
+        ("PreferSameNode", _) => TrafficDistribution::PreferSameNode,
+        ("Any", _) => TrafficDistribution::Any,
+        ("PreferNetwork", Profile::Solo) => TrafficDistribution::PreferNetwork,
+        ("PreferRegion", Profile::Solo) => TrafficDistribution::PreferRegion,
+        (other, profile) => {
+            let accepted = match profile {
+                Profile::Solo => {
+                    "PreferClose, PreferSameZone, PreferSameNode, PreferNetwork, PreferRegion, Any"
+                }
+                Profile::Istio => "PreferClose, PreferSameZone, PreferSameNode, Any",
+            };
+            let field = format!("metadata.annotations[{TRAFFIC_DISTRIBUTION_ANNOTATION}]");
+            return unknown_value(what, profile, Source::Annotation, &field, other, accepted);
+        }
+    };
+    Ok(Resolved {
+        distribution,
+        source: Source::Annotation,
+        warning: None,
+    })
 }
 
 /// Istio falls back to `Any` on a value it does not know; the Solo profile promises to refuse
 /// it, so a misspelt value cannot silently change failover behaviour.
 fn unknown_value(
-    service: &Service,
+    what: &str,
     profile: Profile,
     source: Source,
     field: &str,
     value: &str,
     accepted: &str,
 ) -> Result<Resolved, MeshError> {
-    let what = describe("Service", &service.metadata);
     match profile {
         Profile::Istio => Ok(Resolved {
             distribution: TrafficDistribution::Any,
@@ -253,10 +310,7 @@ fn unknown_value(
     }
 }
 
-fn describe(
-    kind: &str,
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> String {
+fn describe(kind: &str, meta: &ObjectMeta) -> String {
     format!(
         "{kind} {}/{}",
         meta.namespace.as_deref().unwrap_or("default"),
@@ -268,14 +322,11 @@ fn invalid(what: &str, field: &str, problem: impl fmt::Display) -> MeshError {
     MeshError::InvalidRequest(format!("{what}: field `{field}` {problem}"))
 }
 
-fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+fn namespace_of(meta: &ObjectMeta) -> &str {
     meta.namespace.as_deref().unwrap_or("default")
 }
 
-fn label<'a>(
-    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    key: &str,
-) -> Option<&'a str> {
+fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
     meta.labels
         .as_ref()
         .and_then(|l| l.get(key))
@@ -291,6 +342,16 @@ pub fn service_hostname(name: &str, namespace: &str) -> String {
 pub fn to_local_config(
     snapshot: &ClusterSnapshot,
     profile: Profile,
+) -> Result<Translation, MeshError> {
+    to_local_config_with(snapshot, profile, &Defects::none())
+}
+
+/// [`to_local_config`] with control-plane defect switches (`Defect::WrongPrecedence`), so the
+/// suite can prove a scenario fails when the control plane is wrong.
+pub fn to_local_config_with(
+    snapshot: &ClusterSnapshot,
+    profile: Profile,
+    defects: &Defects,
 ) -> Result<Translation, MeshError> {
     let mut warnings = Vec::new();
     let network = snapshot
@@ -309,117 +370,117 @@ pub fn to_local_config(
     let in_mesh = |namespace: &str| ambient.contains(&namespace);
 
     let mut services = Vec::new();
-    let mut mesh_services: Vec<&Service> = Vec::new();
+    let mut backends: Vec<Backend> = Vec::new();
     for service in &snapshot.services {
         if !in_mesh(namespace_of(&service.metadata)) {
             continue;
         }
-        if let Some(translated) = translate_service(service, profile, &network, &mut warnings)? {
+        if let Some((translated, backend)) =
+            translate_service(service, profile, defects, &network, &mut warnings)?
+        {
             services.push(translated);
-            mesh_services.push(service);
+            backends.push(backend);
+        }
+    }
+    // Sorted, so which of two entries naming one host wins does not depend on input order.
+    let mut entries: Vec<&ServiceEntry> = snapshot
+        .service_entries
+        .iter()
+        .filter(|e| in_mesh(namespace_of(&e.metadata)))
+        .collect();
+    entries.sort_by_key(|e| (namespace_of(&e.metadata), e.metadata.name.as_deref()));
+    let mut entries_in_mesh = Vec::new();
+    for entry in entries {
+        let Some(translated) = translate_service_entry(entry, profile, &network, &mut warnings)?
+        else {
+            continue;
+        };
+        entries_in_mesh.push(entry);
+        for (service, backend) in translated {
+            if let Some(taken) = backends.iter().find(|b| b.key == backend.key) {
+                warnings.push(format!(
+                    "{}: host {:?} is already a service of {}: skipped",
+                    backend.what, service.hostname, taken.what
+                ));
+                continue;
+            }
+            services.push(service);
+            backends.push(backend);
         }
     }
 
     let mut workloads = Vec::new();
     for pod in &snapshot.pods {
-        let namespace = namespace_of(&pod.metadata);
-        let what = describe("Pod", &pod.metadata);
-        if !in_mesh(namespace) {
+        if in_mesh(namespace_of(&pod.metadata)) {
+            workloads.extend(pod_workload(
+                snapshot,
+                pod,
+                &backends,
+                &network,
+                &mut warnings,
+            )?);
+        }
+    }
+
+    let base = EntryBase {
+        cluster_id: &snapshot.cluster_id,
+        trust_domain: &snapshot.trust_domain,
+        network: &network,
+    };
+    for entry in &snapshot.workload_entries {
+        let meta = &entry.metadata;
+        let namespace = namespace_of(meta);
+        if !in_mesh(namespace) || label(meta, DATAPLANE_MODE_LABEL) == Some("none") {
             continue;
         }
-        if label(&pod.metadata, DATAPLANE_MODE_LABEL) == Some("none") {
-            // The pod opted out of its namespace's mesh enrolment.
-            continue;
-        }
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if matches!(phase, Some("Succeeded" | "Failed")) {
-            continue;
-        }
-        let ips = pod_ips(pod, &what)?;
-        if ips.is_empty() {
-            warnings.push(format!(
-                "{what}: has no IP yet (status.podIP is unset): not in the mesh until it has one"
-            ));
-            continue;
-        }
-        let spec = pod.spec.as_ref();
-        let node = spec.and_then(|s| s.node_name.clone()).unwrap_or_default();
-        let locality = if node.is_empty() {
-            Locality::default()
-        } else {
-            match snapshot
-                .nodes
-                .iter()
-                .find(|n| n.metadata.name.as_deref() == Some(node.as_str()))
-            {
-                Some(n) => node_locality(n),
-                None => {
-                    warnings.push(format!(
-                        "{what}: runs on node {node:?}, which the snapshot lacks: locality left empty"
-                    ));
-                    Locality::default()
-                }
-            }
-        };
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let mut backs = BTreeMap::new();
-        for service in &mesh_services {
-            if namespace_of(&service.metadata) != namespace || !selects(service, pod) {
-                continue;
-            }
-            let service_name = service.metadata.name.as_deref().unwrap_or_default();
-            let mut ports = BTreeMap::new();
-            for port in tcp_ports(service) {
-                let service_port = u16::try_from(port.port).map_err(|_| {
-                    invalid(
-                        &describe("Service", &service.metadata),
-                        "spec.ports[].port",
-                        "is out of range",
-                    )
-                })?;
-                match workload_target_port(port, pod) {
-                    Some(target) => {
-                        ports.insert(service_port, target);
-                    }
-                    None => warnings.push(format!(
-                        "{what}: has no container port named {:?} (targetPort of port {} of {}): \
-                         it does not serve that port",
-                        target_name(port),
-                        port.port,
-                        describe("Service", &service.metadata)
-                    )),
-                }
-            }
-            backs.insert(
-                format!("{namespace}/{}", service_hostname(service_name, namespace)),
-                ports,
-            );
-        }
-        workloads.push(LocalWorkload {
-            uid: format!("{}//v1/Pod/{namespace}/{name}", snapshot.cluster_id),
+        let name = meta.name.clone().unwrap_or_default();
+        // istiod matches a WorkloadEntry's object labels; Istio's examples put them in the
+        // spec, so both count, the spec's winning.
+        let mut labels = meta.labels.clone().unwrap_or_default();
+        labels.extend(entry.spec.labels.clone());
+        let endpoint = Endpoint {
+            what: describe("WorkloadEntry", meta),
+            field: "spec",
+            uid: format!(
+                "{}//networking.istio.io/WorkloadEntry/{namespace}/{name}",
+                snapshot.cluster_id
+            ),
             name: name.clone(),
-            namespace: namespace.to_string(),
-            service_account: spec
-                .and_then(|s| s.service_account_name.clone())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "default".to_string()),
-            workload_ips: ips,
-            protocol: Protocol::TCP,
-            node,
-            network: network.clone(),
-            cluster_id: snapshot.cluster_id.clone(),
-            trust_domain: snapshot.trust_domain.clone(),
-            workload_name: workload_name(pod),
-            hostname: String::new(),
-            status: if is_ready(pod) {
-                HealthStatus::Healthy
-            } else {
-                HealthStatus::Unhealthy
-            },
-            capacity: 1,
-            locality,
-            services: backs,
-        });
+            namespace,
+            spec: &entry.spec,
+            labels: &labels,
+        };
+        let backed: Vec<&Backend> = backends
+            .iter()
+            .filter(|b| b.namespace == namespace && b.selects(&labels))
+            .collect();
+        workloads.extend(entry_workload(&base, &endpoint, &backed, &mut warnings)?);
+    }
+    for entry in entries_in_mesh {
+        let meta = &entry.metadata;
+        let namespace = namespace_of(meta);
+        let name = meta.name.clone().unwrap_or_default();
+        let own = format!("{namespace}/{name}");
+        let backed: Vec<&Backend> = backends
+            .iter()
+            .filter(|b| b.entry.as_deref() == Some(own.as_str()))
+            .collect();
+        for (i, spec) in entry.spec.endpoints.iter().enumerate() {
+            let field = format!("spec.endpoints[{i}]");
+            let endpoint = Endpoint {
+                what: describe("ServiceEntry", meta),
+                field: &field,
+                uid: format!(
+                    "{}//networking.istio.io/ServiceEntry/{namespace}/{name}/{}",
+                    snapshot.cluster_id, spec.address
+                ),
+                name: name.clone(),
+                namespace,
+                spec,
+                labels: &spec.labels,
+            };
+            workloads.extend(entry_workload(&base, &endpoint, &backed, &mut warnings)?);
+        }
     }
 
     workloads.sort_by(|a, b| a.uid.cmp(&b.uid));
@@ -434,19 +495,166 @@ pub fn to_local_config(
     })
 }
 
-fn translate_service(
-    service: &Service,
-    profile: Profile,
+/// A pod as a workload, as istiod builds it; `None` when it is not (yet) in the mesh.
+fn pod_workload(
+    snapshot: &ClusterSnapshot,
+    pod: &Pod,
+    backends: &[Backend<'_>],
     network: &str,
     warnings: &mut Vec<String>,
-) -> Result<Option<local_config::Service>, MeshError> {
+) -> Result<Option<LocalWorkload>, MeshError> {
+    let namespace = namespace_of(&pod.metadata);
+    let what = describe("Pod", &pod.metadata);
+    if label(&pod.metadata, DATAPLANE_MODE_LABEL) == Some("none") {
+        // The pod opted out of its namespace's mesh enrolment.
+        return Ok(None);
+    }
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        return Ok(None);
+    }
+    let ips = pod_ips(pod, &what)?;
+    if ips.is_empty() {
+        warnings.push(format!(
+            "{what}: has no IP yet (status.podIP is unset): not in the mesh until it has one"
+        ));
+        return Ok(None);
+    }
+    let spec = pod.spec.as_ref();
+    let node = spec.and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let locality = if node.is_empty() {
+        Locality::default()
+    } else {
+        match snapshot
+            .nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node.as_str()))
+        {
+            Some(n) => node_locality(n),
+            None => {
+                warnings.push(format!(
+                    "{what}: runs on node {node:?}, which the snapshot lacks: locality left empty"
+                ));
+                Locality::default()
+            }
+        }
+    };
+    let empty = BTreeMap::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    let backed: Vec<&Backend> = backends
+        .iter()
+        .filter(|b| b.namespace == namespace && b.selects(labels))
+        .collect();
+    let backs = backed_services(
+        &what,
+        &backed,
+        "container port",
+        |_, rule| {
+            Ok(match rule.target {
+                PortTarget::Number(n) => Some(n),
+                PortTarget::Named(name) => container_port(pod, name),
+            })
+        },
+        warnings,
+    )?;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    Ok(Some(LocalWorkload {
+        uid: format!("{}//v1/Pod/{namespace}/{name}", snapshot.cluster_id),
+        name: name.clone(),
+        namespace: namespace.to_string(),
+        service_account: spec
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".to_string()),
+        workload_ips: ips,
+        protocol: Protocol::TCP,
+        node,
+        // A pod of another network (multi-network mesh) says so with its own label.
+        network: label(&pod.metadata, NETWORK_LABEL)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(network)
+            .to_string(),
+        cluster_id: snapshot.cluster_id.clone(),
+        trust_domain: snapshot.trust_domain.clone(),
+        workload_name: workload_name(pod),
+        hostname: String::new(),
+        status: if is_ready(pod) {
+            HealthStatus::Healthy
+        } else {
+            HealthStatus::Unhealthy
+        },
+        capacity: 1,
+        locality,
+        services: backs,
+    }))
+}
+
+/// A translated service as its endpoints see it: what it selects and how its ports map.
+struct Backend<'a> {
+    /// `<namespace>/<hostname>`: the key of a workload's `services`.
+    key: String,
+    namespace: &'a str,
+    /// `Service ns/name` or `ServiceEntry ns/name`, for messages.
+    what: String,
+    /// Label selector; `None` selects nothing (endpoints managed elsewhere, or inline).
+    selector: Option<&'a BTreeMap<String, String>>,
+    /// `<namespace>/<name>` of the ServiceEntry this host comes from; `None` for a Service.
+    entry: Option<String>,
+    ports: Vec<PortRule<'a>>,
+}
+
+/// One TCP port of a service and where its endpoints serve it.
+#[derive(Clone, Copy)]
+struct PortRule<'a> {
+    port: u16,
+    /// The port's name: a ServiceEntry's endpoints map service port names to their ports.
+    name: &'a str,
+    target: PortTarget<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum PortTarget<'a> {
+    Number(u16),
+    /// A Service's named targetPort: each endpoint has its own number for it.
+    Named(&'a str),
+}
+
+impl Backend<'_> {
+    /// Label selector semantics: every selector pair on the workload; no (or an empty)
+    /// selector selects nothing.
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.selector.is_some_and(|selector| {
+            !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
+    }
+}
+
+impl PortRule<'_> {
+    fn target_name(&self) -> String {
+        match self.target {
+            PortTarget::Number(n) => n.to_string(),
+            PortTarget::Named(name) => name.to_string(),
+        }
+    }
+}
+
+/// A service for the local config, and how its endpoints back it.
+type Translated<'a> = (local_config::Service, Backend<'a>);
+
+fn translate_service<'a>(
+    service: &'a Service,
+    profile: Profile,
+    defects: &Defects,
+    network: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Translated<'a>>, MeshError> {
     let what = describe("Service", &service.metadata);
     let name = service
         .metadata
         .name
         .clone()
         .ok_or_else(|| invalid(&what, "metadata.name", "is missing"))?;
-    let namespace = namespace_of(&service.metadata).to_string();
+    let namespace = namespace_of(&service.metadata);
     let spec = service
         .spec
         .as_ref()
@@ -474,21 +682,12 @@ fn translate_service(
         ));
         return Ok(None);
     }
-    let mut vips = Vec::new();
-    for address in addresses {
-        let ip: IpAddr = address.parse().map_err(|e| {
-            invalid(
-                &what,
-                "spec.clusterIPs",
-                format_args!("has {address:?}, not an IP address ({e})"),
-            )
-        })?;
-        vips.push(NetworkAddress {
-            network: network.to_string(),
-            address: ip,
-        });
-    }
+    let vips = addresses
+        .into_iter()
+        .map(|address| vip(&what, "spec.clusterIPs", address, network))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut ports = BTreeMap::new();
+    let mut rules = Vec::new();
     for (i, port) in spec.ports.iter().flatten().enumerate() {
         if !is_tcp(port) {
             warnings.push(format!(
@@ -498,91 +697,311 @@ fn translate_service(
             ));
             continue;
         }
-        let service_port = u16::try_from(port.port)
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| {
-                invalid(
-                    &what,
-                    &format!("spec.ports[{i}].port"),
-                    format_args!("is {}: it must be 1..65535", port.port),
-                )
-            })?;
+        let service_port = port_number(&what, &format!("spec.ports[{i}].port"), port.port)?;
         // A named targetPort can differ per pod: as istiod does, the service says 0 and each
         // workload's own port map carries the number.
         let target = match &port.target_port {
-            None => service_port,
-            Some(IntOrString::Int(t)) => {
-                u16::try_from(*t).ok().filter(|p| *p != 0).ok_or_else(|| {
-                    invalid(
-                        &what,
-                        &format!("spec.ports[{i}].targetPort"),
-                        format_args!("is {t}: it must be 1..65535"),
-                    )
-                })?
-            }
-            Some(IntOrString::String(_)) => 0,
+            None => PortTarget::Number(service_port),
+            Some(IntOrString::Int(t)) => PortTarget::Number(port_number(
+                &what,
+                &format!("spec.ports[{i}].targetPort"),
+                *t,
+            )?),
+            Some(IntOrString::String(name)) => PortTarget::Named(name),
         };
-        ports.insert(service_port, target);
+        ports.insert(
+            service_port,
+            match target {
+                PortTarget::Number(n) => n,
+                PortTarget::Named(_) => 0,
+            },
+        );
+        rules.push(PortRule {
+            port: service_port,
+            name: port.name.as_deref().unwrap_or_default(),
+            target,
+        });
     }
-    let resolved = resolve_distribution(service, profile)?;
+    let resolved = resolve_distribution(service, profile, defects)?;
     warnings.extend(resolved.warning);
-    Ok(Some(local_config::Service {
-        hostname: service_hostname(&name, &namespace),
-        name,
+    let hostname = service_hostname(&name, namespace);
+    let backend = Backend {
+        key: format!("{namespace}/{hostname}"),
         namespace,
-        vips,
-        ports,
-        subject_alt_names: Vec::new(),
-        load_balancer: resolved.distribution.load_balancer(),
+        what,
+        selector: spec.selector.as_ref(),
+        entry: None,
+        ports: rules,
+    };
+    Ok(Some((
+        local_config::Service {
+            hostname,
+            name,
+            namespace: namespace.to_string(),
+            vips,
+            ports,
+            subject_alt_names: Vec::new(),
+            load_balancer: resolved.distribution.load_balancer(),
+        },
+        backend,
+    )))
+}
+
+/// One service per host of a MESH_INTERNAL, STATIC ServiceEntry; `None` when the entry is
+/// skipped as a whole (with a warning).
+fn translate_service_entry<'a>(
+    entry: &'a ServiceEntry,
+    profile: Profile,
+    network: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Vec<Translated<'a>>>, MeshError> {
+    let what = describe("ServiceEntry", &entry.metadata);
+    let name = entry
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| invalid(&what, "metadata.name", "is missing"))?;
+    let namespace = namespace_of(&entry.metadata);
+    let spec = &entry.spec;
+    if spec.location != Location::MeshInternal {
+        warnings.push(format!(
+            "{what}: location is {}: meshcert translates MESH_INTERNAL ServiceEntries only \
+             (set `spec.location: MESH_INTERNAL`): skipped",
+            spec.location
+        ));
+        return Ok(None);
+    }
+    if spec.resolution != Resolution::Static {
+        warnings.push(format!(
+            "{what}: resolution is {}: meshcert translates STATIC ServiceEntries only (set \
+             `spec.resolution: STATIC`, endpoints by workloadSelector or spec.endpoints): skipped",
+            spec.resolution
+        ));
+        return Ok(None);
+    }
+    let mut ports = BTreeMap::new();
+    let mut rules = Vec::new();
+    for (i, port) in spec.ports.iter().enumerate() {
+        let protocol = port.protocol.as_deref().unwrap_or_default();
+        if protocol.eq_ignore_ascii_case("UDP") {
+            warnings.push(format!(
+                "{what}: port {} is UDP, which ztunnel does not proxy: skipped",
+                port.number
+            ));
+            continue;
+        }
+        let number = port_number(&what, &format!("spec.ports[{i}].number"), port.number)?;
+        let target = match port.target_port {
+            Some(t) => port_number(&what, &format!("spec.ports[{i}].targetPort"), t)?,
+            None => number,
+        };
+        ports.insert(number, target);
+        rules.push(PortRule {
+            port: number,
+            name: &port.name,
+            target: PortTarget::Number(target),
+        });
+    }
+    let resolved = resolve_entry_distribution(entry, profile)?;
+    warnings.extend(resolved.warning);
+    let mut translated = Vec::new();
+    for host in &spec.hosts {
+        let addresses = entry.addresses_of(host);
+        if addresses.is_empty() {
+            warnings.push(format!(
+                "{what}: host {host:?} has no address (`spec.addresses` is empty and none was \
+                 allocated): ztunnel captures traffic by address, so it is skipped"
+            ));
+            continue;
+        }
+        let field = if spec.addresses.is_empty() {
+            "status.addresses"
+        } else {
+            "spec.addresses"
+        };
+        let vips = addresses
+            .into_iter()
+            .map(|address| vip(&what, field, address, network))
+            .collect::<Result<Vec<_>, _>>()?;
+        let backend = Backend {
+            key: format!("{namespace}/{host}"),
+            namespace,
+            what: what.clone(),
+            selector: spec.workload_selector.as_ref().map(|s| &s.labels),
+            entry: Some(format!("{namespace}/{name}")),
+            ports: rules.clone(),
+        };
+        translated.push((
+            local_config::Service {
+                name: name.clone(),
+                namespace: namespace.to_string(),
+                hostname: host.clone(),
+                vips,
+                ports: ports.clone(),
+                subject_alt_names: spec.subject_alt_names.clone(),
+                load_balancer: resolved.distribution.load_balancer(),
+            },
+            backend,
+        ));
+    }
+    Ok(Some(translated))
+}
+
+/// A VIP: an IP address on the cluster's network. A ServiceEntry may name a CIDR range, which
+/// ztunnel cannot capture as one address.
+fn vip(what: &str, field: &str, address: &str, network: &str) -> Result<NetworkAddress, MeshError> {
+    let ip: IpAddr = address.parse().map_err(|e| {
+        invalid(
+            what,
+            field,
+            format_args!("has {address:?}, not an IP address ({e})"),
+        )
+    })?;
+    Ok(NetworkAddress {
+        network: network.to_string(),
+        address: ip,
+    })
+}
+
+fn port_number<N: Copy + fmt::Display + TryInto<u16>>(
+    what: &str,
+    field: &str,
+    port: N,
+) -> Result<u16, MeshError> {
+    port.try_into()
+        .ok()
+        .filter(|p: &u16| *p != 0)
+        .ok_or_else(|| invalid(what, field, format_args!("is {port}: it must be 1..65535")))
+}
+
+/// What the workload of a WorkloadEntry or of a ServiceEntry's inline endpoint is made from.
+struct Endpoint<'a> {
+    what: String,
+    /// Where the endpoint's spec sits in its object, for messages.
+    field: &'a str,
+    uid: String,
+    name: String,
+    namespace: &'a str,
+    spec: &'a WorkloadEntrySpec,
+    labels: &'a BTreeMap<String, String>,
+}
+
+/// What every workload of a snapshot shares.
+struct EntryBase<'a> {
+    cluster_id: &'a str,
+    trust_domain: &'a str,
+    network: &'a str,
+}
+
+/// A WorkloadEntry-shaped endpoint as a workload, as istiod builds it: always Healthy, no node,
+/// locality from `locality`, network from `network`, else its label, else the cluster's.
+fn entry_workload(
+    base: &EntryBase<'_>,
+    endpoint: &Endpoint<'_>,
+    backed: &[&Backend<'_>],
+    warnings: &mut Vec<String>,
+) -> Result<Option<LocalWorkload>, MeshError> {
+    let (what, spec) = (&endpoint.what, endpoint.spec);
+    let Ok(ip) = spec.address.parse::<IpAddr>() else {
+        warnings.push(format!(
+            "{what}: field `{}.address` is {:?}, not an IP address: ztunnel needs one to reach \
+             the workload, so it is skipped",
+            endpoint.field, spec.address
+        ));
+        return Ok(None);
+    };
+    let locality = istio::parse_locality(&spec.locality)
+        .map_err(|problem| invalid(what, &format!("{}.locality", endpoint.field), problem))?;
+    let own_port = |name: &str| {
+        spec.ports
+            .get(name)
+            .map(|p| port_number(what, &format!("{}.ports.{name}", endpoint.field), *p))
+            .transpose()
+    };
+    let services = backed_services(
+        what,
+        backed,
+        &format!("port in `{}.ports`", endpoint.field),
+        |backend, rule| match (&backend.entry, rule.target) {
+            // A ServiceEntry's endpoints map its port names to their own ports.
+            (Some(_), PortTarget::Number(n)) => Ok(Some(own_port(rule.name)?.unwrap_or(n))),
+            (None, PortTarget::Number(n)) => Ok(Some(n)),
+            (_, PortTarget::Named(name)) => own_port(name),
+        },
+        warnings,
+    )?;
+    let network = [spec.network.as_str()]
+        .into_iter()
+        .chain(endpoint.labels.get(NETWORK_LABEL).map(String::as_str))
+        .find(|n| !n.is_empty())
+        .unwrap_or(base.network);
+    Ok(Some(LocalWorkload {
+        uid: endpoint.uid.clone(),
+        name: endpoint.name.clone(),
+        namespace: endpoint.namespace.to_string(),
+        service_account: Some(spec.service_account.as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_string(),
+        workload_ips: vec![ip],
+        protocol: Protocol::TCP,
+        node: String::new(),
+        network: network.to_string(),
+        cluster_id: base.cluster_id.to_string(),
+        trust_domain: base.trust_domain.to_string(),
+        workload_name: endpoint.name.clone(),
+        hostname: String::new(),
+        status: HealthStatus::Healthy,
+        capacity: 1,
+        locality,
+        services,
     }))
+}
+
+/// The `services` of a workload: the port map of each service that selects it. `target` says
+/// on which port the workload serves a service port (`None`: it has no `missing` of that name,
+/// so it does not serve that port, as istiod leaves it out).
+fn backed_services(
+    what: &str,
+    backed: &[&Backend<'_>],
+    missing: &str,
+    target: impl Fn(&Backend<'_>, &PortRule<'_>) -> Result<Option<u16>, MeshError>,
+    warnings: &mut Vec<String>,
+) -> Result<BTreeMap<String, BTreeMap<u16, u16>>, MeshError> {
+    let mut services = BTreeMap::new();
+    for backend in backed {
+        let mut ports = BTreeMap::new();
+        for rule in &backend.ports {
+            match target(backend, rule)? {
+                Some(port) => {
+                    ports.insert(rule.port, port);
+                }
+                None => warnings.push(format!(
+                    "{what}: has no {missing} named {:?} (targetPort of port {} of {}): it does \
+                     not serve that port",
+                    rule.target_name(),
+                    rule.port,
+                    backend.what
+                )),
+            }
+        }
+        services.insert(backend.key.clone(), ports);
+    }
+    Ok(services)
 }
 
 fn is_tcp(port: &ServicePort) -> bool {
     matches!(port.protocol.as_deref(), None | Some("TCP"))
 }
 
-fn tcp_ports(service: &Service) -> impl Iterator<Item = &ServicePort> {
-    service
-        .spec
+/// The number of a pod's container port of that name.
+fn container_port(pod: &Pod, name: &str) -> Option<u16> {
+    pod.spec
         .iter()
-        .flat_map(|s| s.ports.iter().flatten())
-        .filter(|p| is_tcp(p))
-}
-
-fn target_name(port: &ServicePort) -> String {
-    match &port.target_port {
-        Some(IntOrString::String(name)) => name.clone(),
-        Some(IntOrString::Int(n)) => n.to_string(),
-        None => port.port.to_string(),
-    }
-}
-
-/// The port this pod serves a service port on: the number, or the container port of that name.
-fn workload_target_port(port: &ServicePort, pod: &Pod) -> Option<u16> {
-    match &port.target_port {
-        None => u16::try_from(port.port).ok(),
-        Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
-        Some(IntOrString::String(name)) => pod
-            .spec
-            .iter()
-            .flat_map(|s| s.containers.iter())
-            .flat_map(|c| c.ports.iter().flatten())
-            .find(|p| p.name.as_deref() == Some(name.as_str()))
-            .and_then(|p| u16::try_from(p.container_port).ok()),
-    }
-}
-
-/// Label selector semantics of a Service: every selector pair on the pod; no selector selects
-/// nothing (such a Service has manually managed endpoints, which meshcert does not model).
-fn selects(service: &Service, pod: &Pod) -> bool {
-    let Some(selector) = service.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
-        return false;
-    };
-    !selector.is_empty()
-        && selector
-            .iter()
-            .all(|(k, v)| label(&pod.metadata, k) == Some(v.as_str()))
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some(name))
+        .and_then(|p| u16::try_from(p.container_port).ok())
 }
 
 fn pod_ips(pod: &Pod, what: &str) -> Result<Vec<IpAddr>, MeshError> {
@@ -940,6 +1359,154 @@ pub mod testing {
             self
         }
         pub fn build(self) -> Service {
+            self.0
+        }
+    }
+
+    /// A ServiceEntry in `httpbin`: MESH_INTERNAL, STATIC, host `<name>.mesh.example`,
+    /// address 10.96.1.10, no ports, no endpoints, no annotation.
+    pub struct ServiceEntryBuilder(ServiceEntry);
+
+    pub fn service_entry(name: &str) -> ServiceEntryBuilder {
+        ServiceEntryBuilder(ServiceEntry::new(
+            meta(name, Some("httpbin")),
+            crate::istio::ServiceEntrySpec {
+                hosts: vec![format!("{name}.mesh.example")],
+                addresses: vec!["10.96.1.10".into()],
+                location: Location::MeshInternal,
+                resolution: Resolution::Static,
+                ..Default::default()
+            },
+        ))
+    }
+
+    impl ServiceEntryBuilder {
+        pub fn namespace(mut self, namespace: &str) -> Self {
+            self.0.metadata.namespace = Some(namespace.into());
+            self
+        }
+        pub fn hosts(mut self, hosts: &[&str]) -> Self {
+            self.0.spec.hosts = hosts.iter().map(|h| h.to_string()).collect();
+            self
+        }
+        /// Replaces `spec.addresses`; no addresses leaves the entry to allocation.
+        pub fn addresses(mut self, addresses: &[&str]) -> Self {
+            self.0.spec.addresses = addresses.iter().map(|a| a.to_string()).collect();
+            self
+        }
+        /// An address in `status.addresses`, as auto-allocation writes it.
+        pub fn allocated(mut self, host: &str, address: &str) -> Self {
+            let status = self.0.status.get_or_insert_default();
+            status.addresses.push(crate::istio::ServiceEntryAddress {
+                value: address.into(),
+                host: host.into(),
+            });
+            self
+        }
+        pub fn port(mut self, number: u32, name: &str, target: Option<u32>) -> Self {
+            self.0.spec.ports.push(crate::istio::ServiceEntryPort {
+                number,
+                name: name.into(),
+                target_port: target,
+                protocol: Some("TCP".into()),
+            });
+            self
+        }
+        pub fn udp_port(mut self, number: u32) -> Self {
+            self.0.spec.ports.push(crate::istio::ServiceEntryPort {
+                number,
+                name: format!("udp-{number}"),
+                protocol: Some("UDP".into()),
+                target_port: None,
+            });
+            self
+        }
+        pub fn selector(mut self, key: &str, value: &str) -> Self {
+            let selector = self.0.spec.workload_selector.get_or_insert_default();
+            selector.labels.insert(key.into(), value.into());
+            self
+        }
+        pub fn endpoint(mut self, endpoint: WorkloadEntrySpec) -> Self {
+            self.0.spec.endpoints.push(endpoint);
+            self
+        }
+        pub fn location(mut self, location: Location) -> Self {
+            self.0.spec.location = location;
+            self
+        }
+        pub fn resolution(mut self, resolution: Resolution) -> Self {
+            self.0.spec.resolution = resolution;
+            self
+        }
+        pub fn annotation(mut self, value: &str) -> Self {
+            insert(
+                &mut self.0.metadata.annotations,
+                TRAFFIC_DISTRIBUTION_ANNOTATION,
+                value,
+            );
+            self
+        }
+        pub fn build(self) -> ServiceEntry {
+            self.0
+        }
+    }
+
+    /// A WorkloadEntry in `httpbin` with address 10.244.9.9 and nothing else.
+    pub struct WorkloadEntryBuilder(WorkloadEntry);
+
+    pub fn workload_entry(name: &str) -> WorkloadEntryBuilder {
+        WorkloadEntryBuilder(WorkloadEntry::new(
+            meta(name, Some("httpbin")),
+            WorkloadEntrySpec {
+                address: "10.244.9.9".into(),
+                ..Default::default()
+            },
+        ))
+    }
+
+    impl WorkloadEntryBuilder {
+        pub fn namespace(mut self, namespace: &str) -> Self {
+            self.0.metadata.namespace = Some(namespace.into());
+            self
+        }
+        pub fn address(mut self, address: &str) -> Self {
+            self.0.spec.address = address.into();
+            self
+        }
+        /// A label in `spec.labels`.
+        pub fn label(mut self, key: &str, value: &str) -> Self {
+            self.0.spec.labels.insert(key.into(), value.into());
+            self
+        }
+        /// A label in `metadata.labels`.
+        pub fn object_label(mut self, key: &str, value: &str) -> Self {
+            insert(&mut self.0.metadata.labels, key, value);
+            self
+        }
+        pub fn app(self, app: &str) -> Self {
+            self.label("app", app)
+        }
+        pub fn locality(mut self, locality: &str) -> Self {
+            self.0.spec.locality = locality.into();
+            self
+        }
+        pub fn network(mut self, network: &str) -> Self {
+            self.0.spec.network = network.into();
+            self
+        }
+        pub fn port(mut self, name: &str, number: u32) -> Self {
+            self.0.spec.ports.insert(name.into(), number);
+            self
+        }
+        pub fn service_account(mut self, sa: &str) -> Self {
+            self.0.spec.service_account = sa.into();
+            self
+        }
+        /// The spec alone: an inline endpoint of a ServiceEntry.
+        pub fn spec(self) -> WorkloadEntrySpec {
+            self.0.spec
+        }
+        pub fn build(self) -> WorkloadEntry {
             self.0
         }
     }
@@ -1511,6 +2078,532 @@ mod tests {
             err.contains("Pod httpbin/p: field `status.podIP` has \"300.1.1.1\""),
             "{err}"
         );
+    }
+
+    /// Every combination of the three settings, both profiles: the defect changes the result
+    /// exactly where both spec and annotation are set (and internalTrafficPolicy is not Local),
+    /// and there the annotation wins.
+    #[test]
+    fn wrong_precedence_flips_exactly_the_spec_versus_annotation_rows() {
+        let wrong: Defects = [Defect::WrongPrecedence].into_iter().collect();
+        let mut flipped = 0;
+        for itp in [None, Some("Local"), Some("Cluster")] {
+            for spec in [None, Some(""), Some("PreferClose"), Some("PreferSameNode")] {
+                for annotation in [
+                    None,
+                    Some("Any"),
+                    Some("PreferSameNode"),
+                    Some("PreferClose"),
+                ] {
+                    for profile in [Profile::Istio, Profile::Solo] {
+                        let service = svc(itp, spec, annotation);
+                        let right =
+                            resolve_distribution(&service, profile, &Defects::none()).unwrap();
+                        let got = resolve_distribution(&service, profile, &wrong).unwrap();
+                        let conflict = itp != Some("Local")
+                            && spec.is_some_and(|s| !s.is_empty())
+                            && annotation.is_some();
+                        let row = format!("{itp:?} {spec:?} {annotation:?} {profile}");
+                        if conflict {
+                            let annotation_only =
+                                traffic_distribution(&svc(itp, None, annotation), profile).unwrap();
+                            assert_eq!((got.distribution, got.source), annotation_only, "{row}");
+                            flipped += usize::from(got.distribution != right.distribution);
+                        } else {
+                            assert_eq!(
+                                (got.distribution, got.source),
+                                (right.distribution, right.source),
+                                "{row}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Rows where spec and annotation name different modes: each of the 2 spec values
+        // against the 2 other annotation values, for itp unset and Cluster, in both profiles.
+        assert_eq!(flipped, 2 * 2 * 2 * 2);
+    }
+
+    #[test]
+    fn the_defect_reaches_the_translated_service() {
+        let mut snap = snapshot();
+        snap.services.push(
+            service("in-ambient")
+                .traffic_distribution("PreferClose")
+                .annotation("PreferSameNode")
+                .build(),
+        );
+        let wrong: Defects = [Defect::WrongPrecedence].into_iter().collect();
+        let right = to_local_config(&snap, Profile::Istio).unwrap();
+        let broken = to_local_config_with(&snap, Profile::Istio, &wrong).unwrap();
+        assert_eq!(
+            right.config.services[0].load_balancer,
+            TD::PreferClose.load_balancer()
+        );
+        assert_eq!(
+            broken.config.services[0].load_balancer,
+            TD::PreferSameNode.load_balancer()
+        );
+    }
+
+    #[rstest]
+    #[case::close_istio(
+        Some("PreferClose"),
+        Profile::Istio,
+        TD::PreferClose,
+        Source::Annotation
+    )]
+    #[case::same_zone_solo(
+        Some("PreferSameZone"),
+        Profile::Solo,
+        TD::PreferClose,
+        Source::Annotation
+    )]
+    #[case::same_node_istio(
+        Some("PreferSameNode"),
+        Profile::Istio,
+        TD::PreferSameNode,
+        Source::Annotation
+    )]
+    #[case::any_solo(Some("Any"), Profile::Solo, TD::Any, Source::Annotation)]
+    #[case::any_istio(Some("Any"), Profile::Istio, TD::Any, Source::Annotation)]
+    #[case::network_solo(
+        Some("PreferNetwork"),
+        Profile::Solo,
+        TD::PreferNetwork,
+        Source::Annotation
+    )]
+    #[case::region_solo(
+        Some("PreferRegion"),
+        Profile::Solo,
+        TD::PreferRegion,
+        Source::Annotation
+    )]
+    #[case::network_istio(Some("PreferNetwork"), Profile::Istio, TD::Any, Source::Annotation)]
+    #[case::region_istio(Some("PreferRegion"), Profile::Istio, TD::Any, Source::Annotation)]
+    #[case::empty_is_unset(Some(""), Profile::Solo, TD::PreferNetwork, Source::Default)]
+    #[case::default_istio(None, Profile::Istio, TD::Any, Source::Default)]
+    #[case::default_solo(None, Profile::Solo, TD::PreferNetwork, Source::Default)]
+    fn service_entries_take_the_mode_from_their_annotation(
+        #[case] annotation: Option<&str>,
+        #[case] profile: Profile,
+        #[case] expected: TrafficDistribution,
+        #[case] source: Source,
+    ) {
+        let mut entry = service_entry("in-ambient-se").port(80, "http", Some(8080));
+        if let Some(value) = annotation {
+            entry = entry.annotation(value);
+        }
+        let entry = entry.build();
+        assert_eq!(
+            service_entry_distribution(&entry, profile).unwrap(),
+            (expected, source)
+        );
+        let mut snap = snapshot();
+        snap.service_entries.push(entry);
+        let t = to_local_config(&snap, profile).unwrap();
+        assert_eq!(t.config.services[0].load_balancer, expected.load_balancer());
+    }
+
+    #[rstest]
+    #[case::istio_warns(Profile::Istio, true)]
+    #[case::solo_refuses(Profile::Solo, false)]
+    fn unknown_service_entry_modes_follow_the_profile(
+        #[case] profile: Profile,
+        #[case] translated: bool,
+    ) {
+        let mut snap = snapshot();
+        snap.service_entries
+            .push(service_entry("se").annotation("Nearby").build());
+        let fragment = "ServiceEntry httpbin/se: field \
+                        `metadata.annotations[networking.istio.io/traffic-distribution]` is \"Nearby\"";
+        match to_local_config(&snap, profile) {
+            Ok(t) => {
+                assert!(translated);
+                assert_eq!(t.config.services[0].load_balancer, None);
+                assert!(t.warnings[0].contains(fragment), "{:?}", t.warnings);
+            }
+            Err(e) => {
+                assert!(!translated);
+                assert!(e.to_string().contains(fragment), "{e}");
+            }
+        }
+    }
+
+    /// The guide with its pods also behind a ServiceEntry and a WorkloadEntry on a VM.
+    fn with_entries() -> ClusterSnapshot {
+        let mut snap = guide();
+        snap.service_entries.push(
+            service_entry("in-ambient-se")
+                .hosts(&["in-ambient.mesh.example", "alias.mesh.example"])
+                .addresses(&["10.96.1.10"])
+                .port(80, "http", Some(8080))
+                .port(81, "admin", None)
+                .udp_port(53)
+                .selector("app", "in-ambient")
+                .build(),
+        );
+        snap.workload_entries.push(
+            workload_entry("vm-1")
+                .app("in-ambient")
+                .address("10.244.9.9")
+                .port("http", 9080)
+                .locality("r2/z3/s4")
+                .network("net2")
+                .service_account("vm")
+                .build(),
+        );
+        snap
+    }
+
+    #[test]
+    fn service_entries_become_one_service_per_host() {
+        let t = to_local_config(&with_entries(), Profile::Solo).unwrap();
+        t.config.validate().unwrap();
+        let hosts: Vec<&str> = t
+            .config
+            .services
+            .iter()
+            .map(|s| s.hostname.as_str())
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                "alias.mesh.example",
+                "in-ambient.httpbin.svc.cluster.local",
+                "in-ambient.mesh.example"
+            ]
+        );
+        let s = &t.config.services[2];
+        assert_eq!(
+            (s.name.as_str(), s.namespace.as_str()),
+            ("in-ambient-se", "httpbin")
+        );
+        assert_eq!(s.vips[0].to_string(), "net1/10.96.1.10");
+        assert_eq!(s.ports, BTreeMap::from([(80, 8080), (81, 81)]));
+        assert_eq!(s.load_balancer, TD::PreferNetwork.load_balancer());
+        assert!(
+            t.warnings.iter().any(|w| w.contains("port 53 is UDP")),
+            "{:?}",
+            t.warnings
+        );
+        // Every in-ambient pod backs the Service and both hosts of the entry.
+        let pod = t
+            .config
+            .workloads
+            .iter()
+            .find(|w| w.name == "in-ambient-1")
+            .unwrap();
+        assert_eq!(
+            pod.services.keys().collect::<Vec<_>>(),
+            [
+                "httpbin/alias.mesh.example",
+                "httpbin/in-ambient.httpbin.svc.cluster.local",
+                "httpbin/in-ambient.mesh.example"
+            ]
+        );
+        assert_eq!(
+            pod.services["httpbin/in-ambient.mesh.example"],
+            BTreeMap::from([(80, 8080), (81, 81)])
+        );
+    }
+
+    #[test]
+    fn workload_entries_become_workloads_that_services_and_entries_select() {
+        let t = to_local_config(&with_entries(), Profile::Solo).unwrap();
+        let vm = t
+            .config
+            .workloads
+            .iter()
+            .find(|w| w.name == "vm-1")
+            .expect("the WorkloadEntry is a workload");
+        assert_eq!(
+            vm.uid,
+            "cluster1//networking.istio.io/WorkloadEntry/httpbin/vm-1"
+        );
+        assert_eq!(vm.workload_name, "vm-1");
+        assert_eq!(vm.service_account, "vm");
+        assert_eq!(vm.workload_ips, ["10.244.9.9".parse::<IpAddr>().unwrap()]);
+        assert_eq!(vm.status, HealthStatus::Healthy);
+        assert_eq!(vm.node, "");
+        assert_eq!(vm.network, "net2");
+        assert_eq!(
+            vm.locality,
+            Locality {
+                region: "r2".into(),
+                zone: "z3".into(),
+                subzone: "s4".into()
+            }
+        );
+        // The Service's numeric targetPort stands; the entry's port named http maps to 9080.
+        assert_eq!(
+            vm.services["httpbin/in-ambient.httpbin.svc.cluster.local"],
+            BTreeMap::from([(8000, 8080)])
+        );
+        assert_eq!(
+            vm.services["httpbin/in-ambient.mesh.example"],
+            BTreeMap::from([(80, 9080), (81, 81)])
+        );
+    }
+
+    #[rstest]
+    #[case::spec_network(workload_entry("w").network("net2").object_label(NETWORK_LABEL, "net3"), "net2")]
+    #[case::object_label(workload_entry("w").object_label(NETWORK_LABEL, "net3"), "net3")]
+    #[case::spec_label(workload_entry("w").label(NETWORK_LABEL, "net4"), "net4")]
+    #[case::cluster_network(workload_entry("w"), "net1")]
+    fn workload_entry_network(#[case] entry: WorkloadEntryBuilder, #[case] expected: &str) {
+        let mut snap = on_net1();
+        snap.workload_entries.push(entry.build());
+        assert_eq!(the_workload(&snap).network, expected);
+    }
+
+    /// The snapshot, in the mesh network `net1`.
+    fn on_net1() -> ClusterSnapshot {
+        let mut snap = snapshot();
+        snap.namespaces
+            .push(namespace(ISTIO_SYSTEM).network("net1").build());
+        snap
+    }
+
+    /// The one workload a snapshot translates to, under profile istio.
+    fn the_workload(snap: &ClusterSnapshot) -> LocalWorkload {
+        let t = to_local_config(snap, Profile::Istio).unwrap();
+        assert_eq!(t.config.workloads.len(), 1, "{:?}", t.config.workloads);
+        t.config.workloads.into_iter().next().unwrap()
+    }
+
+    #[rstest]
+    #[case::full("r1/z1/s1", ("r1", "z1", "s1"))]
+    #[case::region_zone("r1/z1", ("r1", "z1", ""))]
+    #[case::region("r1", ("r1", "", ""))]
+    #[case::none("", ("", "", ""))]
+    fn workload_entry_locality(#[case] locality: &str, #[case] expected: (&str, &str, &str)) {
+        let mut snap = snapshot();
+        snap.workload_entries
+            .push(workload_entry("w").locality(locality).build());
+        let l = the_workload(&snap).locality;
+        assert_eq!(
+            (l.region.as_str(), l.zone.as_str(), l.subzone.as_str()),
+            expected
+        );
+    }
+
+    #[rstest]
+    #[case::pod_label(pod("p").label(NETWORK_LABEL, "net2"), "net2")]
+    #[case::empty_pod_label(pod("p").label(NETWORK_LABEL, ""), "net1")]
+    #[case::cluster_network(pod("p"), "net1")]
+    fn pod_network_label_beats_the_cluster_network(#[case] p: PodBuilder, #[case] expected: &str) {
+        let mut snap = on_net1();
+        snap.pods.push(p.build());
+        assert_eq!(the_workload(&snap).network, expected);
+    }
+
+    #[test]
+    fn services_select_workload_entries_by_label_and_named_ports() {
+        let mut snap = snapshot();
+        snap.services.push(
+            service("s")
+                .selector("app", "vm")
+                .named_port(80, "web")
+                .port(81, 9000)
+                .build(),
+        );
+        snap.workload_entries
+            .push(workload_entry("vm-a").app("vm").port("web", 8080).build());
+        snap.workload_entries.push(
+            workload_entry("vm-b")
+                .object_label("app", "vm")
+                .address("10.244.9.10")
+                .build(),
+        );
+        snap.workload_entries.push(
+            workload_entry("other")
+                .app("other")
+                .address("10.244.9.11")
+                .build(),
+        );
+        let t = to_local_config(&snap, Profile::Istio).unwrap();
+        t.config.validate().unwrap();
+        let key = "httpbin/s.httpbin.svc.cluster.local";
+        let by_name = |n: &str| t.config.workloads.iter().find(|w| w.name == n).unwrap();
+        assert_eq!(
+            by_name("vm-a").services[key],
+            BTreeMap::from([(80, 8080), (81, 9000)])
+        );
+        assert_eq!(by_name("vm-b").services[key], BTreeMap::from([(81, 9000)]));
+        assert!(by_name("other").services.is_empty());
+        assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+        assert!(
+            t.warnings[0].contains("WorkloadEntry httpbin/vm-b")
+                && t.warnings[0].contains("\"web\""),
+            "{}",
+            t.warnings[0]
+        );
+    }
+
+    #[test]
+    fn inline_endpoints_become_workloads_of_their_entry() {
+        let mut snap = snapshot();
+        snap.service_entries.push(
+            service_entry("ext")
+                .port(80, "http", None)
+                .endpoint(
+                    workload_entry("x")
+                        .address("10.244.7.1")
+                        .port("http", 8080)
+                        .locality("r1/z2")
+                        .spec(),
+                )
+                .endpoint(workload_entry("x").address("10.244.7.2").spec())
+                .build(),
+        );
+        let t = to_local_config(&snap, Profile::Istio).unwrap();
+        t.config.validate().unwrap();
+        let uids: Vec<&str> = t.config.workloads.iter().map(|w| w.uid.as_str()).collect();
+        assert_eq!(
+            uids,
+            [
+                "cluster1//networking.istio.io/ServiceEntry/httpbin/ext/10.244.7.1",
+                "cluster1//networking.istio.io/ServiceEntry/httpbin/ext/10.244.7.2",
+            ]
+        );
+        let key = "httpbin/ext.mesh.example";
+        assert_eq!(
+            t.config.workloads[0].services[key],
+            BTreeMap::from([(80, 8080)])
+        );
+        assert_eq!(
+            t.config.workloads[1].services[key],
+            BTreeMap::from([(80, 80)])
+        );
+        assert_eq!(t.config.workloads[0].locality.zone, "z2");
+        assert_eq!(t.config.workloads[0].name, "ext");
+    }
+
+    #[rstest]
+    #[case::external(service_entry("se").location(Location::MeshExternal), "location is MESH_EXTERNAL")]
+    #[case::dns(service_entry("se").resolution(Resolution::Dns), "resolution is DNS")]
+    #[case::no_address(service_entry("se").addresses(&[]), "has no address")]
+    #[case::duplicate_host(service_entry("se").hosts(&["in-ambient.httpbin.svc.cluster.local"]), "already a service of Service httpbin/in-ambient")]
+    fn skipped_service_entries_are_warnings(
+        #[case] entry: ServiceEntryBuilder,
+        #[case] fragment: &str,
+    ) {
+        let mut snap = snapshot();
+        snap.services.push(service("in-ambient").build());
+        snap.service_entries
+            .push(entry.port(80, "http", None).selector("app", "a").build());
+        snap.pods.push(pod("p").app("a").build());
+        let t = to_local_config(&snap, Profile::Istio).unwrap();
+        t.config.validate().unwrap();
+        assert_eq!(t.config.services.len(), 1);
+        assert!(t.config.workloads[0].services.is_empty());
+        assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+        assert!(
+            t.warnings[0].starts_with("ServiceEntry httpbin/se: ")
+                && t.warnings[0].contains(fragment),
+            "{}",
+            t.warnings[0]
+        );
+    }
+
+    #[test]
+    fn allocated_addresses_are_per_host() {
+        let mut snap = snapshot();
+        snap.service_entries.push(
+            service_entry("se")
+                .hosts(&["a.example", "b.example"])
+                .addresses(&[])
+                .allocated("a.example", "10.96.0.20")
+                .allocated("b.example", "10.96.0.21")
+                .build(),
+        );
+        let t = to_local_config(&snap, Profile::Istio).unwrap();
+        let vips: Vec<String> = t
+            .config
+            .services
+            .iter()
+            .map(|s| format!("{} {}", s.hostname, s.vips[0]))
+            .collect();
+        assert_eq!(vips, ["a.example /10.96.0.20", "b.example /10.96.0.21"]);
+    }
+
+    #[test]
+    fn entries_outside_ambient_namespaces_are_not_in_the_mesh() {
+        let mut snap = snapshot();
+        snap.namespaces.push(namespace("plain").build());
+        snap.service_entries
+            .push(service_entry("se").namespace("plain").build());
+        snap.workload_entries
+            .push(workload_entry("w").namespace("plain").build());
+        snap.workload_entries.push(
+            workload_entry("opted-out")
+                .object_label(DATAPLANE_MODE_LABEL, "none")
+                .build(),
+        );
+        let t = to_local_config(&snap, Profile::Istio).unwrap();
+        assert!(t.config.services.is_empty() && t.config.workloads.is_empty());
+        assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    }
+
+    #[test]
+    fn destination_rules_change_nothing() {
+        let rules = crate::manifest::ManifestSet::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../fixtures/destination-rule.yaml"),
+        )
+        .unwrap();
+        for profile in [Profile::Istio, Profile::Solo] {
+            let without = to_local_config(&with_entries(), profile).unwrap();
+            let mut snap = with_entries();
+            snap.destination_rules
+                .extend(rules.destination_rules().cloned());
+            assert_eq!(snap.destination_rules.len(), 1);
+            let with = to_local_config(&snap, profile).unwrap();
+            assert_eq!(with, without, "{profile}");
+            assert_eq!(with.config.to_yaml(), without.config.to_yaml());
+        }
+    }
+
+    #[rstest]
+    #[case::bad_locality(workload_entry("vm").locality("r1/z1/s1/extra").build(), "WorkloadEntry httpbin/vm: field `spec.locality` is \"r1/z1/s1/extra\", which has 4 parts")]
+    #[case::empty_zone(workload_entry("vm").locality("r1//s1").build(), "WorkloadEntry httpbin/vm: field `spec.locality` is \"r1//s1\", whose zone is empty")]
+    #[case::bad_port(workload_entry("vm").app("a").port("http", 70000).build(), "WorkloadEntry httpbin/vm: field `spec.ports.http` is 70000")]
+    fn workload_entry_errors_name_object_and_field(
+        #[case] entry: WorkloadEntry,
+        #[case] fragment: &str,
+    ) {
+        let mut snap = snapshot();
+        snap.service_entries.push(
+            service_entry("se")
+                .port(80, "http", None)
+                .selector("app", "a")
+                .build(),
+        );
+        snap.workload_entries.push(entry);
+        let err = to_local_config(&snap, Profile::Istio)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(fragment), "{err}");
+    }
+
+    #[rstest]
+    #[case::cidr(service_entry("se").addresses(&["10.96.1.0/24"]), "ServiceEntry httpbin/se: field `spec.addresses` has \"10.96.1.0/24\"")]
+    #[case::bad_allocation(service_entry("se").addresses(&[]).allocated("se.mesh.example", "x"), "ServiceEntry httpbin/se: field `status.addresses` has \"x\"")]
+    #[case::port(service_entry("se").port(0, "http", None), "ServiceEntry httpbin/se: field `spec.ports[0].number` is 0")]
+    #[case::target(service_entry("se").port(80, "http", Some(70000)), "ServiceEntry httpbin/se: field `spec.ports[0].targetPort` is 70000")]
+    #[case::endpoint_locality(service_entry("se").endpoint(workload_entry("x").locality("a/b/c/d").spec()), "ServiceEntry httpbin/se: field `spec.endpoints[0].locality`")]
+    fn service_entry_errors_name_object_and_field(
+        #[case] entry: ServiceEntryBuilder,
+        #[case] fragment: &str,
+    ) {
+        let mut snap = snapshot();
+        snap.service_entries.push(entry.build());
+        let err = to_local_config(&snap, Profile::Istio)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(fragment), "{err}");
     }
 
     impl ServiceBuilder {

@@ -18,7 +18,8 @@ use meshcert_mesh::local::{
 };
 use meshcert_mesh::manifest::ManifestSet;
 use meshcert_mesh::{
-    DeploymentRef, Fault, FaultKind, MeshError, MeshUnderTest, Profile, RequestFailure, RequestPlan,
+    DeploymentRef, Fault, FaultKind, MeshError, MeshUnderTest, Profile, RequestFailure,
+    RequestPlan, RequestRecord,
 };
 
 /// Returns the reason to skip, printed, when this machine cannot run local meshes.
@@ -526,6 +527,25 @@ fn reference_binary() -> Option<PathBuf> {
     }
 }
 
+/// Every request answered, spread evenly over three replicas in a repeating order (L4-RR-2);
+/// the replica of each request.
+fn assert_round_robin_over_three(records: &[RequestRecord]) -> Vec<Option<String>> {
+    assert!(records.iter().all(|r| !r.failed()), "{records:?}");
+    let replicas: Vec<Option<String>> = records
+        .iter()
+        .map(|r| r.replica().map(str::to_string))
+        .collect();
+    assert_eq!(
+        counts(&replicas).values().copied().collect::<Vec<_>>(),
+        [records.len() / 3; 3],
+        "{replicas:?}"
+    );
+    for (i, r) in replicas.iter().enumerate() {
+        assert_eq!(r, &replicas[i % 3], "round robin repeats: {replicas:?}");
+    }
+    replicas
+}
+
 fn counts(replicas: &[Option<String>]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for r in replicas.iter().flatten() {
@@ -577,20 +597,8 @@ async fn the_guide_end_to_end_with_the_reference_ztunnel(#[case] reloads_config:
     let started = Instant::now();
     let records = mesh.send_requests(&plan(12)).await.unwrap();
     eprintln!("12 requests in {:?}", started.elapsed());
-    let replicas: Vec<Option<String>> = records
-        .iter()
-        .map(|r| r.replica().map(str::to_string))
-        .collect();
+    let replicas = assert_round_robin_over_three(&records);
     let pods = mesh.pods(&in_ambient()).await.unwrap();
-    assert!(records.iter().all(|r| !r.failed()), "{records:?}");
-    assert_eq!(
-        counts(&replicas).values().copied().collect::<Vec<_>>(),
-        [4, 4, 4],
-        "{replicas:?}"
-    );
-    for (i, r) in replicas.iter().enumerate() {
-        assert_eq!(r, &replicas[i % 3], "round robin repeats: {replicas:?}");
-    }
     assert!(
         pods.iter()
             .all(|p| replicas.contains(&Some(p.name.clone())))
@@ -664,4 +672,194 @@ async fn the_guide_end_to_end_with_the_reference_ztunnel(#[case] reloads_config:
     mesh.teardown().await.unwrap();
     eprintln!("teardown in {:?}", started.elapsed());
     assert!(namespaces.iter().all(|n| !netns_exists(n)));
+}
+
+fn istio_fixture(name: &str) -> ManifestSet {
+    ManifestSet::load(&fixtures().join(name)).expect("the Istio fixture parses")
+}
+
+/// Requests to the ServiceEntry host, then the same after a DestinationRule is applied: both
+/// round robin over the three pods (TD-PREC-3 with no annotation, L4-OD-2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_entry_host_round_robins_and_a_destination_rule_changes_nothing() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let Some(binary) = reference_binary() else {
+        return;
+    };
+    let run = Run::acquire().unwrap();
+    let command = ZtunnelCommand {
+        program: binary,
+        args: vec![],
+        env: vec![],
+        reloads_config: true,
+    };
+    let options = LocalOptions::new(command, "reference", Profile::Istio, work_dir(&run));
+    let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
+    let mut manifests = guide_manifests();
+    manifests.extend(istio_fixture("service-entry.yaml"));
+    mesh.deploy(&manifests).await.unwrap();
+    mesh.scale(&in_ambient(), 3).await.unwrap();
+
+    let plan = |count| RequestPlan {
+        client: DeploymentRef::new("httpbin", "client-in-ambient"),
+        url: "http://in-ambient.mesh.example/hostname".into(),
+        count,
+        interval: Duration::ZERO,
+        timeout: Duration::from_secs(2),
+    };
+    assert_round_robin_over_three(&mesh.send_requests(&plan(12)).await.unwrap());
+
+    let config = |mesh: &LocalMesh| {
+        let file = std::fs::read_dir(mesh.dir())
+            .unwrap()
+            .flatten()
+            .find(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("ztunnel-client-in-ambient-") && name.ends_with(".yaml")
+            })
+            .expect("the client's ztunnel config exists");
+        std::fs::read_to_string(file.path()).unwrap()
+    };
+    let before = config(&mesh);
+    assert!(
+        before.contains("hostname: in-ambient.mesh.example"),
+        "{before}"
+    );
+    mesh.deploy(&istio_fixture("destination-rule.yaml"))
+        .await
+        .unwrap();
+    assert_eq!(
+        config(&mesh),
+        before,
+        "a DestinationRule changed ztunnel's config"
+    );
+    assert!(mesh.restarts().is_empty());
+    assert_round_robin_over_three(&mesh.send_requests(&plan(6)).await.unwrap());
+
+    let namespaces = mesh.namespaces();
+    mesh.teardown().await.unwrap();
+    assert!(namespaces.iter().all(|n| !netns_exists(n)));
+}
+
+/// What the API server (or this driver) refuses is refused before anything is created, with
+/// the object and field named (TD-PREC-2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_objects_name_the_field_and_create_nothing() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let run = Run::acquire().unwrap();
+    let mut mesh = LocalMesh::new(run.clone(), options_without_ztunnel(&run, &["node-1"])).unwrap();
+    let empty = mesh.namespaces();
+
+    let mut bad = backend_manifests();
+    for object in &mut bad.objects {
+        if let meshcert_mesh::manifest::Manifest::Service(service) = object {
+            service.spec.as_mut().unwrap().traffic_distribution = Some("PreferNetwork".into());
+        }
+    }
+    let err = mesh.deploy(&bad).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, MeshError::InvalidRequest(_)), "{text}");
+    for fragment in [
+        "Service httpbin/in-ambient",
+        "field `spec.trafficDistribution` is \"PreferNetwork\"",
+        "PreferClose, PreferSameZone and PreferSameNode",
+        "networking.istio.io/traffic-distribution",
+    ] {
+        assert!(text.contains(fragment), "{text} lacks {fragment}");
+    }
+    assert_eq!(mesh.namespaces(), empty, "a refused deploy created pods");
+
+    let outside = ManifestSet::parse(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se\n  \
+         namespace: httpbin\nspec:\n  hosts: [se.mesh.example]\n  addresses: [192.168.7.7]\n",
+        Path::new("se.yaml"),
+    )
+    .unwrap();
+    let text = mesh.deploy(&outside).await.unwrap_err().to_string();
+    assert!(
+        text.contains("ServiceEntry httpbin/se: field `spec.addresses[0]` is \"192.168.7.7\"")
+            && text.contains("10.96.0.0/16"),
+        "{text}"
+    );
+
+    let vm = ManifestSet::parse(
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: vm\n  \
+         namespace: httpbin\nspec:\n  address: 10.244.9.9\n",
+        Path::new("we.yaml"),
+    )
+    .unwrap();
+    let err = mesh.deploy(&vm).await.unwrap_err();
+    assert!(
+        matches!(&err, MeshError::Unsupported { what, .. } if what.contains("WorkloadEntry httpbin/vm") && what.contains("spec.address")),
+        "{err}"
+    );
+    assert_eq!(mesh.namespaces(), empty);
+    assert!(
+        mesh.snapshot().service_entries.is_empty() && mesh.snapshot().workload_entries.is_empty()
+    );
+
+    mesh.deploy(&backend_manifests()).await.unwrap();
+    assert_eq!(
+        mesh.namespaces().len(),
+        empty.len() + 1,
+        "the valid backend deploys"
+    );
+    mesh.teardown().await.unwrap();
+}
+
+/// A ServiceEntry gets an address the client's redirect captures; a DestinationRule is stored
+/// and changes nothing the translation writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_entries_get_addresses_and_destination_rules_change_nothing() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let run = Run::acquire().unwrap();
+    let mut mesh = LocalMesh::new(run.clone(), options_without_ztunnel(&run, &["node-1"])).unwrap();
+    let mut manifests = backend_manifests();
+    manifests.extend(istio_fixture("service-entry.yaml"));
+    mesh.deploy(&manifests).await.unwrap();
+    let translate = |mesh: &LocalMesh| {
+        meshcert_mesh::translate::to_local_config(&mesh.snapshot(), Profile::Istio).unwrap()
+    };
+    let before = translate(&mesh);
+    let entry = &mesh.snapshot().service_entries[0];
+    // The Service took 10.96.0.10; the entry's host gets the next address.
+    assert_eq!(
+        entry.addresses_of("in-ambient.mesh.example"),
+        ["10.96.0.11"]
+    );
+    let se = before
+        .config
+        .services
+        .iter()
+        .find(|s| s.hostname == "in-ambient.mesh.example")
+        .expect("the ServiceEntry host is a service");
+    assert_eq!(se.vips[0].to_string(), "/10.96.0.11");
+    assert_eq!(se.load_balancer, None, "istio's default: no preference");
+
+    // Re-applying the entry keeps its address.
+    mesh.deploy(&istio_fixture("service-entry.yaml"))
+        .await
+        .unwrap();
+    assert_eq!(
+        mesh.snapshot().service_entries[0].addresses_of("in-ambient.mesh.example"),
+        ["10.96.0.11"]
+    );
+
+    mesh.deploy(&istio_fixture("destination-rule.yaml"))
+        .await
+        .unwrap();
+    assert_eq!(mesh.snapshot().destination_rules.len(), 1);
+    assert_eq!(translate(&mesh), before);
+    assert!(
+        mesh.translation_warnings().is_empty(),
+        "{:?}",
+        mesh.translation_warnings()
+    );
+    mesh.teardown().await.unwrap();
 }

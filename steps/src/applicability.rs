@@ -88,6 +88,10 @@ impl Gate {
     /// steps, so where any scenario is marked the backgrounds are inlined after the marker:
     /// a skipped scenario must not deploy anything first.
     fn apply(&self, feature: &mut gherkin::Feature) {
+        split_examples(&mut feature.scenarios);
+        for rule in &mut feature.rules {
+            split_examples(&mut rule.scenarios);
+        }
         let feature_tags = feature.tags.clone();
         let any_marked = feature
             .scenarios
@@ -121,6 +125,24 @@ impl Gate {
             }
         }
     }
+}
+
+/// One scenario per Examples block, so that a block tagged `@profile-solo` is judged alone
+/// and the other blocks of the same outline still run.
+fn split_examples(scenarios: &mut Vec<gherkin::Scenario>) {
+    let mut out = Vec::with_capacity(scenarios.len());
+    for scenario in scenarios.drain(..) {
+        if scenario.examples.len() <= 1 {
+            out.push(scenario);
+            continue;
+        }
+        for examples in &scenario.examples {
+            let mut one = scenario.clone();
+            one.examples = vec![examples.clone()];
+            out.push(one);
+        }
+    }
+    *scenarios = out;
 }
 
 fn prepend(scenario: &mut gherkin::Scenario, background: &[gherkin::Step], verdict: Applicability) {

@@ -4,6 +4,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use cucumber::Parameter;
+use meshcert_mesh::levels::PriorityLevel;
+use meshcert_mesh::translate::TrafficDistribution;
 
 /// `first`, `second`, `third`, ... or `1st`, `2nd`, `4th`: a 0-based index into a pod list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
@@ -85,6 +87,78 @@ impl FromStr for Level {
     }
 }
 
+/// A traffic distribution mode as the catalogue names it: `PreferClose`, `PreferSameZone`,
+/// `PreferSameNode`, `PreferNetwork`, `PreferRegion`, `Any`, or `Local` (internalTrafficPolicy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
+#[param(
+    name = "mode",
+    regex = "PreferClose|PreferSameZone|PreferSameNode|PreferNetwork|PreferRegion|Any|Local"
+)]
+pub struct Mode(pub TrafficDistribution);
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Mode)
+    }
+}
+
+/// `P0` to `P5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
+#[param(name = "priority", regex = r"P\d")]
+pub struct Priority(pub PriorityLevel);
+
+impl FromStr for Priority {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Priority)
+    }
+}
+
+/// Where a Service (or ServiceEntry) says how to distribute traffic, by its YAML path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingField {
+    /// `spec.internalTrafficPolicy`.
+    InternalTrafficPolicy,
+    /// `spec.trafficDistribution`.
+    Spec,
+    /// `metadata.annotations["networking.istio.io/traffic-distribution"]`.
+    Annotation,
+}
+
+/// One setting as a feature writes it: `spec.trafficDistribution: PreferClose`,
+/// `annotation networking.istio.io/traffic-distribution: PreferSameNode`,
+/// `internalTrafficPolicy: Local`. The value is kept verbatim: refusing or ignoring an unknown
+/// value is the mesh's job, and some scenarios check exactly that.
+#[derive(Debug, Clone, PartialEq, Eq, Parameter)]
+#[param(
+    name = "setting",
+    regex = r"(?:spec\.trafficDistribution|annotation networking\.istio\.io/traffic-distribution|internalTrafficPolicy): [A-Za-z]+"
+)]
+pub struct Setting {
+    pub field: SettingField,
+    pub value: String,
+}
+
+impl FromStr for Setting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (field, value) = s
+            .split_once(": ")
+            .ok_or_else(|| format!("bad setting {s:?}: expected `<field>: <value>`"))?;
+        let field = match field {
+            "spec.trafficDistribution" => SettingField::Spec,
+            "annotation networking.istio.io/traffic-distribution" => SettingField::Annotation,
+            "internalTrafficPolicy" => SettingField::InternalTrafficPolicy,
+            other => return Err(format!("unknown setting field {other:?}")),
+        };
+        Ok(Setting {
+            field,
+            value: value.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +179,37 @@ mod tests {
     #[case("1.5s", 1500)]
     fn spans(#[case] text: &str, #[case] ms: u64) {
         assert_eq!(text.parse::<Span>().unwrap().0, Duration::from_millis(ms));
+    }
+
+    #[rstest]
+    #[case(
+        "spec.trafficDistribution: PreferClose",
+        SettingField::Spec,
+        "PreferClose"
+    )]
+    #[case(
+        "annotation networking.istio.io/traffic-distribution: PreferNetwork",
+        SettingField::Annotation,
+        "PreferNetwork"
+    )]
+    #[case(
+        "internalTrafficPolicy: Local",
+        SettingField::InternalTrafficPolicy,
+        "Local"
+    )]
+    fn settings(#[case] text: &str, #[case] field: SettingField, #[case] value: &str) {
+        let setting: Setting = text.parse().unwrap();
+        assert_eq!((setting.field, setting.value.as_str()), (field, value));
+    }
+
+    #[test]
+    fn modes_and_levels() {
+        assert_eq!(
+            "Local".parse::<Mode>().unwrap().0,
+            TrafficDistribution::NodeLocal
+        );
+        assert_eq!("P3".parse::<Priority>().unwrap().0, PriorityLevel(3));
+        assert!("P7".parse::<Priority>().is_err());
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl SuiteConfig {
             name: "meshcert reference ztunnel".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             profile: self.profile,
-            capabilities: Capability::ALL.to_vec(),
+            capabilities: Capability::LOCAL.to_vec(),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The cucumber World: a handle on the mesh under test, the scene (which apps, which client),
 //! and what the scenario observed. Steps call its methods; it knows no driver.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use meshcert_mesh::logs::LogLine;
-use meshcert_mesh::manifest::ManifestSet;
+use meshcert_mesh::manifest::{Manifest, ManifestSet};
+use meshcert_mesh::topology::Topology;
 use meshcert_mesh::{
     DeploymentRef, Fault, FaultHandle, MeshError, MeshUnderTest, PodInfo, RequestPlan,
     RequestRecord,
@@ -35,6 +37,9 @@ impl From<MeshError> for StepFailure {
 
 pub type StepResult = Result<(), StepFailure>;
 
+/// The guide's backend fixture, which also defines the namespace every fixture uses.
+const GUIDE_BACKEND: &str = "in-ambient";
+
 /// Fails the step with a formatted message unless the condition holds.
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
@@ -45,11 +50,17 @@ macro_rules! ensure {
 }
 pub(crate) use ensure;
 
-/// The apps of the scene: where they live and which deployment is the client.
+/// The apps of the scene: where they live, which deployment is the client, and where nodes,
+/// clients and replicas were placed.
 #[derive(Debug, Clone, Default)]
 pub struct Scene {
     pub namespace: String,
     pub client: Option<DeploymentRef>,
+    pub topology: Topology,
+    /// Fixture objects loaded so far, as last applied: steps that change a Service change it
+    /// here, then re-apply it.
+    pub fixtures: ManifestSet,
+    loaded: BTreeSet<String>,
 }
 
 /// One batch of requests, as sent by one step.
@@ -65,6 +76,17 @@ pub struct FaultRecord {
     pub handle: FaultHandle,
     pub pod: PodInfo,
     pub undone_at: Option<Duration>,
+}
+
+impl FaultRecord {
+    /// A network fault (iptables) not undone yet.
+    fn is_block_in_force(&self) -> bool {
+        self.undone_at.is_none()
+            && !matches!(
+                self.handle.fault.kind,
+                meshcert_mesh::FaultKind::HttpStatus { .. }
+            )
+    }
 }
 
 /// Everything a scenario observed; serialised into the results for the reports.
@@ -125,11 +147,7 @@ impl MeshWorld {
     /// Applies the fixture files named (`fixtures/<name>.yaml`); a deployment with no container
     /// ports becomes the scene's client.
     pub async fn deploy_fixtures(&mut self, names: &[&str]) -> StepResult {
-        let paths: Vec<PathBuf> = names
-            .iter()
-            .map(|n| suite::context().fixtures_dir().join(format!("{n}.yaml")))
-            .collect();
-        let manifests = ManifestSet::load_all(&paths)?;
+        let manifests = self.load_fixtures(names)?;
         for deployment in manifests.deployments() {
             let namespace = deployment
                 .metadata
@@ -153,6 +171,106 @@ impl MeshWorld {
             self.scene.namespace = namespace;
         }
         self.mesh().await?.deploy(&manifests).await?;
+        Ok(())
+    }
+
+    /// Reads `fixtures/<name>.yaml` for each name not read yet; returns the objects of `names`.
+    pub fn load_fixtures(&mut self, names: &[&str]) -> Result<ManifestSet, StepFailure> {
+        let dir = suite::context().fixtures_dir().to_path_buf();
+        let paths: Vec<PathBuf> = names
+            .iter()
+            .map(|n| dir.join(format!("{n}.yaml")))
+            .collect();
+        let manifests = ManifestSet::load_all(&paths)?;
+        for name in names {
+            if self.scene.loaded.insert(name.to_string()) {
+                let own = ManifestSet::load(&dir.join(format!("{name}.yaml")))?;
+                self.scene.fixtures.extend(own);
+            }
+        }
+        Ok(manifests)
+    }
+
+    /// Applies the scene's whole topology (idempotent): nodes, the mesh's network, the apps'
+    /// namespaces and services, and one pinned Deployment per client and replica.
+    pub async fn apply_topology(&mut self) -> StepResult {
+        self.scene
+            .topology
+            .validate()
+            .map_err(|e| StepFailure(format!("the scene's topology is not valid: {e}")))?;
+        let apps: BTreeSet<String> = self
+            .scene
+            .topology
+            .clients
+            .iter()
+            .map(|c| c.app.clone())
+            .chain(self.scene.topology.replicas.iter().map(|r| r.app.clone()))
+            .collect();
+        // The guide's namespace is defined in `in-ambient.yaml`; the client fixture relies on it.
+        let names: Vec<&str> = std::iter::once(GUIDE_BACKEND)
+            .chain(
+                apps.iter()
+                    .map(String::as_str)
+                    .filter(|a| *a != GUIDE_BACKEND),
+            )
+            .collect();
+        self.load_fixtures(&names)?;
+        let manifests = self.scene.topology.manifests(&self.scene.fixtures)?;
+        let first_client = self
+            .scene
+            .topology
+            .clients
+            .first()
+            .map(|c| c.deployment_name().to_string());
+        for deployment in manifests.deployments() {
+            let namespace = deployment
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            if first_client.as_deref() == deployment.metadata.name.as_deref() {
+                self.scene.client = Some(DeploymentRef::new(
+                    namespace.clone(),
+                    first_client.clone().unwrap_or_default(),
+                ));
+            }
+            self.scene.namespace = namespace;
+        }
+        self.mesh().await?.deploy(&manifests).await?;
+        Ok(())
+    }
+
+    /// Changes a fixture object (by kind and name) and re-applies it.
+    pub async fn change_object(
+        &mut self,
+        kind: &str,
+        name: &str,
+        change: impl FnOnce(&mut Manifest) -> Result<(), StepFailure>,
+    ) -> StepResult {
+        let object = self
+            .scene
+            .fixtures
+            .objects
+            .iter_mut()
+            .find(|o| o.kind() == kind && o.name() == name)
+            .ok_or_else(|| {
+                StepFailure(format!(
+                    "no {kind} {name:?} among the fixtures applied in this scenario"
+                ))
+            })?;
+        let mut changed = object.clone();
+        change(&mut changed)?;
+        let set = ManifestSet {
+            objects: vec![changed.clone()],
+        };
+        self.mesh().await?.deploy(&set).await?;
+        *self
+            .scene
+            .fixtures
+            .objects
+            .iter_mut()
+            .find(|o| o.kind() == kind && o.name() == name)
+            .expect("found above") = changed;
         Ok(())
     }
 
@@ -190,8 +308,20 @@ impl MeshWorld {
         interval: Duration,
         timeout: Duration,
     ) -> StepResult {
+        let client = self.client()?;
+        self.send_from(client, url, count, interval, timeout).await
+    }
+
+    pub async fn send_from(
+        &mut self,
+        client: DeploymentRef,
+        url: &str,
+        count: u32,
+        interval: Duration,
+        timeout: Duration,
+    ) -> StepResult {
         let plan = RequestPlan {
-            client: self.client()?,
+            client,
             url: url.to_string(),
             count,
             interval,
@@ -248,19 +378,34 @@ impl MeshWorld {
             .observations
             .faults
             .iter()
-            .rposition(|f| {
-                f.undone_at.is_none()
-                    && !matches!(
-                        f.handle.fault.kind,
-                        meshcert_mesh::FaultKind::HttpStatus { .. }
-                    )
-            })
+            .rposition(FaultRecord::is_block_in_force)
             .ok_or_else(|| StepFailure("no block is in force".into()))?;
+        self.undo_fault(index).await
+    }
+
+    async fn undo_fault(&mut self, index: usize) -> StepResult {
         let handle = self.observations.faults[index].handle.clone();
         let mesh = self.mesh().await?;
         mesh.undo(&handle).await?;
         let at = mesh.elapsed();
         self.observations.faults[index].undone_at = Some(at);
+        Ok(())
+    }
+
+    /// Undoes every network fault still in force on `pods` (by name).
+    pub async fn undo_network_faults_on(&mut self, pods: &[String]) -> StepResult {
+        let indexes: Vec<usize> = self
+            .observations
+            .faults
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.is_block_in_force() && pods.contains(&f.pod.name))
+            .map(|(i, _)| i)
+            .collect();
+        ensure!(!indexes.is_empty(), "no block is in force on {pods:?}");
+        for index in indexes {
+            self.undo_fault(index).await?;
+        }
         Ok(())
     }
 

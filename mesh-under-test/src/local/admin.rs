@@ -11,6 +11,7 @@ use super::client::{self, HttpResponse};
 use super::netns::SocketFactory;
 use super::ztunnel::{ADMIN_PORT, READINESS_PORT, STATS_PORT, ZtunnelProcess};
 use crate::MeshError;
+use crate::local_config::LocalConfig;
 use crate::wait::{Probe, eventually};
 
 /// How long a fresh ztunnel gets to become ready.
@@ -87,6 +88,21 @@ impl Admin {
         }
     }
 
+    /// The config dump's text, or how the probe of a wait on it ends this time.
+    async fn config_dump<T>(&self) -> Result<String, Probe<T>> {
+        if let Some(e) = self.exited() {
+            return Err(Probe::Failed(e));
+        }
+        match self.get(ADMIN_PORT, "/config_dump").await {
+            Err(e) => Err(Probe::Failed(e)),
+            Ok(Err(failure)) => Err(Probe::NotYet(failure)),
+            Ok(Ok(r)) if r.status != 200 => {
+                Err(Probe::NotYet(format!("/config_dump answered {}", r.status)))
+            }
+            Ok(Ok(r)) => Ok(r.text()),
+        }
+    }
+
     /// Waits until the config dump names every workload of `present` and none of `absent`, so
     /// scenarios never race the config.
     pub async fn wait_knows(
@@ -99,16 +115,9 @@ impl Admin {
             self.pod
         );
         eventually(&what, CONFIG_DEADLINE, POLL, || async move {
-            if let Some(e) = self.exited() {
-                return Probe::Failed(e);
-            }
-            let dump = match self.get(ADMIN_PORT, "/config_dump").await {
-                Err(e) => return Probe::Failed(e),
-                Ok(Err(failure)) => return Probe::NotYet(failure),
-                Ok(Ok(r)) if r.status != 200 => {
-                    return Probe::NotYet(format!("/config_dump answered {}", r.status));
-                }
-                Ok(Ok(r)) => r.text(),
+            let dump = match self.config_dump().await {
+                Ok(dump) => dump,
+                Err(probe) => return probe,
             };
             match config_dump_gaps(&dump, present, absent) {
                 Err(e) => Probe::NotYet(e),
@@ -116,6 +125,36 @@ impl Admin {
                 Ok((missing, stale)) => Probe::NotYet(format!(
                     "config_dump lacks {missing:?} and still lists {stale:?}"
                 )),
+            }
+        })
+        .await
+    }
+
+    /// Waits until a ztunnel that reloads its config serves exactly `expected` (the `workloads`
+    /// and `services` of its config dump), so that a change no endpoint name reveals (a
+    /// Service's load balancing, a node's locality, the mesh's network) is in force before
+    /// traffic is sent.
+    pub async fn wait_config(&self, expected: &LocalConfig) -> Result<(), MeshError> {
+        let what = format!(
+            "ztunnel of {} to load the new config (GET 127.0.0.1:{ADMIN_PORT}/config_dump)",
+            self.pod
+        );
+        let want = (
+            serde_json::to_value(&expected.workloads)
+                .map_err(|e| MeshError::Ztunnel(e.to_string()))?,
+            serde_json::to_value(&expected.services)
+                .map_err(|e| MeshError::Ztunnel(e.to_string()))?,
+        );
+        let want = &want;
+        eventually(&what, CONFIG_DEADLINE, POLL, || async move {
+            let dump = match self.config_dump().await {
+                Ok(dump) => dump,
+                Err(probe) => return probe,
+            };
+            match serde_json::from_str::<serde_json::Value>(&dump) {
+                Err(e) => Probe::NotYet(format!("config_dump is not JSON: {e}")),
+                Ok(v) if v["workloads"] == want.0 && v["services"] == want.1 => Probe::Ready(()),
+                Ok(_) => Probe::NotYet("config_dump still shows the previous config".into()),
             }
         })
         .await

@@ -1,16 +1,18 @@
 //! What the API server and the controllers of a real cluster would decide for a local mesh,
-//! without any I/O: cluster IPs for Services, pod names (`<deployment>-<hash>-<suffix>`,
-//! deterministic per run), node placement, and the Pod and Node objects the control-plane
-//! translation reads.
+//! without any I/O: which Services it admits, cluster IPs for Services and addresses for
+//! ServiceEntries, pod names (`<deployment>-<hash>-<suffix>`, deterministic per run), node
+//! placement, and the Pod and Node objects the control-plane translation reads.
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, PodIP, PodStatus, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use super::netns::SERVICE_CIDR;
 use crate::MeshError;
+use crate::istio::{ServiceEntry, ServiceEntryAddress};
 
 /// The alphabet Kubernetes uses for generated name parts (no vowels, no look-alikes).
 pub const NAME_ALPHABET: &[u8; 27] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -50,31 +52,139 @@ pub fn pod_suffix(seed: u64, namespace: &str, deployment: &str, ordinal: u32) ->
     )
 }
 
-/// Cluster IPs from 10.96.0.10 upwards, as a fresh cluster's API server would hand them out.
+/// Cluster IPs from 10.96.0.10 upwards, as a fresh cluster's API server would hand them out,
+/// skipping addresses that objects named themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterIpAllocator {
     next: u32,
+    reserved: BTreeSet<Ipv4Addr>,
 }
 
 impl Default for ClusterIpAllocator {
     fn default() -> Self {
         Self {
             next: u32::from(Ipv4Addr::new(10, 96, 0, 10)),
+            reserved: BTreeSet::new(),
         }
     }
 }
 
 impl ClusterIpAllocator {
     pub fn allocate(&mut self) -> Result<Ipv4Addr, MeshError> {
-        let ip = Ipv4Addr::from(self.next);
-        if ip > Ipv4Addr::new(10, 96, 255, 254) {
-            return Err(MeshError::InvalidRequest(
-                "the service CIDR 10.96.0.0/16 is full".into(),
-            ));
+        loop {
+            let ip = Ipv4Addr::from(self.next);
+            if ip > Ipv4Addr::new(10, 96, 255, 254) {
+                return Err(MeshError::InvalidRequest(
+                    "the service CIDR 10.96.0.0/16 is full".into(),
+                ));
+            }
+            self.next += 1;
+            if !self.reserved.contains(&ip) {
+                return Ok(ip);
+            }
         }
-        self.next += 1;
-        Ok(ip)
     }
+
+    /// Marks an address an object chose itself, so it is never handed out.
+    pub fn reserve(&mut self, ip: Ipv4Addr) {
+        self.reserved.insert(ip);
+    }
+}
+
+/// Whether the client ztunnel's iptables REDIRECT captures connections to `ip`: the service
+/// CIDR, 10.96.0.0/16.
+pub fn in_service_cidr(ip: IpAddr) -> bool {
+    let (net, len) = SERVICE_CIDR;
+    let mask = u32::MAX << (32 - len);
+    matches!(ip, IpAddr::V4(v4) if u32::from(v4) & mask == u32::from(net) & mask)
+}
+
+/// The API server's validation of the Service fields the translation reads: it refuses the
+/// Istio-only traffic distribution modes in `spec.trafficDistribution` (TD-PREC-2).
+pub fn validate_service(service: &Service) -> Result<(), MeshError> {
+    let what = object_name("Service", &service.metadata);
+    let Some(spec) = service.spec.as_ref() else {
+        return Ok(());
+    };
+    if let Some(value) = spec
+        .traffic_distribution
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        && !["PreferClose", "PreferSameZone", "PreferSameNode"].contains(&value)
+    {
+        return Err(MeshError::InvalidRequest(format!(
+            "{what}: field `spec.trafficDistribution` is {value:?}: the API server supports only \
+             PreferClose, PreferSameZone and PreferSameNode; Istio's other modes (Any, \
+             PreferNetwork, PreferRegion) go in the annotation \
+             networking.istio.io/traffic-distribution"
+        )));
+    }
+    if let Some(value) = spec.internal_traffic_policy.as_deref()
+        && !["Cluster", "Local"].contains(&value)
+    {
+        return Err(MeshError::InvalidRequest(format!(
+            "{what}: field `spec.internalTrafficPolicy` is {value:?}: the API server supports \
+             only Cluster and Local"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that every address a ServiceEntry names is one the local mesh captures.
+pub fn check_service_entry_addresses(entry: &ServiceEntry) -> Result<(), MeshError> {
+    let what = object_name("ServiceEntry", &entry.metadata);
+    for (i, address) in entry.spec.addresses.iter().enumerate() {
+        let captured = address.parse::<IpAddr>().is_ok_and(in_service_cidr);
+        if !captured {
+            let (net, len) = SERVICE_CIDR;
+            return Err(MeshError::InvalidRequest(format!(
+                "{what}: field `spec.addresses[{i}]` is {address:?}: a local mesh captures \
+                 service traffic for {net}/{len} only (the client ztunnel's iptables REDIRECT); \
+                 use a single address in that range, or leave `spec.addresses` empty to have one \
+                 allocated"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Gives each host of a ServiceEntry without `spec.addresses` an address, in
+/// `status.addresses`, as Istio ambient's auto-allocation does; a host keeps the address an
+/// earlier version of the entry was given.
+pub fn assign_service_entry_addresses(
+    entry: &mut ServiceEntry,
+    earlier: Option<&ServiceEntry>,
+    ips: &mut ClusterIpAllocator,
+) -> Result<(), MeshError> {
+    if !entry.spec.addresses.is_empty() {
+        entry.status = None;
+        return Ok(());
+    }
+    let mut allocated = Vec::new();
+    for host in &entry.spec.hosts {
+        let kept = earlier
+            .and_then(|e| e.status.as_ref())
+            .and_then(|s| s.addresses.iter().find(|a| &a.host == host))
+            .map(|a| a.value.clone());
+        let value = match kept {
+            Some(value) => value,
+            None => ips.allocate()?.to_string(),
+        };
+        allocated.push(ServiceEntryAddress {
+            value,
+            host: host.clone(),
+        });
+    }
+    entry.status.get_or_insert_default().addresses = allocated;
+    Ok(())
+}
+
+fn object_name(kind: &str, meta: &ObjectMeta) -> String {
+    format!(
+        "{kind} {}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// Gives a Service a cluster IP unless it has one (or is headless), as the API server does.
@@ -455,6 +565,142 @@ mod tests {
             (ready.type_.as_str(), ready.status.as_str()),
             ("Ready", "True")
         );
+    }
+
+    #[test]
+    fn allocation_skips_reserved_addresses() {
+        let mut ips = ClusterIpAllocator::default();
+        ips.reserve(Ipv4Addr::new(10, 96, 0, 10));
+        ips.reserve(Ipv4Addr::new(10, 96, 0, 12));
+        assert_eq!(ips.allocate().unwrap(), Ipv4Addr::new(10, 96, 0, 11));
+        assert_eq!(ips.allocate().unwrap(), Ipv4Addr::new(10, 96, 0, 13));
+    }
+
+    #[rstest]
+    #[case("10.96.0.10", true)]
+    #[case("10.96.255.254", true)]
+    #[case("10.97.0.1", false)]
+    #[case("192.168.1.1", false)]
+    #[case("fd00::10", false)]
+    fn the_service_cidr_is_what_the_redirect_captures(#[case] ip: &str, #[case] inside: bool) {
+        assert_eq!(in_service_cidr(ip.parse().unwrap()), inside);
+    }
+
+    fn service_with(td: Option<&str>, itp: Option<&str>) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some("in-ambient".into()),
+                namespace: Some("httpbin".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                traffic_distribution: td.map(str::to_string),
+                internal_traffic_policy: itp.map(str::to_string),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[rstest]
+    #[case(None, None, None)]
+    #[case(Some("PreferClose"), Some("Cluster"), None)]
+    #[case(Some("PreferSameZone"), Some("Local"), None)]
+    #[case(Some("PreferSameNode"), None, None)]
+    #[case(Some(""), None, None)]
+    #[case(
+        Some("PreferNetwork"),
+        None,
+        Some(
+            "field `spec.trafficDistribution` is \"PreferNetwork\": the API server supports only PreferClose, PreferSameZone and PreferSameNode"
+        )
+    )]
+    #[case(
+        Some("Any"),
+        None,
+        Some("go in the annotation networking.istio.io/traffic-distribution")
+    )]
+    #[case(Some("preferclose"), None, Some("\"preferclose\""))]
+    #[case(
+        None,
+        Some("Node"),
+        Some(
+            "field `spec.internalTrafficPolicy` is \"Node\": the API server supports only Cluster and Local"
+        )
+    )]
+    fn the_api_server_admits_only_kubernetes_values(
+        #[case] td: Option<&str>,
+        #[case] itp: Option<&str>,
+        #[case] refusal: Option<&str>,
+    ) {
+        let result = validate_service(&service_with(td, itp));
+        match refusal {
+            None => result.unwrap(),
+            Some(fragment) => {
+                let err = result.unwrap_err();
+                let text = err.to_string();
+                assert!(matches!(err, MeshError::InvalidRequest(_)), "{text}");
+                assert!(text.starts_with("Service httpbin/in-ambient: "), "{text}");
+                assert!(text.contains(fragment), "{text}");
+            }
+        }
+    }
+
+    fn entry(hosts: &[&str], addresses: &[&str]) -> ServiceEntry {
+        ServiceEntry::new(
+            ObjectMeta {
+                name: Some("se".into()),
+                namespace: Some("httpbin".into()),
+                ..Default::default()
+            },
+            crate::istio::ServiceEntrySpec {
+                hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                addresses: addresses.iter().map(|a| a.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[rstest]
+    #[case(&[], None)]
+    #[case(&["10.96.1.1", "10.96.200.7"], None)]
+    #[case(&["10.96.1.1", "192.168.0.1"], Some("field `spec.addresses[1]` is \"192.168.0.1\": a local mesh captures service traffic for 10.96.0.0/16 only"))]
+    #[case(&["10.96.1.0/24"], Some("field `spec.addresses[0]` is \"10.96.1.0/24\""))]
+    #[case(&["fd00::1"], Some("`spec.addresses[0]`"))]
+    fn service_entry_addresses_must_be_captured(
+        #[case] addresses: &[&str],
+        #[case] refusal: Option<&str>,
+    ) {
+        let result = check_service_entry_addresses(&entry(&["a.example"], addresses));
+        match refusal {
+            None => result.unwrap(),
+            Some(fragment) => {
+                let text = result.unwrap_err().to_string();
+                assert!(text.starts_with("ServiceEntry httpbin/se: "), "{text}");
+                assert!(text.contains(fragment), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn service_entries_without_addresses_get_one_per_host_and_keep_it() {
+        let mut ips = ClusterIpAllocator::default();
+        let mut first = entry(&["a.example", "b.example"], &[]);
+        assign_service_entry_addresses(&mut first, None, &mut ips).unwrap();
+        assert_eq!(first.addresses_of("a.example"), ["10.96.0.10"]);
+        assert_eq!(first.addresses_of("b.example"), ["10.96.0.11"]);
+        // Re-applied with one host more: the old hosts keep theirs, the new one gets the next.
+        let mut again = entry(&["a.example", "b.example", "c.example"], &[]);
+        assign_service_entry_addresses(&mut again, Some(&first), &mut ips).unwrap();
+        assert_eq!(
+            again.all_addresses(),
+            ["10.96.0.10", "10.96.0.11", "10.96.0.12"]
+        );
+        // Addresses of its own: nothing is allocated.
+        let mut own = entry(&["a.example"], &["10.96.9.9"]);
+        assign_service_entry_addresses(&mut own, Some(&again), &mut ips).unwrap();
+        assert_eq!(own.status, None);
+        assert_eq!(own.addresses_of("a.example"), ["10.96.9.9"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use meshcert_ztunnel::defects::Defects;
 
 use super::admin::Admin;
 use super::app::{AppSwitch, BackendApp};
@@ -22,6 +23,7 @@ use super::faults::{self, AppFault, IptablesFault};
 use super::netns::{self, PodNetns, SocketFactory, Topology};
 use super::run::{EntryId, Ledger, Run, Undo};
 use super::ztunnel::{self, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess};
+use crate::istio::{DestinationRule, ServiceEntry, WorkloadEntry};
 use crate::logs::LogLine;
 use crate::manifest::{Manifest, ManifestSet};
 use crate::metrics::{self, MetricSample};
@@ -69,6 +71,9 @@ pub struct LocalOptions {
     pub cluster_id: String,
     /// The mesh's network (label `topology.istio.io/network` on `istio-system`); "" for none.
     pub network: String,
+    /// Control-plane defect switches (e.g. `wrong-precedence`) for the translation; none in
+    /// any real use.
+    pub defects: Defects,
 }
 
 impl LocalOptions {
@@ -92,6 +97,7 @@ impl LocalOptions {
             work_dir: work_dir.into(),
             cluster_id: "cluster1".to_string(),
             network: String::new(),
+            defects: Defects::none(),
         }
     }
 }
@@ -150,6 +156,18 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Why a WorkloadEntry (or a ServiceEntry's inline endpoint) cannot be deployed here: a local
+/// mesh runs the pods of Deployments only, so nothing would answer at its address.
+fn nothing_behind(what: &str, field: &str, address: &str) -> MeshError {
+    MeshError::Unsupported {
+        what: format!("{what} (field `{field}` is {address:?})"),
+        reason: "a local mesh runs only the pods of Deployments, so nothing would answer at \
+                 that address; select pods with a ServiceEntry's `workloadSelector`, or run \
+                 against a Kubernetes target"
+            .into(),
+    }
+}
+
 /// Writes a file so a reader never sees half of it: temp file, then rename.
 fn write_atomically(path: &Path, text: &str) -> Result<(), MeshError> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -175,6 +193,9 @@ pub struct LocalMesh {
     namespaces: BTreeMap<String, Namespace>,
     service_accounts: BTreeMap<(String, String), ServiceAccount>,
     services: BTreeMap<(String, String), Service>,
+    service_entries: BTreeMap<(String, String), ServiceEntry>,
+    workload_entries: BTreeMap<(String, String), WorkloadEntry>,
+    destination_rules: BTreeMap<(String, String), DestinationRule>,
     cluster_ips: ClusterIpAllocator,
     deployments: BTreeMap<DeploymentRef, DeploymentState>,
     pods: BTreeMap<PodRef, PodState>,
@@ -224,7 +245,7 @@ impl LocalMesh {
                 "unknown".to_string()
             },
             profile: options.profile,
-            capabilities: Capability::ALL.to_vec(),
+            capabilities: Capability::LOCAL.to_vec(),
         };
         let seed = crate::local::cluster::fnv1a(run.id().as_bytes());
         Ok(LocalMesh {
@@ -241,6 +262,9 @@ impl LocalMesh {
             namespaces: BTreeMap::new(),
             service_accounts: BTreeMap::new(),
             services: BTreeMap::new(),
+            service_entries: BTreeMap::new(),
+            workload_entries: BTreeMap::new(),
+            destination_rules: BTreeMap::new(),
             cluster_ips: ClusterIpAllocator::default(),
             deployments: BTreeMap::new(),
             pods: BTreeMap::new(),
@@ -341,6 +365,9 @@ impl LocalMesh {
             namespaces,
             services: self.services.values().cloned().collect(),
             pods: self.pods.values().map(|p| p.object.clone()).collect(),
+            service_entries: self.service_entries.values().cloned().collect(),
+            workload_entries: self.workload_entries.values().cloned().collect(),
+            destination_rules: self.destination_rules.values().cloned().collect(),
         }
     }
 
@@ -369,6 +396,71 @@ impl LocalMesh {
             .values()
             .filter(|p| &p.deployment == deployment)
             .collect()
+    }
+
+    /// What the API server (and Istio's webhook) would refuse, and what this driver cannot
+    /// serve, checked for every object before any is applied, so a refused deploy changes
+    /// nothing.
+    fn admit(&self, manifests: &ManifestSet) -> Result<(), MeshError> {
+        for object in &manifests.objects {
+            match object {
+                Manifest::Service(service) => cluster::validate_service(service)?,
+                Manifest::ServiceEntry(entry) => {
+                    if let Some(endpoint) = entry.spec.endpoints.first() {
+                        return Err(nothing_behind(
+                            &object.describe(),
+                            "spec.endpoints[0].address",
+                            &endpoint.address,
+                        ));
+                    }
+                    cluster::check_service_entry_addresses(entry)?;
+                    self.check_addresses_free(object, entry)?;
+                }
+                Manifest::WorkloadEntry(entry) => {
+                    return Err(nothing_behind(
+                        &object.describe(),
+                        "spec.address",
+                        &entry.spec.address,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A ServiceEntry's own addresses must not be another object's: ztunnel would have two
+    /// services behind one VIP.
+    fn check_addresses_free(
+        &self,
+        object: &Manifest,
+        entry: &ServiceEntry,
+    ) -> Result<(), MeshError> {
+        let key = (
+            object.namespace().unwrap_or_default().to_string(),
+            object.name().to_string(),
+        );
+        for (i, address) in entry.spec.addresses.iter().enumerate() {
+            let service = self.services.iter().find(|(_, s)| {
+                s.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some(address)
+            });
+            let other_entry = self
+                .service_entries
+                .iter()
+                .filter(|(k, _)| **k != key)
+                .find(|(_, e)| e.all_addresses().contains(&address.as_str()));
+            let owner = match (service, other_entry) {
+                (Some(((ns, name), _)), _) => format!("Service {ns}/{name}"),
+                (None, Some(((ns, name), _))) => format!("ServiceEntry {ns}/{name}"),
+                (None, None) => continue,
+            };
+            return Err(MeshError::InvalidRequest(format!(
+                "{}: field `spec.addresses[{i}]` is {address:?}, which {owner} already has: \
+                 choose another address, or leave `spec.addresses` empty to have one allocated",
+                object.describe()
+            )));
+        }
+        Ok(())
     }
 
     fn add_object(&mut self, object: &Manifest) -> Result<(), MeshError> {
@@ -400,8 +492,42 @@ impl LocalMesh {
                 if let Some(ip) = kept {
                     service.spec.get_or_insert_with(Default::default).cluster_ip = Some(ip);
                 }
+                if let Some(ip) = service
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.cluster_ip.as_deref())
+                    .and_then(|ip| ip.parse().ok())
+                {
+                    self.cluster_ips.reserve(ip);
+                }
                 cluster::assign_cluster_ip(&mut service, &mut self.cluster_ips)?;
                 self.services.insert(key, service);
+            }
+            Manifest::ServiceEntry(entry) => {
+                let key = (namespace(), object.name().to_string());
+                let mut entry = entry.clone();
+                entry.metadata.namespace = Some(key.0.clone());
+                for ip in entry.spec.addresses.iter().filter_map(|a| a.parse().ok()) {
+                    self.cluster_ips.reserve(ip);
+                }
+                cluster::assign_service_entry_addresses(
+                    &mut entry,
+                    self.service_entries.get(&key),
+                    &mut self.cluster_ips,
+                )?;
+                self.service_entries.insert(key, entry);
+            }
+            Manifest::WorkloadEntry(entry) => {
+                let mut entry = entry.clone();
+                entry.metadata.namespace = Some(namespace());
+                self.workload_entries
+                    .insert((namespace(), object.name().to_string()), entry);
+            }
+            Manifest::DestinationRule(rule) => {
+                let mut rule = rule.clone();
+                rule.metadata.namespace = Some(namespace());
+                self.destination_rules
+                    .insert((namespace(), object.name().to_string()), rule);
             }
             Manifest::Node(node) => {
                 let name = object.name().to_string();
@@ -581,7 +707,11 @@ impl LocalMesh {
     /// Writes every client's config; starts missing ztunnels, restarts (or lets reload) those
     /// whose config changed; waits until each is ready and knows every endpoint.
     async fn sync_ztunnels(&mut self, removed: &BTreeSet<String>) -> Result<(), MeshError> {
-        let translation = translate::to_local_config(&self.snapshot(), self.options.profile)?;
+        let translation = translate::to_local_config_with(
+            &self.snapshot(),
+            self.options.profile,
+            &self.options.defects,
+        )?;
         for warning in &translation.warnings {
             if !self.warnings.contains(warning) {
                 tracing::warn!(mesh = self.number, "{warning}");
@@ -628,6 +758,9 @@ impl LocalMesh {
         for pod in &clients {
             if let Some(admin) = self.admin(pod) {
                 admin.wait_knows(&present, removed).await?;
+                if self.options.ztunnel.reloads_config {
+                    admin.wait_config(&translation.config).await?;
+                }
             }
         }
         Ok(())
@@ -705,6 +838,17 @@ impl LocalMesh {
         })
     }
 
+    /// Resolves a host as the client pod would: kube-dns names of Services, then the hosts
+    /// of ServiceEntries, which Istio's DNS proxy answers with the entry's address.
+    fn resolve(&self, host: &str, client_namespace: &str) -> Option<IpAddr> {
+        client::resolve(host, client_namespace, &self.dns_services()).or_else(|| {
+            let host = host.strip_suffix('.').unwrap_or(host);
+            self.service_entries
+                .values()
+                .find_map(|e| e.addresses_of(host).first().and_then(|a| a.parse().ok()))
+        })
+    }
+
     fn dns_services(&self) -> Vec<DnsService> {
         self.services
             .iter()
@@ -732,6 +876,7 @@ impl MeshUnderTest for LocalMesh {
 
     async fn deploy(&mut self, manifests: &ManifestSet) -> Result<(), MeshError> {
         self.check_live()?;
+        self.admit(manifests)?;
         for object in &manifests.objects {
             self.add_object(object)?;
         }
@@ -857,10 +1002,12 @@ impl MeshUnderTest for LocalMesh {
             )));
         }
         let url = client::parse_url(&plan.url).map_err(MeshError::InvalidRequest)?;
-        let ip = client::resolve(&url.host, &plan.client.namespace, &self.dns_services())
+        let ip = self
+            .resolve(&url.host, &plan.client.namespace)
             .ok_or_else(|| {
                 MeshError::InvalidRequest(format!(
-                    "could not resolve host {:?} from namespace {} (no such Service)",
+                    "could not resolve host {:?} from namespace {} (no such Service or \
+                     ServiceEntry host)",
                     url.host, plan.client.namespace
                 ))
             })?;

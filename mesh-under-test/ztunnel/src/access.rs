@@ -63,10 +63,15 @@ impl ConnectionSummary<'_> {
     }
 
     pub fn labels(&self) -> ConnectionLabels {
-        let own = &self.proxy.workload;
+        let info = &self.proxy.info;
         ConnectionLabels {
-            source_workload: canonical_name(own).to_string(),
-            source_workload_namespace: own.namespace.clone(),
+            source_workload: self
+                .proxy
+                .workload
+                .as_ref()
+                .map_or(info.name.as_str(), canonical_name)
+                .to_string(),
+            source_workload_namespace: info.namespace.clone(),
             source_principal: self.proxy.identity.clone(),
             destination_workload: self
                 .dst_workload
@@ -100,7 +105,7 @@ mod tests {
                 name: "client-in-ambient-6b5c96c4f8-x2j9k".into(),
                 service_account: "client-in-ambient".into(),
             },
-            workload: w,
+            workload: Some(w),
             identity: "spiffe://cluster.local/ns/httpbin/sa/client-in-ambient".into(),
         }
     }

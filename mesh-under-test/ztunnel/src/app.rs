@@ -83,7 +83,7 @@ async fn run_with_logger(
         path: origin.clone(),
         source,
     })?;
-    let model = reload::build_model(&text, &origin, &config.workload_info)?;
+    let model = reload::build_model(&text, &origin, &config.workload_info, &config.defects)?;
 
     let marked = MarkedSockets::default();
     marked.check().map_err(ZtunnelError::io(

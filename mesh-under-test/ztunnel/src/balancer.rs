@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::defects::{Defect, Defects};
 use crate::model::{Endpoint, EndpointKey, Route};
 use crate::outlier::{EndpointHealth, HealthEvent, Outcome, OutlierSettings};
-use crate::picker::{PickPolicy, XorShift64, pick};
+use crate::picker::{LevelOrder, PickPolicy, XorShift64, pick};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Policy {
@@ -24,6 +24,7 @@ pub struct Balancer {
     /// Off: every endpoint is always available and nothing is observed.
     outlier_detection: bool,
     policy: Policy,
+    level_order: LevelOrder,
     counters: HashMap<String, u64>,
     rng: XorShift64,
     health: HashMap<EndpointKey, EndpointHealth>,
@@ -38,10 +39,16 @@ impl Balancer {
         } else {
             Policy::RoundRobin
         };
+        let level_order = if defects.is_on(Defect::FailOverTwoLevels) {
+            LevelOrder::SkipNextLevel
+        } else {
+            LevelOrder::BestFirst
+        };
         Self {
             settings,
             outlier_detection,
             policy,
+            level_order,
             counters: HashMap::new(),
             rng: XorShift64::new(XorShift64::SEED),
             health: HashMap::new(),
@@ -78,6 +85,7 @@ impl Balancer {
         pick(
             &route.levels,
             policy,
+            self.level_order,
             |e| self.is_available(&e.key),
             |e| tried.contains(&e.key),
         )
@@ -136,29 +144,59 @@ mod tests {
     use crate::ranking::tests::workload;
     use std::time::Duration;
 
-    fn route(names: &[&str]) -> Route {
-        let endpoints = names
+    /// A route whose levels hold the named endpoints, at 10.0.0.1.. in order.
+    fn levels_route(levels: &[&[&str]]) -> Route {
+        let mut ip = 0;
+        let levels = levels
             .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let w = workload(name);
-                Arc::new(Endpoint {
-                    key: EndpointKey {
-                        uid: w.uid.clone(),
-                        port: 8080,
-                    },
-                    addr: format!("10.0.0.{}:8080", i + 1).parse().unwrap(),
-                    workload: Arc::new(w),
-                    service: "svc".into(),
-                })
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| {
+                        ip += 1;
+                        let w = workload(name);
+                        Arc::new(Endpoint {
+                            key: EndpointKey {
+                                uid: w.uid.clone(),
+                                port: 8080,
+                            },
+                            addr: format!("10.0.0.{ip}:8080").parse().unwrap(),
+                            workload: Arc::new(w),
+                            service: "svc".into(),
+                        })
+                    })
+                    .collect()
             })
             .collect();
         Route {
             service_key: "ns/svc".into(),
             hostname: "svc".into(),
             port: 8000,
-            levels: vec![endpoints],
+            levels,
+            strict: None,
         }
+    }
+
+    fn route(names: &[&str]) -> Route {
+        levels_route(&[names])
+    }
+
+    fn key(r: &Route, name: &str) -> EndpointKey {
+        r.endpoints()
+            .find(|e| e.workload.name == name)
+            .unwrap()
+            .key
+            .clone()
+    }
+
+    /// Where the next `n` new connections go.
+    fn next_picks(b: &mut Balancer, r: &Route, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let c = b.start_connection(&r.service_key);
+                name(&b.pick(r, c, &[]).unwrap()).to_string()
+            })
+            .collect()
     }
 
     fn name(e: &Arc<Endpoint>) -> &str {
@@ -246,5 +284,51 @@ mod tests {
             let c = b.start_connection(&r.service_key);
             assert_eq!(name(&b.pick(&r, c, &[]).unwrap()), "a");
         }
+    }
+
+    #[test]
+    fn an_ejected_best_level_fails_over_one_level_and_returns_after_a_good_probe() {
+        let mut b = Balancer::new(OutlierSettings::default(), true, &Defects::none());
+        let r = levels_route(&[&["p0"], &["p1-a", "p1-b"], &["p2"]]);
+        let p0 = key(&r, "p0");
+        assert_eq!(next_picks(&mut b, &r, 2), ["p0", "p0"]);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            b.observe(&p0, Outcome::Failure, t0);
+        }
+        assert_eq!(next_picks(&mut b, &r, 4), ["p1-a", "p1-b", "p1-a", "p1-b"]);
+        // Half-open is still not available: only a good probe brings p0 back.
+        let expiry = t0 + b.settings().base_ejection;
+        assert_eq!(b.poll(expiry).len(), 1);
+        assert_eq!(next_picks(&mut b, &r, 2), ["p1-a", "p1-b"]);
+        b.observe(&p0, Outcome::Success, expiry);
+        assert_eq!(next_picks(&mut b, &r, 3), ["p0", "p0", "p0"]);
+    }
+
+    #[test]
+    fn fail_over_two_levels_defect_skips_the_next_level() {
+        let defects: Defects = [Defect::FailOverTwoLevels].into_iter().collect();
+        let mut b = Balancer::new(OutlierSettings::default(), true, &defects);
+        let r = levels_route(&[&["p0"], &["p1"], &["p2"]]);
+        assert_eq!(next_picks(&mut b, &r, 2), ["p0", "p0"]);
+        for _ in 0..3 {
+            b.observe(&key(&r, "p0"), Outcome::Failure, Instant::now());
+        }
+        assert_eq!(next_picks(&mut b, &r, 2), ["p2", "p2"]);
+    }
+
+    #[test]
+    fn a_retry_under_strict_stays_among_the_matching_endpoints() {
+        // A Strict route holds only the matching endpoints: once both are tried, nothing is left.
+        let mut b = Balancer::new(OutlierSettings::default(), true, &Defects::none());
+        let r = levels_route(&[&["local-a", "local-b"]]);
+        let c = b.start_connection(&r.service_key);
+        let first = b.pick(&r, c, &[]).unwrap();
+        let second = b.pick(&r, c, std::slice::from_ref(&first.key)).unwrap();
+        assert_eq!((name(&first), name(&second)), ("local-a", "local-b"));
+        assert_eq!(
+            b.pick(&r, c, &[first.key.clone(), second.key.clone()]),
+            None
+        );
     }
 }

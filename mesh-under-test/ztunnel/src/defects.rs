@@ -33,10 +33,18 @@ pub enum Defect {
     EwmaWrongWeight,
     /// The `health_check` log line omits `error`.
     HealthLogMissingError,
+    /// Routing preferences are ignored: every endpoint shares one level (breaks every mode).
+    IgnoreLocality,
+    /// Control plane: the Service annotation beats `spec.trafficDistribution` (breaks TD-PREC-1).
+    WrongPrecedence,
+    /// When the best level has no available endpoint, skip the next level too (breaks TD-FO-1).
+    FailOverTwoLevels,
+    /// `Strict` ranks like `Failover`, so `internalTrafficPolicy: Local` fails over (breaks TD-ITP-1).
+    StrictAsFailover,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 12] = [
+    pub const ALL: [Defect; 16] = [
         Defect::FirstEndpoint,
         Defect::RandomPick,
         Defect::NoRetry,
@@ -49,6 +57,10 @@ impl Defect {
         Defect::KeepRemovedEndpoints,
         Defect::EwmaWrongWeight,
         Defect::HealthLogMissingError,
+        Defect::IgnoreLocality,
+        Defect::WrongPrecedence,
+        Defect::FailOverTwoLevels,
+        Defect::StrictAsFailover,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +77,10 @@ impl Defect {
             Defect::KeepRemovedEndpoints => "keep-removed-endpoints",
             Defect::EwmaWrongWeight => "ewma-wrong-weight",
             Defect::HealthLogMissingError => "health-log-missing-error",
+            Defect::IgnoreLocality => "ignore-locality",
+            Defect::WrongPrecedence => "wrong-precedence",
+            Defect::FailOverTwoLevels => "fail-over-two-levels",
+            Defect::StrictAsFailover => "strict-as-failover",
         }
     }
 }

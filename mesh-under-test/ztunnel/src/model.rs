@@ -1,6 +1,6 @@
 //! The routing model built from one local config file: this proxy's own workload, and for every
-//! service VIP and port the endpoints grouped into priority levels. Immutable; a config reload
-//! builds a new one and swaps it in.
+//! service VIP and port the endpoints grouped into priority levels relative to that workload's
+//! locality. Immutable; a config reload builds a new one and swaps it in.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use crate::ZtunnelError;
 use crate::config::WorkloadInfo;
+use crate::defects::Defects;
 use crate::local_config::{
     HealthPolicy, HealthStatus, LoadBalancerMode, LocalConfig, LocalWorkload, Protocol, Service,
 };
-use crate::ranking::priority_levels;
+use crate::log::{Level, Record};
+use crate::ranking::{Ranking, StrictScope};
 
 const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 
@@ -20,9 +22,41 @@ const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProxyWorkload {
     pub info: WorkloadInfo,
-    pub workload: LocalWorkload,
+    /// `None` when the file does not define it: then this proxy's locality is unknown.
+    pub workload: Option<LocalWorkload>,
     /// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
     pub identity: String,
+}
+
+impl ProxyWorkload {
+    /// The warning to log when the file does not define this proxy's workload. Upstream waits
+    /// for it and meanwhile fails connections; the reference keeps serving, but with no
+    /// locality to compare, no endpoint ranks as close and `Strict` services drop everything.
+    pub fn missing_record(&self, origin: &str) -> Option<Record> {
+        if self.workload.is_some() {
+            return None;
+        }
+        Some(
+            Record::new(
+                Level::Warn,
+                "config",
+                "proxy workload not in the config, its locality is unknown",
+            )
+            .str(
+                "workload",
+                format!("{}/{}", self.info.namespace, self.info.name),
+            )
+            .str("path", origin)
+            .str(
+                "effect",
+                "every endpoint ranks alike; Strict services drop every connection",
+            )
+            .str(
+                "hint",
+                "add the workload PROXY_WORKLOAD_INFO names to workloads, or fix PROXY_WORKLOAD_INFO",
+            ),
+        )
+    }
 }
 
 /// One endpoint: a workload on one target port. Outlier state is kept per key.
@@ -56,6 +90,8 @@ pub struct Route {
     pub port: u16,
     /// Best first; endpoints sorted by workload uid inside each level.
     pub levels: Vec<Vec<Arc<Endpoint>>>,
+    /// Set for a `Strict` service: a connection with no usable endpoint here is dropped.
+    pub strict: Option<StrictScope>,
 }
 
 impl Route {
@@ -99,10 +135,12 @@ pub struct Model {
 }
 
 impl Model {
-    /// Builds the model; `origin` names the config file in errors.
+    /// Builds the model; `origin` names the config file in errors. A file that does not define
+    /// this proxy's own workload still builds (see [`ProxyWorkload::missing_record`]).
     pub fn build(
         config: LocalConfig,
         info: &WorkloadInfo,
+        defects: &Defects,
         origin: &str,
     ) -> Result<Self, ZtunnelError> {
         let error = |message: String| ZtunnelError::Model {
@@ -125,18 +163,10 @@ impl Model {
             .workloads
             .iter()
             .find(|w| w.namespace == info.namespace && w.name == info.name)
-            .ok_or_else(|| {
-                error(format!(
-                    "PROXY_WORKLOAD_INFO names workload {}/{}, which this file does not define; \
-                     add it to workloads or fix PROXY_WORKLOAD_INFO",
-                    info.namespace, info.name
-                ))
-            })?
-            .clone();
-        let trust_domain = if own.trust_domain.is_empty() {
-            DEFAULT_TRUST_DOMAIN
-        } else {
-            &own.trust_domain
+            .cloned();
+        let trust_domain = match own.as_ref() {
+            Some(w) if !w.trust_domain.is_empty() => w.trust_domain.as_str(),
+            _ => DEFAULT_TRUST_DOMAIN,
         };
         let proxy = ProxyWorkload {
             identity: format!(
@@ -166,7 +196,8 @@ impl Model {
                     .push((vip.network.clone(), index));
             }
             for &port in service.ports.keys() {
-                let route = build_route(service, port, &workloads, &proxy.workload);
+                let route =
+                    build_route(service, port, &workloads, proxy.workload.as_ref(), defects);
                 for e in route.endpoints() {
                     endpoints
                         .entry(e.key.clone())
@@ -196,11 +227,11 @@ impl Model {
 
     /// Routes an original destination. Addresses on this proxy's network win over others.
     pub fn destination(&self, dst: SocketAddr) -> Destination {
-        let network = &self.proxy.workload.network;
+        let network = self.proxy.workload.as_ref().map(|w| w.network.as_str());
         if let Some(entries) = self.vips.get(&dst.ip()) {
             let (_, index) = entries
                 .iter()
-                .find(|(n, _)| n == network)
+                .find(|(n, _)| Some(n.as_str()) == network)
                 .unwrap_or(&entries[0]);
             let service = &self.config.services[*index];
             let passthrough = service
@@ -221,7 +252,7 @@ impl Model {
         if let Some(candidates) = self.workloads_by_ip.get(&dst.ip()) {
             let workload = candidates
                 .iter()
-                .find(|w| &w.network == network)
+                .find(|w| Some(w.network.as_str()) == network)
                 .unwrap_or(&candidates[0]);
             return Destination::Workload {
                 workload: Arc::clone(workload),
@@ -233,12 +264,14 @@ impl Model {
 }
 
 /// The endpoints of one service port: workloads listing the service, healthy unless the
-/// service allows all, on the workload's target port (else the service's), ranked for `client`.
+/// service allows all, on the workload's target port (else the service's), ranked for `client`
+/// (`None`: unknown locality).
 fn build_route(
     service: &Service,
     port: u16,
     workloads: &[Arc<LocalWorkload>],
-    client: &LocalWorkload,
+    client: Option<&LocalWorkload>,
+    defects: &Defects,
 ) -> Route {
     let service_key = format!("{}/{}", service.namespace, service.hostname);
     let allow_all = service
@@ -267,14 +300,13 @@ fn build_route(
         })
         .collect();
     endpoints.sort_by(|a, b| a.key.cmp(&b.key));
-    let levels = priority_levels(service.load_balancer.as_ref(), client, endpoints, |e| {
-        &e.workload
-    });
+    let ranking = Ranking::of(service.load_balancer.as_ref(), defects);
     Route {
         service_key,
         hostname: service.hostname.clone(),
         port,
-        levels,
+        levels: ranking.levels(client, endpoints, |e| &e.workload),
+        strict: ranking.strict_scope(),
     }
 }
 
@@ -352,16 +384,28 @@ services:
 
     fn model(text: &str) -> Result<Model, ZtunnelError> {
         let config = LocalConfig::parse(text, "test.yaml").unwrap();
-        Model::build(config, &client_info(), "test.yaml")
+        Model::build(config, &client_info(), &Defects::none(), "test.yaml")
+    }
+
+    fn service_route(model: &Model) -> Arc<Route> {
+        match model.destination("10.96.0.10:8000".parse().unwrap()) {
+            Destination::Service(route) => route,
+            other => panic!("not a service route: {other:?}"),
+        }
+    }
+
+    fn level_names(route: &Route) -> Vec<Vec<&str>> {
+        route
+            .levels
+            .iter()
+            .map(|l| l.iter().map(|e| e.workload.name.as_str()).collect())
+            .collect()
     }
 
     #[test]
     fn service_vip_routes_to_ranked_healthy_endpoints() {
         let model = model(CONFIG).unwrap();
-        let Destination::Service(route) = model.destination("10.96.0.10:8000".parse().unwrap())
-        else {
-            panic!("not a service route");
-        };
+        let route = service_route(&model);
         let levels: Vec<Vec<String>> = route
             .levels
             .iter()
@@ -416,10 +460,7 @@ services:
         let model =
             model(&CONFIG.replacen("healthPolicy: OnlyHealthy", "healthPolicy: AllowAll", 1))
                 .unwrap();
-        let Destination::Service(route) = model.destination("10.96.0.10:8000".parse().unwrap())
-        else {
-            panic!("not a service route");
-        };
+        let route = service_route(&model);
         assert_eq!(route.endpoints().count(), 3);
         let b = route
             .endpoints()
@@ -441,16 +482,64 @@ services:
     }
 
     #[test]
-    fn missing_own_workload_is_an_error() {
+    fn missing_own_workload_leaves_the_locality_unknown_and_says_so() {
         let config = LocalConfig::parse(CONFIG, "test.yaml").unwrap();
         let info = WorkloadInfo {
             name: "ghost".into(),
             ..client_info()
         };
-        let err = Model::build(config, &info, "test.yaml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("httpbin/ghost"), "{err}");
-        assert!(err.contains("PROXY_WORKLOAD_INFO"), "{err}");
+        let unknown = Model::build(config, &info, &Defects::none(), "test.yaml").unwrap();
+        assert_eq!(unknown.proxy.workload, None);
+        assert_eq!(
+            unknown.proxy.identity,
+            "spiffe://cluster.local/ns/httpbin/sa/client"
+        );
+        // Nothing is known to be close: the Failover service has one level.
+        assert_eq!(
+            level_names(&service_route(&unknown)),
+            [["in-ambient-a", "in-ambient-c"]]
+        );
+        let record = unknown.proxy.missing_record("test.yaml").unwrap();
+        let line = crate::log::strip_timestamp(&crate::log::format_text(
+            &record,
+            std::time::SystemTime::now(),
+        ))
+        .to_string();
+        assert_eq!(
+            line,
+            "warn config proxy workload not in the config, its locality is unknown \
+             workload=\"httpbin/ghost\" path=\"test.yaml\" \
+             effect=\"every endpoint ranks alike; Strict services drop every connection\" \
+             hint=\"add the workload PROXY_WORKLOAD_INFO names to workloads, or fix PROXY_WORKLOAD_INFO\""
+        );
+        let known = model(CONFIG).unwrap();
+        assert_eq!(known.proxy.missing_record("test.yaml"), None);
+    }
+
+    #[test]
+    fn strict_services_keep_only_matching_endpoints_and_their_scope() {
+        let text = CONFIG.replacen(
+            "routingPreferences: [Network, Region, Zone], mode: Failover",
+            "routingPreferences: [Node], mode: Strict",
+            1,
+        );
+        let route = service_route(&model(&text).unwrap());
+        // The client and in-ambient-a run on node-a; c runs on node-b.
+        assert_eq!(level_names(&route), [["in-ambient-a"]]);
+        assert_eq!(route.strict.as_ref().unwrap().place, "on this node");
+        assert_eq!(service_route(&model(CONFIG).unwrap()).strict, None);
+    }
+
+    #[test]
+    fn defects_reach_the_ranking() {
+        let config = LocalConfig::parse(CONFIG, "test.yaml").unwrap();
+        let defects: Defects = [crate::defects::Defect::IgnoreLocality]
+            .into_iter()
+            .collect();
+        let model = Model::build(config, &client_info(), &defects, "test.yaml").unwrap();
+        assert_eq!(
+            level_names(&service_route(&model)),
+            [["in-ambient-a", "in-ambient-c"]]
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The endpoint pick for one connect attempt: round robin per new connection among the available
 //! endpoints of the best level that has any, skipping endpoints this connection already tried;
 //! ejected endpoints are deprioritised, not removed. Pure: the counter and randomness come in.
+//! Availability is asked afresh at every pick, so traffic leaves a level as soon as its last
+//! endpoint is ejected and comes back as soon as one recovers (TD-FO-1).
 
 /// How to choose among the candidates of a level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,17 +15,45 @@ pub enum PickPolicy {
     Random { draw: u64 },
 }
 
+/// The order in which levels are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelOrder {
+    /// Best first, then one level at a time (TD-FO-1).
+    BestFirst,
+    /// The `fail-over-two-levels` defect: from the best level straight to the one after next;
+    /// the next level comes last.
+    SkipNextLevel,
+}
+
+impl LevelOrder {
+    /// The index of the level tried `i`-th among `n` levels.
+    fn level(self, i: usize, n: usize) -> usize {
+        match self {
+            LevelOrder::SkipNextLevel if n >= 3 && i > 0 => {
+                if i == n - 1 {
+                    1
+                } else {
+                    i + 1
+                }
+            }
+            LevelOrder::BestFirst | LevelOrder::SkipNextLevel => i,
+        }
+    }
+}
+
 /// Picks an endpoint not yet tried. Available endpoints of any level come before unavailable
-/// ones; within that, the best level first. Round robin starts at `counter % candidates` and
+/// ones; within that, levels in `order`. Round robin starts at `counter % candidates` and
 /// walks forward past tried endpoints, so a retry goes to the next endpoint in the rotation.
 pub fn pick<T>(
     levels: &[Vec<T>],
     policy: PickPolicy,
+    order: LevelOrder,
     is_available: impl Fn(&T) -> bool,
     is_tried: impl Fn(&T) -> bool,
 ) -> Option<&T> {
     for want_available in [true, false] {
-        for level in levels {
+        for i in 0..levels.len() {
+            let level = &levels[order.level(i, levels.len())];
             let candidates: Vec<&T> = level
                 .iter()
                 .filter(|e| is_available(e) == want_available)
@@ -81,6 +111,9 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
+    const BEST: LevelOrder = LevelOrder::BestFirst;
+    const SKIP: LevelOrder = LevelOrder::SkipNextLevel;
+
     fn rr(counter: u64) -> PickPolicy {
         PickPolicy::RoundRobin { counter }
     }
@@ -93,7 +126,7 @@ mod tests {
     fn twelve_picks_over_three_repeat_in_order() {
         let levels = one_level();
         let picks: Vec<&str> = (0..12)
-            .map(|c| *pick(&levels, rr(c), |_| true, |_| false).unwrap())
+            .map(|c| *pick(&levels, rr(c), BEST, |_| true, |_| false).unwrap())
             .collect();
         assert_eq!(
             picks,
@@ -105,7 +138,7 @@ mod tests {
     fn an_ejected_endpoint_leaves_the_rotation() {
         let levels = one_level();
         let picks: Vec<&str> = (0..6)
-            .map(|c| *pick(&levels, rr(c), |e| *e != "c", |_| false).unwrap())
+            .map(|c| *pick(&levels, rr(c), BEST, |e| *e != "c", |_| false).unwrap())
             .collect();
         assert_eq!(picks, ["a", "b", "a", "b", "a", "b"]);
     }
@@ -122,7 +155,7 @@ mod tests {
         #[case] expected: Option<&str>,
     ) {
         let levels = one_level();
-        let got = pick(&levels, rr(counter), |_| true, |e| tried.contains(e));
+        let got = pick(&levels, rr(counter), BEST, |_| true, |e| tried.contains(e));
         assert_eq!(got.copied(), expected);
     }
 
@@ -144,16 +177,74 @@ mod tests {
         let got = pick(
             &levels,
             rr(0),
+            BEST,
             |e| !ejected.contains(e),
             |e| tried.contains(e),
         );
         assert_eq!(got.copied(), expected);
     }
 
+    fn three_levels() -> Vec<Vec<&'static str>> {
+        vec![vec!["p0-a", "p0-b"], vec!["p1-a", "p1-b"], vec!["p2"]]
+    }
+
+    /// Where four new connections go while `ejected` endpoints are unavailable.
+    fn four_picks(
+        levels: &[Vec<&'static str>],
+        order: LevelOrder,
+        ejected: &[&str],
+    ) -> Vec<&'static str> {
+        (0..4)
+            .map(|c| *pick(levels, rr(c), order, |e| !ejected.contains(e), |_| false).unwrap())
+            .collect()
+    }
+
+    #[rstest]
+    #[case::all_up(BEST, &[], &["p0-a", "p0-b", "p0-a", "p0-b"])]
+    #[case::p0_half_down_stays(BEST, &["p0-a"], &["p0-b"; 4])]
+    #[case::p0_down_one_level_only(BEST, &["p0-a", "p0-b"], &["p1-a", "p1-b", "p1-a", "p1-b"])]
+    #[case::p0_p1_down(BEST, &["p0-a", "p0-b", "p1-a", "p1-b"], &["p2"; 4])]
+    #[case::all_down_best_level_first(BEST, &["p0-a", "p0-b", "p1-a", "p1-b", "p2"], &["p0-a", "p0-b", "p0-a", "p0-b"])]
+    #[case::defect_p0_up(SKIP, &[], &["p0-a", "p0-b", "p0-a", "p0-b"])]
+    #[case::defect_skips_p1(SKIP, &["p0-a", "p0-b"], &["p2"; 4])]
+    #[case::defect_p1_last(SKIP, &["p0-a", "p0-b", "p2"], &["p1-a", "p1-b", "p1-a", "p1-b"])]
+    fn failover_level_by_level(
+        #[case] order: LevelOrder,
+        #[case] ejected: &[&str],
+        #[case] expected: &[&str],
+    ) {
+        assert_eq!(four_picks(&three_levels(), order, ejected), expected);
+    }
+
+    #[test]
+    fn defect_with_two_levels_has_nothing_to_skip() {
+        let levels = vec![vec!["p0"], vec!["p1"]];
+        assert_eq!(four_picks(&levels, SKIP, &["p0"]), ["p1"; 4]);
+    }
+
+    #[test]
+    fn traffic_moves_down_then_back_as_endpoints_recover() {
+        let levels = three_levels();
+        let phases: [(&[&str], [&str; 4]); 4] = [
+            (&[], ["p0-a", "p0-b", "p0-a", "p0-b"]),
+            (&["p0-a", "p0-b"], ["p1-a", "p1-b", "p1-a", "p1-b"]),
+            // One endpoint above recovers: every connection returns to it at once.
+            (&["p0-b"], ["p0-a"; 4]),
+            (&[], ["p0-a", "p0-b", "p0-a", "p0-b"]),
+        ];
+        for (ejected, expected) in phases {
+            assert_eq!(
+                four_picks(&levels, BEST, ejected),
+                expected,
+                "ejected {ejected:?}"
+            );
+        }
+    }
+
     #[test]
     fn no_levels_no_pick() {
         let levels: Vec<Vec<&str>> = vec![];
-        assert_eq!(pick(&levels, rr(0), |_| true, |_| false), None);
+        assert_eq!(pick(&levels, rr(0), BEST, |_| true, |_| false), None);
     }
 
     #[test]
@@ -161,7 +252,7 @@ mod tests {
         let levels = one_level();
         for c in 0..5 {
             assert_eq!(
-                pick(&levels, PickPolicy::First, |e| *e != "a", |_| false),
+                pick(&levels, PickPolicy::First, BEST, |e| *e != "a", |_| false),
                 Some(&"b"),
                 "{c}"
             );
@@ -179,6 +270,7 @@ mod tests {
                     PickPolicy::Random {
                         draw: rng.next_u64(),
                     },
+                    BEST,
                     |_| true,
                     |_| false,
                 )

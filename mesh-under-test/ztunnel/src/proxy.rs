@@ -1,7 +1,8 @@
 //! The outbound proxy (port 15001): takes connections redirected by iptables, finds where the
 //! client meant to go, picks an endpoint (retrying on a different one when a connect fails, so
 //! the client sees latency rather than an error), relays the bytes, then writes the access log
-//! line and metrics.
+//! line and metrics. A `Strict` service's route holds only the endpoints in scope, so retries
+//! stay among them and, when none is left, the connection is dropped with a warning (TD-ITP-1).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::local_config::LocalWorkload;
 use crate::log::{Level, Record};
 use crate::model::{Destination, Endpoint, Model, Route};
 use crate::outlier::Outcome;
+use crate::ranking::StrictScope;
 use crate::shutdown::Shutdown;
 use crate::socket::{ConnectError, OriginalDst, SocketFactory, connect};
 use crate::state::ProxyState;
@@ -175,6 +177,16 @@ impl Outbound {
             }
         }
         drop(client);
+        if let Some(scope) = &route.strict {
+            let locality_known = model.proxy.workload.is_some();
+            self.state.log(strict_drop_record(
+                src,
+                route,
+                scope,
+                tried.len(),
+                locality_known,
+            ));
+        }
         let (target, error) = match &last_failure {
             Some((endpoint, e)) => (
                 Target {
@@ -301,5 +313,105 @@ impl Outbound {
             duration: started.elapsed(),
             error: None,
         }
+    }
+}
+
+/// The warning for a connection to a `Strict` service that no endpoint in scope could take.
+fn strict_drop_record(
+    src: SocketAddr,
+    route: &Route,
+    scope: &StrictScope,
+    tried: usize,
+    locality_known: bool,
+) -> Record {
+    let endpoints = route.endpoints().count();
+    let place = &scope.place;
+    let reason = if !locality_known {
+        format!(
+            "this proxy's own workload is not in the config, so no endpoint is known to be {place}"
+        )
+    } else if endpoints == 0 {
+        format!("no endpoint of the service is {place}")
+    } else {
+        format!("no endpoint of the service {place} accepted the connection")
+    };
+    Record::new(
+        Level::Warn,
+        "proxy",
+        "no usable endpoint in the strict scope, connection dropped",
+    )
+    .bare("src.addr", src)
+    .str("dst.service", route.hostname.as_str())
+    .str("scope", scope.scope.as_str())
+    .uint("endpoints", endpoints as u64)
+    .uint("tried", tried as u64)
+    .str("reason", reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local_config::RoutingPreference;
+    use crate::log::{format_text, strip_timestamp};
+    use rstest::rstest;
+    use std::time::SystemTime;
+
+    fn strict_route(endpoints: usize) -> Route {
+        let model = crate::state::tests::test_state().model();
+        let one = Arc::clone(&model.endpoints()[0]);
+        Route {
+            service_key: "httpbin/local.httpbin.svc.cluster.local".into(),
+            hostname: "local.httpbin.svc.cluster.local".into(),
+            port: 8000,
+            levels: if endpoints == 0 {
+                Vec::new()
+            } else {
+                vec![vec![one; endpoints]]
+            },
+            strict: Some(StrictScope::new(&[RoutingPreference::Node])),
+        }
+    }
+
+    #[rstest]
+    #[case(
+        0,
+        0,
+        true,
+        "endpoints=0 tried=0 reason=\"no endpoint of the service is on this node\""
+    )]
+    #[case(
+        2,
+        2,
+        true,
+        "endpoints=2 tried=2 reason=\"no endpoint of the service on this node accepted the connection\""
+    )]
+    #[case(
+        0,
+        0,
+        false,
+        "endpoints=0 tried=0 reason=\"this proxy's own workload is not in the config, so no endpoint is known to be on this node\""
+    )]
+    fn golden_strict_drop_line(
+        #[case] endpoints: usize,
+        #[case] tried: usize,
+        #[case] locality_known: bool,
+        #[case] tail: &str,
+    ) {
+        let route = strict_route(endpoints);
+        let record = strict_drop_record(
+            "10.244.0.5:40000".parse().unwrap(),
+            &route,
+            route.strict.as_ref().unwrap(),
+            tried,
+            locality_known,
+        );
+        assert_eq!(
+            strip_timestamp(&format_text(&record, SystemTime::now())),
+            format!(
+                "warn proxy no usable endpoint in the strict scope, connection dropped \
+                 src.addr=10.244.0.5:40000 dst.service=\"local.httpbin.svc.cluster.local\" \
+                 scope=\"node\" {tail}"
+            )
+        );
     }
 }

@@ -8,7 +8,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::ZtunnelError;
 use crate::config::WorkloadInfo;
-use crate::defects::Defect;
+use crate::defects::{Defect, Defects};
 use crate::local_config::LocalConfig;
 use crate::log::{Level, Record};
 use crate::model::Model;
@@ -16,9 +16,14 @@ use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
 
 /// Parses config text into a model, as at start.
-pub fn build_model(text: &str, origin: &str, info: &WorkloadInfo) -> Result<Model, ZtunnelError> {
+pub fn build_model(
+    text: &str,
+    origin: &str,
+    info: &WorkloadInfo,
+    defects: &Defects,
+) -> Result<Model, ZtunnelError> {
     let config = LocalConfig::parse(text, origin)?;
-    Model::build(config, info, origin)
+    Model::build(config, info, defects, origin)
 }
 
 /// Tracks what was last seen, so each change is applied (or reported) once.
@@ -65,7 +70,12 @@ impl Reloader {
                 if state.config.defects.is_on(Defect::KeepRemovedEndpoints) {
                     keep_removed(&mut config, state.model().config());
                 }
-                Model::build(config, &state.config.workload_info, &origin)
+                Model::build(
+                    config,
+                    &state.config.workload_info,
+                    &state.config.defects,
+                    &origin,
+                )
             });
         match built {
             Ok(model) => {

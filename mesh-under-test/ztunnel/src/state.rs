@@ -30,6 +30,9 @@ pub fn now() -> Instant {
 
 impl ProxyState {
     pub fn new(config: Config, model: Model, logger: Logger) -> Arc<Self> {
+        if let Some(record) = model.proxy.missing_record(&origin(&config)) {
+            logger.log(record);
+        }
         let balancer = Balancer::new(
             config.outlier_settings(),
             config.outlier_detection,
@@ -51,6 +54,9 @@ impl ProxyState {
 
     /// Swaps in a reloaded model; endpoints that remain keep their outlier state.
     pub fn install(&self, model: Model) {
+        if let Some(record) = model.proxy.missing_record(&origin(&self.config)) {
+            self.log(record);
+        }
         let keep: std::collections::HashSet<EndpointKey> =
             model.endpoints().iter().map(|e| e.key.clone()).collect();
         *self.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(model);
@@ -138,6 +144,14 @@ impl ProxyState {
             "proxy": {
                 "workload": format!("{}/{}", model.proxy.info.namespace, model.proxy.info.name),
                 "identity": model.proxy.identity,
+                // Null when the file does not define this proxy's workload.
+                "locality": model.proxy.workload.as_ref().map(|w| json!({
+                    "network": w.network,
+                    "region": w.locality.region,
+                    "zone": w.locality.zone,
+                    "subzone": w.locality.subzone,
+                    "node": w.node,
+                })),
             },
             "workloads": model.config().workloads,
             "services": model.config().services,
@@ -157,6 +171,11 @@ impl ProxyState {
             },
         })
     }
+}
+
+/// The config file's name, as logs show it.
+fn origin(config: &Config) -> String {
+    config.local_xds_path.display().to_string()
 }
 
 /// The warning each active defect switch logs at start.
@@ -200,6 +219,7 @@ pub(crate) mod tests {
         let model = Model::build(
             LocalConfig::parse(CONFIG, "test.yaml").unwrap(),
             &client_info(),
+            &config.defects,
             "test.yaml",
         )
         .unwrap();
@@ -233,6 +253,41 @@ pub(crate) mod tests {
             "spiffe://cluster.local/ns/httpbin/sa/client"
         );
         assert_eq!(dump["workloads"].as_array().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_missing_proxy_workload_is_announced_at_start_and_on_install() {
+        let config = test_state().config.clone();
+        let ghost = crate::config::WorkloadInfo {
+            name: "ghost".into(),
+            ..client_info()
+        };
+        let build = || {
+            let parsed = LocalConfig::parse(CONFIG, "test.yaml").unwrap();
+            Model::build(parsed, &ghost, &config.defects, "test.yaml").unwrap()
+        };
+        let state = ProxyState::new(
+            config.clone(),
+            build(),
+            Logger::capture(LogFormat::Text, LogFilter::default()),
+        );
+        state.install(build());
+        let lines = state.logger.captured();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        for line in &lines {
+            assert!(
+                crate::log::strip_timestamp(line).starts_with(
+                    "warn config proxy workload not in the config, its locality is unknown \
+                     workload=\"httpbin/ghost\" path=\"test.yaml\""
+                ),
+                "{line}"
+            );
+        }
+        assert!(state.config_dump()["proxy"]["locality"].is_null());
+        assert_eq!(
+            test_state().config_dump()["proxy"]["locality"]["node"],
+            "node-a"
+        );
     }
 
     #[test]

@@ -1,45 +1,133 @@
 //! The proxy core on real loopback sockets, no iptables: the original destination is injected,
-//! backends listen on 127.0.0.2-6. Checks round robin, retry past a refused endpoint, the
-//! `no-retry` defect, the direct-connection refusal, health checks, access log fields, metrics
-//! and config reload. Every step is awaited directly (no polling), under one overall timeout.
+//! backends listen on 127.0.0.2-6 and 127.0.2.x. Checks round robin, retry past a refused
+//! endpoint, the `no-retry` defect, the direct-connection refusal, health checks, access log
+//! fields, metrics, config reload, failover level by level (TD-FO-1) and `Strict` drops
+//! (TD-ITP-1). Every step is awaited directly, under one overall timeout; the one wait for a
+//! recovery is a loop bounded in count and time.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use meshcert_ztunnel::config::{self, Config};
-use meshcert_ztunnel::health_check::check_round;
+use meshcert_ztunnel::health_check::{self, check_round};
 use meshcert_ztunnel::log::{LogFilter, LogFormat, Logger, strip_timestamp};
 use meshcert_ztunnel::proxy::Outbound;
 use meshcert_ztunnel::reload::{Reloader, build_model};
+use meshcert_ztunnel::shutdown;
 use meshcert_ztunnel::socket::{PlainSockets, SocketFactory};
 use meshcert_ztunnel::state::ProxyState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 const BOUND: Duration = Duration::from_secs(20);
 const ROUND_ROBIN_VIP: &str = "127.0.1.10:8000";
 const FLAKY_VIP: &str = "127.0.1.11:8000";
+const CLOSE_VIP: &str = "127.0.1.12:8000";
+const LOCAL_VIP: &str = "127.0.1.13:8000";
 const REQUEST: &[u8] = b"GET /hostname HTTP/1.0\r\n\r\n";
 
-/// A backend that reads the request to its end, answers its own name, and closes.
+/// Accepts until `stop` resolves, counting connections; each one reads the request to its end,
+/// answers `name`, and closes.
+async fn serve(
+    listener: TcpListener,
+    name: &'static str,
+    accepted: Arc<AtomicUsize>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let Ok((mut stream, _)) = conn else { return };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let _ = stream.read_to_end(&mut request).await;
+                    let _ = stream.write_all(name.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+            _ = &mut stop => return,
+        }
+    }
+}
+
+/// A backend that answers its own name for the rest of the test.
 async fn backend(ip: &str, name: &'static str) -> u16 {
     let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let _ = stream.read_to_end(&mut request).await;
-                let _ = stream.write_all(name.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
+    tokio::spawn(serve(
+        listener,
+        name,
+        Arc::default(),
+        std::future::pending(),
+    ));
     port
+}
+
+/// A backend that can be stopped (its port then refuses connects) and restarted on the same
+/// address, and that counts the connections it accepted. Dropping it stops it.
+struct Backend {
+    name: &'static str,
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Backend {
+    async fn start(ip: &str, name: &'static str) -> Self {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let mut backend = Backend {
+            name,
+            addr: listener.local_addr().unwrap(),
+            accepted: Arc::default(),
+            running: None,
+        };
+        backend.run(listener);
+        backend
+    }
+
+    fn run(&mut self, listener: TcpListener) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(
+            listener,
+            self.name,
+            Arc::clone(&self.accepted),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        self.running = Some((stop, task));
+    }
+
+    /// Returns once the listener is closed.
+    async fn stop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            task.await.unwrap();
+        }
+    }
+
+    async fn restart(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.run(listener);
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
 }
 
 /// A port on `ip` where nothing listens: connects are refused.
@@ -48,11 +136,31 @@ async fn refused_port(ip: &str) -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// Where a workload runs.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    node: &'static str,
+    region: &'static str,
+    zone: &'static str,
+}
+
+/// The client's place.
+const HOME: Place = Place {
+    node: "node-a",
+    region: "r1",
+    zone: "z1",
+};
+
 fn workload(name: &str, ip: &str, services: &str) -> String {
+    workload_at(name, ip, HOME, services)
+}
+
+fn workload_at(name: &str, ip: &str, at: Place, services: &str) -> String {
+    let Place { node, region, zone } = at;
     format!(
         "- uid: c1//v1/Pod/httpbin/{name}\n  name: {name}\n  namespace: httpbin\n  \
-         serviceAccount: {name}\n  workloadIps: [\"{ip}\"]\n  clusterId: c1\n  \
-         locality: {{region: r1, zone: z1, subzone: \"\"}}\n  services: {services}\n"
+         serviceAccount: {name}\n  workloadIps: [\"{ip}\"]\n  node: {node}\n  clusterId: c1\n  \
+         locality: {{region: {region}, zone: {zone}, subzone: \"\"}}\n  services: {services}\n"
     )
 }
 
@@ -61,6 +169,15 @@ fn service(name: &str, vip: &str) -> String {
         "- name: {name}\n  namespace: httpbin\n  hostname: {name}.httpbin.svc.cluster.local\n  \
          vips: [\"/{vip}\"]\n  ports: {{8000: 8080}}\n"
     )
+}
+
+/// A service whose load balancer is `routingPreferences: [<prefs>], mode: <mode>`.
+fn balanced_service(name: &str, vip: &str, prefs: &str, mode: &str) -> String {
+    service(name, vip)
+        + &format!(
+            "  loadBalancer: {{routingPreferences: [{prefs}], mode: {mode}, \
+             healthPolicy: OnlyHealthy}}\n"
+        )
 }
 
 fn port_map(svc: &str, target: u16) -> String {
@@ -118,8 +235,12 @@ struct Harness {
 }
 
 async fn harness(tag: &str, env: &[(&'static str, &str)]) -> Harness {
-    let text = topology().await;
-    let file = TempConfig::new(tag, &text);
+    harness_for(tag, &topology().await, env).await
+}
+
+/// A harness over the config `text`, as `client-1` on 127.0.0.1 (node-a, r1/z1).
+async fn harness_for(tag: &str, text: &str, env: &[(&'static str, &str)]) -> Harness {
+    let file = TempConfig::new(tag, text);
     let path = file.0.display().to_string();
     let mut vars: HashMap<&str, String> = HashMap::from([
         (config::LOCAL_XDS_PATH, path.clone()),
@@ -133,7 +254,7 @@ async fn harness(tag: &str, env: &[(&'static str, &str)]) -> Harness {
     ]);
     vars.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
     let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
-    let model = build_model(&text, &path, &config.workload_info).unwrap();
+    let model = build_model(text, &path, &config.workload_info, &config.defects).unwrap();
     let logger = Logger::capture(LogFormat::Text, LogFilter::default());
     Harness {
         state: ProxyState::new(config, model, logger),
@@ -172,6 +293,15 @@ impl Harness {
             proxy.handle(stream).await;
         };
         tokio::join!(client, server).0
+    }
+
+    /// `n` requests, one after the other; their answers.
+    async fn requests(&self, proxy: &Outbound, n: usize) -> Vec<String> {
+        let mut answers = Vec::with_capacity(n);
+        for _ in 0..n {
+            answers.push(self.request(proxy).await);
+        }
+        answers
     }
 
     fn lines(&self, prefix: &str) -> Vec<String> {
@@ -216,10 +346,7 @@ async fn round_robin_over_three_replicas_with_access_logs() {
     bounded(async {
         let h = harness("rr", &[]).await;
         let proxy = h.outbound(ROUND_ROBIN_VIP);
-        let mut answers = Vec::new();
-        for _ in 0..12 {
-            answers.push(h.request(&proxy).await);
-        }
+        let answers = h.requests(&proxy, 12).await;
         let expected: Vec<&str> = (0..12)
             .map(|i| ["in-ambient-a", "in-ambient-b", "in-ambient-c"][i % 3])
             .collect();
@@ -289,10 +416,8 @@ async fn a_refused_endpoint_is_retried_on_another_and_then_ejected() {
     bounded(async {
         let h = harness("retry", &[]).await;
         let proxy = h.outbound(FLAKY_VIP);
-        for _ in 0..4 {
-            // L4-FO-3: the client sees an answer, never the failure.
-            assert_eq!(h.request(&proxy).await, "flaky-b-live");
-        }
+        // L4-FO-3: the client sees an answer, never the failure.
+        assert_eq!(h.requests(&proxy, 4).await, ["flaky-b-live"; 4]);
         // Counters 0 and 2 pick the dead endpoint first: two failures, no ejection yet.
         assert_eq!(
             h.lines("info ewma "),
@@ -324,9 +449,7 @@ async fn a_refused_endpoint_is_retried_on_another_and_then_ejected() {
         assert!((dead["score"].as_f64().unwrap() - 0.274625).abs() < 1e-9);
         // Ejected: the next connections go straight to the live endpoint, no new failure.
         let before = h.lines("info ewma ").len();
-        for _ in 0..3 {
-            assert_eq!(h.request(&proxy).await, "flaky-b-live");
-        }
+        assert_eq!(h.requests(&proxy, 3).await, ["flaky-b-live"; 3]);
         assert_eq!(h.lines("info ewma ").len(), before);
     })
     .await;
@@ -399,10 +522,7 @@ async fn reload_swaps_a_good_file_and_keeps_the_old_model_on_a_bad_one() {
             ["info config config reloaded workloads=5 services=2"]
         );
         let proxy = h.outbound(ROUND_ROBIN_VIP);
-        let mut answers = Vec::new();
-        for _ in 0..4 {
-            answers.push(h.request(&proxy).await);
-        }
+        let answers = h.requests(&proxy, 4).await;
         assert_eq!(
             answers,
             [
@@ -427,6 +547,219 @@ async fn reload_swaps_a_good_file_and_keeps_the_old_model_on_a_bad_one() {
             errors[0]
         );
         assert_eq!(h.request(&proxy).await, "in-ambient-a");
+    })
+    .await;
+}
+
+/// Time on top of the health-check bound that a loaded machine may add before the first
+/// connection after recovery lands (timer and scheduling delays).
+const RECOVERY_ALLOWANCE: Duration = Duration::from_millis(500);
+/// Pace of the connections that watch for the recovery.
+const RECOVERY_PACE: Duration = Duration::from_millis(10);
+
+const P0: &str = "p0-same-zone";
+const P1: &str = "p1-same-region";
+const P2: &str = "p2-other-region";
+
+/// `close` (PreferClose) with one endpoint per level: P0 shares the client's zone, P1 its region,
+/// P2 only its network. P0 can be stopped.
+async fn ladder_topology() -> (String, Backend) {
+    let p0 = Backend::start("127.0.2.2", P0).await;
+    let p1 = backend("127.0.2.3", P1).await;
+    let p2 = backend("127.0.2.4", P2).await;
+    let mut yaml = String::from("workloads:\n");
+    yaml += &workload("client-1", "127.0.0.1", "{}");
+    let same_zone = Place {
+        node: "node-b",
+        ..HOME
+    };
+    let same_region = Place {
+        node: "node-c",
+        zone: "z2",
+        ..HOME
+    };
+    let other_region = Place {
+        node: "node-d",
+        region: "r2",
+        zone: "z3",
+    };
+    yaml += &workload_at(P0, "127.0.2.2", same_zone, &port_map("close", p0.port()));
+    yaml += &workload_at(P1, "127.0.2.3", same_region, &port_map("close", p1));
+    yaml += &workload_at(P2, "127.0.2.4", other_region, &port_map("close", p2));
+    yaml += "services:\n";
+    yaml += &balanced_service("close", "127.0.1.12", "Network, Region, Zone", "Failover");
+    (yaml, p0)
+}
+
+#[tokio::test]
+async fn prefer_close_fails_over_one_level_and_returns_when_the_best_recovers() {
+    bounded(async {
+        let (text, mut p0) = ladder_topology().await;
+        let h = harness_for(
+            "failover",
+            &text,
+            &[
+                (config::HEALTH_CHECK_INTERVAL, "50ms"),
+                (config::HEALTH_CHECK_TIMEOUT, "50ms"),
+                (config::CIRCUIT_BREAKER_BASE_EJECTION, "100ms"),
+                (config::CIRCUIT_BREAKER_MAX_EJECTION, "200ms"),
+            ],
+        )
+        .await;
+        let (trigger, stop) = shutdown::channel();
+        let checker = tokio::spawn(health_check::run(
+            Arc::clone(&h.state),
+            Arc::clone(&h.sockets),
+            stop,
+        ));
+        let proxy = h.outbound(CLOSE_VIP);
+        assert_eq!(h.requests(&proxy, 6).await, [P0; 6]);
+
+        // TD-FO-1: with P0 refusing, one level down and never two; the client never sees it.
+        p0.stop().await;
+        assert_eq!(h.requests(&proxy, 8).await, [P1; 8]);
+        assert!(h.lines("warn access").is_empty());
+        assert_eq!(
+            h.lines("warn circuit_breaker "),
+            [format!(
+                "warn circuit_breaker endpoint marked unhealthy dst.workload=\"{P0}\" \
+                 consecutive_failures=3 status=\"open\""
+            )]
+        );
+
+        // Back up: the first good probe after the ejection ends brings traffic back to P0.
+        p0.restart().await;
+        let restarted = tokio::time::Instant::now();
+        let c = &h.state.config;
+        let bound = c.max_ejection + 2 * c.health_check_interval + c.health_check_timeout;
+        let watch_for = bound + RECOVERY_ALLOWANCE;
+        let max_connections = watch_for.as_millis() / RECOVERY_PACE.as_millis() + 1;
+        let mut pace = tokio::time::interval(RECOVERY_PACE);
+        let mut meanwhile = Vec::new();
+        let mut returned = false;
+        for _ in 0..max_connections {
+            pace.tick().await;
+            let answer = h.request(&proxy).await;
+            if answer == P0 {
+                returned = true;
+                break;
+            }
+            meanwhile.push(answer);
+            if restarted.elapsed() > watch_for {
+                break;
+            }
+        }
+        let took = restarted.elapsed();
+        assert!(
+            returned,
+            "traffic did not return to {P0} within {watch_for:?}"
+        );
+        assert!(
+            took <= watch_for,
+            "returned after {took:?}; bound {bound:?}"
+        );
+        assert!(meanwhile.iter().all(|a| a == P1), "{meanwhile:?}");
+        assert_eq!(h.requests(&proxy, 4).await, [P0; 4]);
+        for line in h.lines("info access connection complete ") {
+            assert_ne!(fields(&line)["dst.workload"], P2, "{line}");
+        }
+        trigger.fire();
+        checker.await.unwrap();
+    })
+    .await;
+}
+
+/// `local` (internalTrafficPolicy: Local, so `[Node]` Strict) over `endpoints`: (name, ip, node,
+/// port). The client runs on node-a.
+fn strict_topology(endpoints: &[(&str, &str, &'static str, u16)]) -> String {
+    let mut yaml = String::from("workloads:\n");
+    yaml += &workload("client-1", "127.0.0.1", "{}");
+    for (name, ip, node, port) in endpoints {
+        let at = Place { node, ..HOME };
+        yaml += &workload_at(name, ip, at, &port_map("local", *port));
+    }
+    yaml += "services:\n";
+    yaml += &balanced_service("local", "127.0.1.13", "Node", "Strict");
+    yaml
+}
+
+/// The fields of the one Strict drop warning logged so far.
+fn strict_drop(h: &Harness) -> BTreeMap<String, String> {
+    let dropped = h.lines("warn proxy no usable endpoint in the strict scope, connection dropped ");
+    assert_eq!(dropped.len(), 1, "{dropped:#?}");
+    let f = fields(&dropped[0]);
+    assert_eq!(f["dst.service"], "local.httpbin.svc.cluster.local");
+    assert_eq!(f["scope"], "node");
+    f
+}
+
+#[tokio::test]
+async fn strict_with_no_endpoint_on_the_node_drops_the_connection_at_once() {
+    bounded(async {
+        let remote = Backend::start("127.0.2.6", "remote-live").await;
+        let text = strict_topology(&[("remote-live", "127.0.2.6", "node-b", remote.port())]);
+        let h = harness_for("strict-none", &text, &[(config::CONNECT_TIMEOUT, "2s")]).await;
+        let proxy = h.outbound(LOCAL_VIP);
+        let started = tokio::time::Instant::now();
+        assert_eq!(h.request(&proxy).await, "");
+        let took = started.elapsed();
+        // TD-ITP-1: no failover, no connect attempt, so no connect timeout either.
+        assert!(took < h.state.config.connect_timeout / 10, "took {took:?}");
+        assert_eq!(remote.accepted(), 0);
+        let f = strict_drop(&h);
+        assert_eq!((f["endpoints"].as_str(), f["tried"].as_str()), ("0", "0"));
+        assert_eq!(f["reason"], "no endpoint of the service is on this node");
+        let failed = h.lines("warn access connection failed ");
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        assert_eq!(fields(&failed[0])["error"], "no healthy upstream");
+        let metrics = h.state.metrics.render();
+        assert!(
+            metrics.lines().any(|l| {
+                l.starts_with("istio_tcp_connections_failed_total{")
+                    && l.contains("destination_service=\"local.httpbin.svc.cluster.local\"")
+                    && l.ends_with(" 1")
+            }),
+            "{metrics}"
+        );
+        // Nothing was opened to any endpoint.
+        assert!(
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("istio_tcp_connections_opened_total{"))
+                .all(|l| l.ends_with(" 0")),
+            "{metrics}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn strict_retries_only_on_the_node_then_drops() {
+    bounded(async {
+        let dead = refused_port("127.0.2.7").await;
+        let mut live = Backend::start("127.0.2.8", "local-b-live").await;
+        let remote = Backend::start("127.0.2.9", "remote-live").await;
+        let text = strict_topology(&[
+            ("local-a-dead", "127.0.2.7", "node-a", dead),
+            ("local-b-live", "127.0.2.8", "node-a", live.port()),
+            ("remote-live", "127.0.2.9", "node-b", remote.port()),
+        ]);
+        let h = harness_for("strict-retry", &text, &[]).await;
+        let proxy = h.outbound(LOCAL_VIP);
+        // Counter 0 tries the dead endpoint first, then the other one on the node.
+        assert_eq!(h.request(&proxy).await, "local-b-live");
+        live.stop().await;
+        assert_eq!(h.request(&proxy).await, "");
+        assert_eq!(remote.accepted(), 0);
+        let f = strict_drop(&h);
+        assert_eq!((f["endpoints"].as_str(), f["tried"].as_str()), ("2", "2"));
+        assert_eq!(
+            f["reason"],
+            "no endpoint of the service on this node accepted the connection"
+        );
+        let failed = h.lines("warn access connection failed ");
+        assert_eq!(failed.len(), 1, "{failed:#?}");
+        assert_eq!(fields(&failed[0])["error"], "connection refused");
     })
     .await;
 }

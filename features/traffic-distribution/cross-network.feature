@@ -1,0 +1,42 @@
+@TD-MODE-XNET @needs-topology @needs-cross-network @needs-network-faults
+Feature: every cross-network endpoint shares the lowest level, whatever its region or zone
+  Seed 002: cross-network endpoints are all at the last level of every mode. Here one of them
+  (twin) has exactly the client's region, zone and subzone labels, and another (far) has none
+  in common; once every same-network replica is blocked, the two must share the traffic evenly:
+  a mesh that ranked the twin above the far one would send it everything.
+  Exact assertions (round robin within the level), false-alarm rate 0; the 2s deadline for the
+  blocked replicas to leave the rotation is the L4-FO-2 detection window with margin.
+
+  Background:
+    Given the mesh's network is "net1"
+    And nodes:
+      | node   | region | zone | subzone | network |
+      | node-a | r1     | z1   | s1      |         |
+      | node-b | r2     | z5   | s5      |         |
+      | node-x | r1     | z1   | s1      | net2    |
+      | node-y | r7     | z7   | s7      | net3    |
+    And the client "client-in-ambient" runs on node "node-a"
+    And "in-ambient" has replicas:
+      | replica    | node   |
+      | here       | node-a |
+      | far-region | node-b |
+      | twin       | node-x |
+      | far        | node-y |
+
+  Scenario Outline: under <mode>, the cross-network replicas share <lowest> evenly
+    Given the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: <mode>
+    And port 8080 of every replica above <lowest> of <mode> is blocked with iptables DROP
+    Then within 2s the replicas at <lowest> of <mode> take every request to "http://in-ambient:8000/hostname"
+    When the client sends 12 requests to "http://in-ambient:8000/hostname"
+    Then the replicas at <lowest> of <mode> answered every request, evenly
+
+    Examples: modes of every profile
+      | mode           | lowest |
+      | PreferClose    | P3     |
+      | PreferSameNode | P5     |
+
+    @profile-solo
+    Examples: modes of the Solo distribution
+      | mode          | lowest |
+      | PreferRegion  | P2     |
+      | PreferNetwork | P1     |

@@ -1,0 +1,38 @@
+@TD-PREC-3
+Feature: a ServiceEntry takes its mode from its annotation, with every mode available
+  Seeds 002 and 003: a ServiceEntry has no `spec.trafficDistribution`; the annotation
+  `networking.istio.io/traffic-distribution` sets its mode, and every mode is available. The
+  ServiceEntry of fixtures/service-entry.yaml selects the in-ambient replicas of the ladder
+  topology (`workloadSelector: app: in-ambient`), so the mode in effect shows in where the
+  traffic to `in-ambient.mesh.example` goes. Exact assertions, false-alarm rate 0.
+
+  Background:
+    Given the topology "ladder"
+    And the fixture "service-entry" is applied
+
+  Scenario Outline: the ServiceEntry's annotation sets <value>
+    Given the ServiceEntry "in-ambient-se" has annotation networking.istio.io/traffic-distribution: <value>
+    When the client sends 14 requests to "http://in-ambient.mesh.example/hostname"
+    Then the replicas at P0 of <value> answered every request, evenly
+
+    Examples: modes of every profile
+      | value          |
+      | PreferClose    |
+      | PreferSameNode |
+      | Any            |
+
+    @profile-solo
+    Examples: modes of the Solo distribution
+      | value         |
+      | PreferNetwork |
+      | PreferRegion  |
+
+  @profile-solo @TD-DEF-1
+  Scenario: a ServiceEntry with no annotation is PreferNetwork on Solo
+    When the client sends 14 requests to "http://in-ambient.mesh.example/hostname"
+    Then the replicas at P0 of PreferNetwork answered every request, evenly
+
+  @profile-istio @TD-DEF-2
+  Scenario: a ServiceEntry with no annotation gives every endpoint equal weight on Istio
+    When the client sends 14 requests to "http://in-ambient.mesh.example/hostname"
+    Then the replicas at P0 of Any answered every request, evenly

@@ -1,0 +1,643 @@
+//! Steps of traffic distribution and locality: nodes and where replicas run, the Service's
+//! settings, and assertions by priority level ("the replicas at P1 of PreferClose"), with the
+//! levels computed from the catalogue's tables (`meshcert_mesh::levels`), never from the mesh.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cucumber::gherkin::Step;
+use cucumber::{given, then, when};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use meshcert_mesh::levels::{Placement, PriorityLevel, priority_level};
+use meshcert_mesh::manifest::Manifest;
+use meshcert_mesh::topology::{ClientPlacement, ReplicaPlacement, Topology, TopologyNode};
+use meshcert_mesh::translate::{TRAFFIC_DISTRIBUTION_ANNOTATION, TrafficDistribution};
+use meshcert_mesh::wait::scaled;
+use meshcert_mesh::{DeploymentRef, FaultKind, PodInfo, RequestRecord};
+
+use crate::params::{Mode, Priority, Setting, SettingField, Span};
+use crate::suite;
+use crate::world::{MeshWorld, RequestBatch, StepFailure, StepResult, ensure};
+
+#[given(expr = "the topology {string}")]
+async fn topology(world: &mut MeshWorld, name: String) -> StepResult {
+    let path = suite::context()
+        .fixtures_dir()
+        .join("topologies")
+        .join(format!("{name}.yaml"));
+    world.scene.topology = Topology::load(&path)?;
+    world.apply_topology().await
+}
+
+#[given(expr = "the mesh's network is {string}")]
+#[when(expr = "the mesh's network is changed to {string}")]
+async fn mesh_network(world: &mut MeshWorld, network: String) -> StepResult {
+    world.scene.topology.network = network;
+    world.apply_topology().await
+}
+
+#[given("nodes:")]
+async fn nodes(world: &mut MeshWorld, step: &Step) -> StepResult {
+    for row in table(step, &["node"], &["region", "zone", "subzone", "network"])? {
+        world.scene.topology.nodes.push(TopologyNode {
+            name: row["node"].clone(),
+            region: row.get("region").cloned().unwrap_or_default(),
+            zone: row.get("zone").cloned().unwrap_or_default(),
+            subzone: row.get("subzone").cloned().unwrap_or_default(),
+            network: row.get("network").filter(|n| !n.is_empty()).cloned(),
+        });
+    }
+    world.apply_topology().await
+}
+
+#[given(expr = "the client {string} runs on node {string}")]
+async fn client_on(world: &mut MeshWorld, app: String, node: String) -> StepResult {
+    world.scene.topology.clients.push(ClientPlacement {
+        app,
+        name: None,
+        node,
+    });
+    world.apply_topology().await
+}
+
+#[given(expr = "another client {string} like {string} runs on node {string}")]
+async fn another_client_on(
+    world: &mut MeshWorld,
+    name: String,
+    app: String,
+    node: String,
+) -> StepResult {
+    world.scene.topology.clients.push(ClientPlacement {
+        app,
+        name: Some(name),
+        node,
+    });
+    world.apply_topology().await
+}
+
+#[given(expr = "{string} has replicas:")]
+async fn replicas(world: &mut MeshWorld, app: String, step: &Step) -> StepResult {
+    for row in table(step, &["replica", "node"], &["pod network label"])? {
+        world.scene.topology.replicas.push(ReplicaPlacement {
+            app: app.clone(),
+            name: row["replica"].clone(),
+            node: row["node"].clone(),
+            network: row
+                .get("pod network label")
+                .filter(|n| !n.is_empty())
+                .cloned(),
+        });
+    }
+    world.apply_topology().await
+}
+
+#[when(expr = "node {string} is relabelled with zone {string}")]
+async fn relabel_zone(world: &mut MeshWorld, node: String, zone: String) -> StepResult {
+    let known = world
+        .scene
+        .topology
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == node)
+        .ok_or_else(|| StepFailure(format!("no node {node:?} in this scenario")))?;
+    known.zone = zone;
+    world.apply_topology().await
+}
+
+#[given(expr = "the Service {string} has {setting}")]
+#[when(expr = "the Service {string} is changed to also have {setting}")]
+async fn service_setting(world: &mut MeshWorld, service: String, setting: Setting) -> StepResult {
+    world
+        .change_object("Service", &service, |object| set(object, &setting))
+        .await
+}
+
+#[given(expr = "the ServiceEntry {string} has {setting}")]
+async fn service_entry_setting(
+    world: &mut MeshWorld,
+    entry: String,
+    setting: Setting,
+) -> StepResult {
+    world
+        .change_object("ServiceEntry", &entry, |object| set(object, &setting))
+        .await
+}
+
+#[given(expr = "the Service {string} has no traffic distribution setting")]
+async fn service_unset(world: &mut MeshWorld, service: String) -> StepResult {
+    let object = world
+        .scene
+        .fixtures
+        .objects
+        .iter()
+        .find(|o| o.kind() == "Service" && o.name() == service)
+        .ok_or_else(|| StepFailure(format!("no Service {service:?} in this scenario")))?;
+    let Manifest::Service(svc) = object else {
+        unreachable!("kind checked")
+    };
+    let spec = svc.spec.clone().unwrap_or_default();
+    let annotated = svc
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(TRAFFIC_DISTRIBUTION_ANNOTATION));
+    ensure!(
+        spec.traffic_distribution.is_none()
+            && spec.internal_traffic_policy.as_deref() != Some("Local")
+            && !annotated,
+        "Service {service} does set its traffic distribution: {spec:?}, annotated: {annotated}"
+    );
+    Ok(())
+}
+
+#[then(expr = "giving the Service {string} {setting} is refused, naming {string}")]
+async fn setting_refused(
+    world: &mut MeshWorld,
+    service: String,
+    setting: Setting,
+    field: String,
+) -> StepResult {
+    match world
+        .change_object("Service", &service, |object| set(object, &setting))
+        .await
+    {
+        Ok(()) => Err(StepFailure(format!(
+            "the mesh accepted {setting:?} on Service {service}; it must refuse it"
+        ))),
+        Err(e) if e.0.contains(&field) => Ok(()),
+        Err(e) => Err(StepFailure(format!(
+            "the mesh refused {setting:?} on Service {service} without naming {field:?}: {e}"
+        ))),
+    }
+}
+
+#[given(expr = "the fixture {string} is applied")]
+#[when(expr = "the fixture {string} is applied")]
+async fn fixture_applied(world: &mut MeshWorld, name: String) -> StepResult {
+    let manifests = world.load_fixtures(&[&name])?;
+    world.mesh().await?.deploy(&manifests).await?;
+    Ok(())
+}
+
+#[given(
+    expr = "port {int} of every replica above {priority} of {mode} is blocked with iptables DROP"
+)]
+#[when(expr = "I block port {int} of every replica above {priority} of {mode} with iptables DROP")]
+async fn block_above(world: &mut MeshWorld, port: u16, level: Priority, mode: Mode) -> StepResult {
+    let client = world.client()?;
+    let pods = replica_pods(world, &client, mode.0, |l| l < level.0).await?;
+    for pod in pods {
+        world.inject(pod, FaultKind::IptablesDrop { port }).await?;
+    }
+    Ok(())
+}
+
+#[when(expr = "I block port {int} of every replica at {priority} of {mode} with iptables DROP")]
+async fn block_at(world: &mut MeshWorld, port: u16, level: Priority, mode: Mode) -> StepResult {
+    let client = world.client()?;
+    let pods = replica_pods(world, &client, mode.0, |l| l == level.0).await?;
+    ensure!(
+        !pods.is_empty(),
+        "no replica is at {} of {} for this client: nothing to block",
+        level.0,
+        mode.0
+    );
+    for pod in pods {
+        world.inject(pod, FaultKind::IptablesDrop { port }).await?;
+    }
+    Ok(())
+}
+
+#[when(expr = "I remove the blocks of the replicas at {priority} of {mode} with iptables -F")]
+async fn unblock_at(world: &mut MeshWorld, level: Priority, mode: Mode) -> StepResult {
+    let client = world.client()?;
+    let pods: Vec<String> = replica_pods(world, &client, mode.0, |l| l == level.0)
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    world.undo_network_faults_on(&pods).await
+}
+
+#[when(expr = "the client {string} sends {int} request(s) to {string}")]
+async fn named_client_sends(
+    world: &mut MeshWorld,
+    client: String,
+    count: u32,
+    url: String,
+) -> StepResult {
+    let client = world.deployment(&client);
+    world
+        .send_from(
+            client,
+            &url,
+            count,
+            Duration::ZERO,
+            scaled(Duration::from_secs(5)),
+        )
+        .await
+}
+
+#[then(expr = "the replicas at {priority} of {mode} answered every request, evenly")]
+async fn level_took_all(world: &mut MeshWorld, level: Priority, mode: Mode) -> StepResult {
+    let batch = last_batch(world)?;
+    let levels = Levels::of(world, &batch.plan.client, mode.0).await?;
+    let members = levels.at(level.0);
+    ensure!(
+        !members.is_empty(),
+        "no replica is at {} of {} for {}: {}",
+        level.0,
+        mode.0,
+        batch.plan.client,
+        levels.describe()
+    );
+    let mut counts: BTreeMap<&str, usize> = members.iter().map(|m| (m.as_str(), 0)).collect();
+    let mut strays = Vec::new();
+    let mut failed = 0;
+    for record in &batch.records {
+        match record.replica().map(|pod| levels.replica_of(pod)) {
+            Some(Some(replica)) if counts.contains_key(replica) => {
+                *counts.get_mut(replica).expect("checked") += 1
+            }
+            Some(other) => strays.push(format!(
+                "#{} answered by {} ({})",
+                record.index,
+                other.unwrap_or("a pod of no replica"),
+                other
+                    .and_then(|r| levels.level_of(r))
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "no level".into())
+            )),
+            None => failed += 1,
+        }
+    }
+    let (min, max) = (
+        counts.values().min().copied().unwrap_or(0),
+        counts.values().max().copied().unwrap_or(0),
+    );
+    ensure!(
+        strays.is_empty() && failed == 0 && min > 0 && max - min <= 1,
+        "expected the {} replica(s) at {} of {} ({}) to answer all {} requests, evenly (round \
+         robin: counts differ by at most 1); got {counts:?}, {failed} failed, and answers from \
+         other levels: {strays:?}. Levels for {}: {}",
+        members.len(),
+        level.0,
+        mode.0,
+        members.join(", "),
+        batch.records.len(),
+        batch.plan.client,
+        levels.describe()
+    );
+    Ok(())
+}
+
+#[then(
+    expr = "every request started {duration} or more after the block was answered by a replica at {priority} of {mode}"
+)]
+async fn after_block_at(
+    world: &mut MeshWorld,
+    after: Span,
+    level: Priority,
+    mode: Mode,
+) -> StepResult {
+    let from = world.network_fault()?.handle.injected_at + scaled(after.0);
+    let batch = last_batch(world)?;
+    let late: Vec<&RequestRecord> = batch
+        .records
+        .iter()
+        .filter(|r| r.started_at >= from)
+        .collect();
+    ensure!(
+        !late.is_empty(),
+        "no request started {:?} or more after the block: send for longer",
+        after.0
+    );
+    let levels = Levels::of(world, &batch.plan.client, mode.0).await?;
+    let wrong: Vec<String> = late
+        .iter()
+        .filter_map(|r| {
+            let replica = r.replica().and_then(|p| levels.replica_of(p));
+            let at = replica.and_then(|rep| levels.level_of(rep));
+            (at != Some(level.0)).then(|| match replica {
+                Some(rep) => format!(
+                    "#{} answered by {rep} at {}",
+                    r.index,
+                    at.map(|l| l.to_string())
+                        .unwrap_or_else(|| "no level".into())
+                ),
+                None => format!("#{} failed: {:?}", r.index, r.outcome),
+            })
+        })
+        .collect();
+    ensure!(
+        wrong.is_empty(),
+        "{} of the {} requests started {:?} or more after the block did not reach {} of {} ({}): \
+         {wrong:?}. Levels: {}",
+        wrong.len(),
+        late.len(),
+        after.0,
+        level.0,
+        mode.0,
+        levels.at(level.0).join(", "),
+        levels.describe()
+    );
+    Ok(())
+}
+
+#[then(
+    expr = "within {duration} the replicas at {priority} of {mode} take every request to {string}"
+)]
+async fn level_takes_over(
+    world: &mut MeshWorld,
+    within: Span,
+    level: Priority,
+    mode: Mode,
+    url: String,
+) -> StepResult {
+    let client = world.client()?;
+    let levels = Levels::of(world, &client, mode.0).await?;
+    let members = levels.at(level.0);
+    ensure!(
+        !members.is_empty(),
+        "no replica is at {} of {}: {}",
+        level.0,
+        mode.0,
+        levels.describe()
+    );
+    // Paced probes, bounded by the deadline: the level has taken over once one full round
+    // (one request per member) lands there and nothing lands elsewhere.
+    let every = Duration::from_millis(50);
+    let deadline = scaled(within.0);
+    let count = (deadline.as_millis() / every.as_millis()).clamp(1, 200) as u32;
+    let started = world.elapsed();
+    world
+        .send_from(client, &url, count, every, Duration::from_secs(2))
+        .await?;
+    let batch = world.last_batch()?;
+    let round = members.len();
+    let in_level = |r: &RequestRecord| {
+        r.replica()
+            .and_then(|p| levels.replica_of(p))
+            .is_some_and(|rep| members.iter().any(|m| m == rep))
+    };
+    let settled = batch
+        .windows(round)
+        .position(|w| w.iter().all(in_level))
+        .map(|i| &batch[i..]);
+    match settled {
+        Some(rest) if rest[0].started_at - started <= deadline && rest.iter().all(in_level) => {
+            Ok(())
+        }
+        _ => Err(StepFailure(format!(
+            "within {:?} the replicas at {} of {} ({}) did not take every request; answers in \
+             order: {:?}. Levels: {}",
+            within.0,
+            level.0,
+            mode.0,
+            members.join(", "),
+            batch
+                .iter()
+                .map(|r| r
+                    .replica()
+                    .and_then(|p| levels.replica_of(p))
+                    .unwrap_or("<failed>"))
+                .collect::<Vec<_>>(),
+            levels.describe()
+        ))),
+    }
+}
+
+#[then(expr = "every request failed within {duration}")]
+async fn failed_fast(world: &mut MeshWorld, within: Span) -> StepResult {
+    let slow: Vec<String> = world
+        .last_batch()?
+        .iter()
+        .filter(|r| !r.failed() || r.latency > scaled(within.0))
+        .map(|r| format!("#{} {:?} after {:?}", r.index, r.outcome, r.latency))
+        .collect();
+    ensure!(
+        slow.is_empty(),
+        "every request should have failed within {:?} (the connection dropped, not left to \
+         time out); these did not: {slow:?}",
+        within.0
+    );
+    Ok(())
+}
+
+#[then("no request was answered")]
+async fn none_answered(world: &mut MeshWorld) -> StepResult {
+    let answered: Vec<String> = world
+        .last_batch()?
+        .iter()
+        .filter_map(|r| r.replica().map(|p| format!("#{} by {p}", r.index)))
+        .collect();
+    ensure!(
+        answered.is_empty(),
+        "{} request(s) were answered, none should be: {answered:?}",
+        answered.len()
+    );
+    Ok(())
+}
+
+/// The latest batch with its plan (which client sent it).
+fn last_batch(world: &MeshWorld) -> Result<RequestBatch, StepFailure> {
+    world
+        .observations
+        .batches
+        .last()
+        .cloned()
+        .ok_or_else(|| StepFailure("no requests were sent yet".into()))
+}
+
+/// Applies one setting to a Service, or the annotation to a ServiceEntry (its only setting).
+fn set(object: &mut Manifest, setting: &Setting) -> StepResult {
+    let annotate = |meta: &mut ObjectMeta| {
+        meta.annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                TRAFFIC_DISTRIBUTION_ANNOTATION.to_string(),
+                setting.value.clone(),
+            );
+    };
+    let service = match object {
+        Manifest::ServiceEntry(entry) if setting.field == SettingField::Annotation => {
+            annotate(&mut entry.metadata);
+            return Ok(());
+        }
+        Manifest::Service(service) => service,
+        other => {
+            return Err(StepFailure(format!(
+                "{setting:?} does not apply to {}: a ServiceEntry takes only the annotation",
+                other.describe()
+            )));
+        }
+    };
+    match setting.field {
+        SettingField::Annotation => annotate(&mut service.metadata),
+        SettingField::Spec => {
+            service
+                .spec
+                .get_or_insert_with(Default::default)
+                .traffic_distribution = Some(setting.value.clone());
+        }
+        SettingField::InternalTrafficPolicy => {
+            service
+                .spec
+                .get_or_insert_with(Default::default)
+                .internal_traffic_policy = Some(setting.value.clone());
+        }
+    }
+    Ok(())
+}
+
+/// A data table as rows keyed by header; `required` columns must be there, `optional` may be.
+fn table(
+    step: &Step,
+    required: &[&str],
+    optional: &[&str],
+) -> Result<Vec<BTreeMap<String, String>>, StepFailure> {
+    let rows = step
+        .table
+        .as_ref()
+        .map(|t| t.rows.clone())
+        .unwrap_or_default();
+    let Some((header, body)) = rows.split_first() else {
+        return Err(StepFailure(format!(
+            "step {:?} needs a table with the columns {}",
+            step.value,
+            required.join(", ")
+        )));
+    };
+    for column in header {
+        ensure!(
+            required.contains(&column.as_str()) || optional.contains(&column.as_str()),
+            "unknown column {column:?} in the table of {:?} (columns: {})",
+            step.value,
+            required
+                .iter()
+                .chain(optional)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for column in required {
+        ensure!(
+            header.iter().any(|h| h == column),
+            "the table of {:?} lacks the column {column:?}",
+            step.value
+        );
+    }
+    Ok(body
+        .iter()
+        .map(|row| header.iter().cloned().zip(row.iter().cloned()).collect())
+        .collect())
+}
+
+/// Every replica of the scene with its pods and its level for one client under one mode.
+struct Levels {
+    /// (replica, its pod names, its level).
+    replicas: Vec<(String, Vec<String>, Option<PriorityLevel>)>,
+}
+
+impl Levels {
+    async fn of(
+        world: &mut MeshWorld,
+        client: &DeploymentRef,
+        mode: TrafficDistribution,
+    ) -> Result<Levels, StepFailure> {
+        let topology = world.scene.topology.clone();
+        let at = topology
+            .clients
+            .iter()
+            .find(|c| c.deployment_name() == client.name)
+            .and_then(|c| topology.placement(&c.node, None))
+            .ok_or_else(|| {
+                StepFailure(format!(
+                    "client {client} was not placed on a node of this scenario's topology"
+                ))
+            })?;
+        let mut replicas = Vec::new();
+        for replica in &topology.replicas {
+            let placement: Placement = topology
+                .placement(&replica.node, replica.network.as_deref())
+                .ok_or_else(|| StepFailure(format!("replica {} has no node", replica.name)))?;
+            let pods: Vec<String> = world
+                .pods(&replica.deployment_name())
+                .await?
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+            replicas.push((
+                replica.name.clone(),
+                pods,
+                priority_level(mode, &at, &placement),
+            ));
+        }
+        Ok(Levels { replicas })
+    }
+
+    fn at(&self, level: PriorityLevel) -> Vec<String> {
+        self.replicas
+            .iter()
+            .filter(|(_, _, l)| *l == Some(level))
+            .map(|(name, _, _)| name.clone())
+            .collect()
+    }
+
+    fn replica_of(&self, pod: &str) -> Option<&str> {
+        self.replicas
+            .iter()
+            .find(|(_, pods, _)| pods.iter().any(|p| p == pod))
+            .map(|(name, _, _)| name.as_str())
+    }
+
+    fn level_of(&self, replica: &str) -> Option<PriorityLevel> {
+        self.replicas
+            .iter()
+            .find(|(name, _, _)| name == replica)
+            .and_then(|(_, _, l)| *l)
+    }
+
+    fn describe(&self) -> String {
+        self.replicas
+            .iter()
+            .map(|(name, _, l)| {
+                format!(
+                    "{name}={}",
+                    l.map(|l| l.to_string())
+                        .unwrap_or_else(|| "unreachable".into())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The pods of the replicas whose level for `client` satisfies `wanted`.
+async fn replica_pods(
+    world: &mut MeshWorld,
+    client: &DeploymentRef,
+    mode: TrafficDistribution,
+    wanted: impl Fn(PriorityLevel) -> bool,
+) -> Result<Vec<PodInfo>, StepFailure> {
+    let levels = Levels::of(world, client, mode).await?;
+    let mut pods = Vec::new();
+    for (name, _, level) in &levels.replicas {
+        if level.is_some_and(&wanted) {
+            let deployment = format!(
+                "{}-{name}",
+                world
+                    .scene
+                    .topology
+                    .replicas
+                    .iter()
+                    .find(|r| &r.name == name)
+                    .map(|r| r.app.clone())
+                    .unwrap_or_default()
+            );
+            pods.extend(world.pods(&deployment).await?);
+        }
+    }
+    Ok(pods)
+}
