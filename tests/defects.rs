@@ -21,33 +21,78 @@ struct Defect {
     may_fail: &'static [&'static str],
 }
 
+/// Behaviours whose scenarios assert a spread (round robin, within a priority level or over
+/// the replicas): a broken picker fails them too, legitimately, or by chance does not.
+const SPREAD: &[&str] = &[
+    "L4-RR-1",
+    "L4-RR-3",
+    "L4-RR-4",
+    "L4-FO-2",
+    "L4-FO-4",
+    "L4-OD-1",
+    "TD-PREC-1",
+    "TD-PREC-2",
+    "TD-PREC-3",
+    "TD-DEF-1",
+    "TD-DEF-2",
+    "TD-MODE-PC",
+    "TD-MODE-PSN",
+    "TD-MODE-PR",
+    "TD-MODE-PN",
+    "TD-MODE-ANY",
+    "TD-MODE-XNET",
+    "TD-FO-1",
+    "TD-ITP-1",
+    "LOC-1",
+    "LOC-4",
+    "L4-OD-2",
+];
+
+/// Behaviours whose scenarios fail a level over and back: they need ejection, restoration and
+/// retries to work, so the defects of those fail them too.
+const LEVEL_FAILOVER: &[&str] = &[
+    "TD-MODE-PC",
+    "TD-MODE-PSN",
+    "TD-MODE-PR",
+    "TD-MODE-PN",
+    "TD-FO-1",
+];
+
 const DEFECTS: &[Defect] = &[
     Defect {
         name: "first-endpoint",
         must_fail: &[
             "L4-RR-1", "L4-RR-2", "L4-RR-4", "L4-FO-2", "L4-FO-4", "L4-OD-1",
         ],
-        may_fail: &[],
+        may_fail: SPREAD,
     },
     Defect {
         name: "random-pick",
         must_fail: &["L4-RR-2"],
-        may_fail: &["L4-RR-1", "L4-RR-4", "L4-FO-2", "L4-FO-4", "L4-OD-1"],
+        // A random pick can still give even counts (see the module doc).
+        may_fail: SPREAD,
     },
     Defect {
         name: "no-retry",
         must_fail: &["L4-FO-3"],
-        may_fail: &["L4-FO-2"],
+        may_fail: &[
+            "L4-FO-2",
+            "TD-MODE-PC",
+            "TD-MODE-PSN",
+            "TD-MODE-PR",
+            "TD-MODE-PN",
+            "TD-FO-1",
+        ],
     },
     Defect {
         name: "never-eject",
-        must_fail: &["L4-FO-2", "L4-OD-5"],
-        may_fail: &[],
+        must_fail: &["L4-FO-2", "L4-OD-5", "TD-FO-1"],
+        may_fail: LEVEL_FAILOVER,
     },
     Defect {
         name: "never-restore",
-        must_fail: &["L4-FO-4"],
-        may_fail: &[],
+        must_fail: &["L4-FO-4", "TD-FO-1"],
+        may_fail: LEVEL_FAILOVER,
     },
     // LOG-1 also checks that dst.addr and dst.workload name the same pod, which this breaks.
     Defect {
@@ -64,8 +109,15 @@ const DEFECTS: &[Defect] = &[
     // (a TCP health check) does not close its breaker either.
     Defect {
         name: "eject-on-http-5xx",
-        must_fail: &["L4-OD-1"],
-        may_fail: &["L4-FO-4"],
+        must_fail: &["L4-OD-1", "L4-OD-2"],
+        may_fail: &[
+            "L4-FO-4",
+            "TD-MODE-PC",
+            "TD-MODE-PSN",
+            "TD-MODE-PR",
+            "TD-MODE-PN",
+            "TD-FO-1",
+        ],
     },
     Defect {
         name: "keep-removed-endpoints",

@@ -1,3 +1,4 @@
+@needs-topology
 Feature: with no setting, Solo prefers the client's network and Istio weighs every endpoint equally
   Seed 001 (TD-DEF-1, Solo): with nothing set, ztunnel behaves as `PreferNetwork`: every
   endpoint of the client's network first, cross-network endpoints only when none is left.

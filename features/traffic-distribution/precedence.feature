@@ -1,4 +1,4 @@
-@TD-PREC-1
+@TD-PREC-1 @needs-topology
 Feature: internalTrafficPolicy Local beats spec.trafficDistribution, which beats the annotation
   Seeds 001 and 002: the precedence, highest first, is the Service's `spec.trafficDistribution`,
   then its annotation `networking.istio.io/traffic-distribution`; DESIGN.md puts

@@ -1,4 +1,4 @@
-@TD-PREC-3
+@TD-PREC-3 @needs-topology
 Feature: a ServiceEntry takes its mode from its annotation, with every mode available
   Seeds 002 and 003: a ServiceEntry has no `spec.trafficDistribution`; the annotation
   `networking.istio.io/traffic-distribution` sets its mode, and every mode is available. The

@@ -1,4 +1,4 @@
-@TD-PREC-2
+@TD-PREC-2 @needs-topology
 Feature: spec.trafficDistribution takes the Kubernetes values; the annotation takes every mode
   Seeds 001 and 002: `spec.trafficDistribution` supports `PreferClose` (alias `PreferSameZone`);
   the Istio-only modes go in the annotation, which supports every mode. The API server refuses

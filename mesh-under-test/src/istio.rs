@@ -15,8 +15,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::local_config::Locality;
 
-/// The API group of the three kinds.
-pub const GROUP: &str = "networking.istio.io";
 /// The `apiVersion` this module writes.
 pub const API_VERSION: &str = "networking.istio.io/v1";
 /// Every `apiVersion` accepted on read: the kinds have one shape in all three.
@@ -385,7 +383,7 @@ impl GoDuration {
             )
         };
         let is_number = |c: char| c.is_ascii_digit() || c == '.';
-        if text.is_empty() || text.trim() != text {
+        if text.is_empty() || text.contains(char::is_whitespace) {
             return Err(bad());
         }
         let mut duration = Duration::ZERO;
@@ -725,6 +723,7 @@ mod tests {
     #[case("10")]
     #[case("s")]
     #[case("10 s")]
+    #[case("1m 30s")]
     #[case("10sec")]
     #[case("-1s")]
     #[case("1..5s")]

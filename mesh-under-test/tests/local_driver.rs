@@ -527,6 +527,24 @@ fn reference_binary() -> Option<PathBuf> {
     }
 }
 
+/// A run and the options of a mesh running the reference ztunnel; `None`, with the reason
+/// printed, when this machine cannot run local meshes or the binary is not built.
+fn reference_setup(profile: Profile, reloads_config: bool) -> Option<(Arc<Run>, LocalOptions)> {
+    if skip_reason().is_some() {
+        return None;
+    }
+    let binary = reference_binary()?;
+    let run = Run::acquire().unwrap();
+    let command = ZtunnelCommand {
+        program: binary,
+        args: vec![],
+        env: vec![],
+        reloads_config,
+    };
+    let options = LocalOptions::new(command, "reference", profile, work_dir(&run));
+    Some((run, options))
+}
+
 /// Every request answered, spread evenly over three replicas in a repeating order (L4-RR-2);
 /// the replica of each request.
 fn assert_round_robin_over_three(records: &[RequestRecord]) -> Vec<Option<String>> {
@@ -559,20 +577,9 @@ fn counts(replicas: &[Option<String>]) -> BTreeMap<String, usize> {
 #[case::reloading(true)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guide_end_to_end_with_the_reference_ztunnel(#[case] reloads_config: bool) {
-    if skip_reason().is_some() {
-        return;
-    }
-    let Some(binary) = reference_binary() else {
+    let Some((run, options)) = reference_setup(Profile::Solo, reloads_config) else {
         return;
     };
-    let run = Run::acquire().unwrap();
-    let command = ZtunnelCommand {
-        program: binary,
-        args: vec![],
-        env: vec![],
-        reloads_config,
-    };
-    let options = LocalOptions::new(command, "reference", Profile::Solo, work_dir(&run));
 
     let started = Instant::now();
     let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
@@ -682,20 +689,9 @@ fn istio_fixture(name: &str) -> ManifestSet {
 /// round robin over the three pods (TD-PREC-3 with no annotation, L4-OD-2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_entry_host_round_robins_and_a_destination_rule_changes_nothing() {
-    if skip_reason().is_some() {
-        return;
-    }
-    let Some(binary) = reference_binary() else {
+    let Some((run, options)) = reference_setup(Profile::Istio, true) else {
         return;
     };
-    let run = Run::acquire().unwrap();
-    let command = ZtunnelCommand {
-        program: binary,
-        args: vec![],
-        env: vec![],
-        reloads_config: true,
-    };
-    let options = LocalOptions::new(command, "reference", Profile::Istio, work_dir(&run));
     let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
     let mut manifests = guide_manifests();
     manifests.extend(istio_fixture("service-entry.yaml"));

@@ -278,4 +278,18 @@ mod tests {
             Applicability::Skipped(_)
         ));
     }
+
+    #[test]
+    fn each_examples_block_is_judged_alone() {
+        let text = "Feature: f\n  Scenario Outline: o <v>\n    When <v>\n\n    Examples:\n      | v |\n      | a |\n\n    @profile-solo\n    Examples:\n      | v |\n      | b |\n";
+        let mut feature = gherkin::Feature::parse(text, gherkin::GherkinEnv::default()).unwrap();
+        gate(Profile::Istio, None).apply(&mut feature);
+        assert_eq!(feature.scenarios.len(), 2);
+        assert_eq!(marker(&feature.scenarios[0]), None);
+        assert!(matches!(
+            marker(&feature.scenarios[1]),
+            Some(Applicability::NotApplicable(_))
+        ));
+        assert_eq!(feature.scenarios[1].examples[0].tags, ["profile-solo"]);
+    }
 }

@@ -13,6 +13,7 @@ use futures::FutureExt;
 use meshcert_mesh::local::{self, LocalMesh, LocalOptions, Run, ZtunnelCommand};
 use meshcert_mesh::{Capability, MeshError, MeshUnderTest, Profile, TargetInfo};
 use meshcert_reports::{RunResults, SCHEMA_VERSION, TargetSummary};
+use meshcert_ztunnel::defects::Defects;
 
 use crate::applicability::{Gate, GatedParser, marker};
 use crate::results::{Collected, ResultsCollector, ScenarioKey, feature_path};
@@ -123,6 +124,8 @@ impl SuiteContext {
         let mut options =
             LocalOptions::new(ztunnel, &self.target.kind, self.target.profile, work_dir);
         options.target_name = self.target.name.clone();
+        // The control plane is part of the reference mesh: its defect switches act there too.
+        options.defects = Defects::parse(&defects.join(",")).map_err(MeshError::InvalidRequest)?;
         Ok(Box::new(LocalMesh::new(run, options)?))
     }
 }

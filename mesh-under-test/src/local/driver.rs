@@ -28,10 +28,14 @@ use crate::logs::LogLine;
 use crate::manifest::{Manifest, ManifestSet};
 use crate::metrics::{self, MetricSample};
 use crate::translate::{self, ClusterSnapshot};
+use crate::wait::{Probe, eventually};
 use crate::{
     Capability, DeploymentRef, Fault, FaultHandle, FaultKind, MeshError, MeshUnderTest, PodInfo,
     PodRef, Profile, RequestOutcome, RequestPlan, RequestRecord, TargetInfo,
 };
+
+/// How long a new pod may take to become reachable from its node.
+const REACHABLE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A node of the local cluster and its labels (locality: `topology.kubernetes.io/region`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -595,6 +599,15 @@ impl LocalMesh {
                 }
             }
         };
+        if let Err(e) = self.wait_reachable(&node, &pod_netns).await {
+            if let Some((_, entry)) = app {
+                let ledger = self.ledger.clone();
+                blocking(move || ledger.release(entry)).await?;
+            }
+            let (ledger, entry) = (self.ledger.clone(), pod_netns.entry);
+            blocking(move || ledger.release(entry)).await?;
+            return Err(e);
+        }
         let state = &self.deployments[deployment];
         let object = cluster::build_pod(&cluster::PodFacts {
             namespace: &deployment.namespace,
@@ -623,6 +636,28 @@ impl LocalMesh {
     }
 
     /// Removes a pod: its ztunnel, faults and app first, then its namespace.
+    /// Waits until a new pod's link is up at both ends, as a CNI plugin does before the kubelet
+    /// reports the pod: until then it is unreachable.
+    async fn wait_reachable(&self, node: &str, pod: &PodNetns) -> Result<(), MeshError> {
+        let node_netns = self
+            .topology
+            .node(node)
+            .map(|n| n.netns.clone())
+            .ok_or_else(|| MeshError::InvalidRequest(format!("no node {node:?}")))?;
+        let what = format!("the link of pod {} ({}) to come up", pod.name, pod.ip);
+        eventually(&what, REACHABLE_DEADLINE, Duration::from_millis(20), || {
+            let (node_netns, pod) = (node_netns.clone(), pod.clone());
+            async move {
+                match blocking(move || netns::pod_link_pending(&node_netns, &pod)).await {
+                    Ok(None) => Probe::Ready(()),
+                    Ok(Some(state)) => Probe::NotYet(state),
+                    Err(e) => Probe::Failed(e),
+                }
+            }
+        })
+        .await
+    }
+
     async fn remove_pod(&mut self, pod: &PodRef) -> Result<(), MeshError> {
         let Some(state) = self.pods.remove(pod) else {
             return Ok(());

@@ -395,6 +395,27 @@ pub fn create_pod(run: &Arc<Run>, ledger: &Ledger, plan: &PodPlan) -> Result<Pod
     })
 }
 
+/// Whether a new pod's link is up at both ends: its `eth0`, and the node end as a forwarding
+/// bridge port. The kernel raises a veth's carrier asynchronously (its link watch may take a
+/// second under load); until then frames to the pod are dropped. `Some(state)` while not yet.
+pub fn pod_link_pending(node_netns: &str, pod: &PodNetns) -> Result<Option<String>, MeshError> {
+    let node_end = format!("veth{}", pod.ip.octets()[3]);
+    let port = command(
+        "bridge",
+        &["-n", node_netns, "link", "show", "dev", &node_end],
+    )?;
+    let eth0 = ip(&["-n", &pod.netns, "-o", "link", "show", "dev", "eth0"])?;
+    if port.contains("state forwarding") && eth0.contains("state UP") {
+        Ok(None)
+    } else {
+        Ok(Some(format!(
+            "bridge port: {}; eth0: {}",
+            port.trim(),
+            eth0.split('\\').next().unwrap_or_default().trim()
+        )))
+    }
+}
+
 fn ip_steps(steps: &[&[&str]]) -> Result<(), MeshError> {
     for step in steps {
         ip(step)?;
