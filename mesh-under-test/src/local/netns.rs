@@ -109,8 +109,8 @@ pub(crate) fn delete_netns(netns: &str) -> Result<(), MeshError> {
     }
 }
 
-/// Checks that this machine can run local meshes: root, `ip netns`, and `iptables` (filter and
-/// nat tables) inside a namespace. The error is one line, ready to print as a skip reason.
+/// Checks that this machine can run local meshes: root, `ip netns`, `bridge`, and `iptables`
+/// (filter and nat tables) inside a namespace. The error is one line, ready to print as a skip reason.
 pub fn preflight() -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -127,6 +127,12 @@ pub fn preflight() -> Result<(), String> {
         ip(&["netns", "add", &name])
             .map_err(|e| format!("`ip netns` is not usable: {}", one_line(e)))?;
         run.netns_created(&name);
+        command("bridge", &["-n", &name, "link", "show"]).map_err(|e| {
+            format!(
+                "`bridge` (iproute2) is not usable: {}; install iproute2",
+                one_line(e)
+            )
+        })?;
         for table in ["filter", "nat"] {
             netns_exec(&name, "iptables", &["-w", "5", "-t", table, "-S"]).map_err(|e| {
                 format!(
