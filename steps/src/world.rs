@@ -37,6 +37,14 @@ impl From<MeshError> for StepFailure {
 
 pub type StepResult = Result<(), StepFailure>;
 
+fn namespace_of(deployment: &k8s_openapi::api::apps::v1::Deployment) -> String {
+    deployment
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| meshcert_mesh::manifest::DEFAULT_NAMESPACE.into())
+}
+
 /// The guide's backend fixture, which also defines the namespace every fixture uses.
 const GUIDE_BACKEND: &str = "in-ambient";
 
@@ -149,11 +157,7 @@ impl MeshWorld {
     pub async fn deploy_fixtures(&mut self, names: &[&str]) -> StepResult {
         let manifests = self.load_fixtures(names)?;
         for deployment in manifests.deployments() {
-            let namespace = deployment
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into());
+            let namespace = namespace_of(deployment);
             let name = deployment.metadata.name.clone().unwrap_or_default();
             let serves = deployment
                 .spec
@@ -223,11 +227,7 @@ impl MeshWorld {
             .first()
             .map(|c| c.deployment_name().to_string());
         for deployment in manifests.deployments() {
-            let namespace = deployment
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into());
+            let namespace = namespace_of(deployment);
             if first_client.as_deref() == deployment.metadata.name.as_deref() {
                 self.scene.client = Some(DeploymentRef::new(
                     namespace.clone(),
@@ -247,30 +247,24 @@ impl MeshWorld {
         name: &str,
         change: impl FnOnce(&mut Manifest) -> Result<(), StepFailure>,
     ) -> StepResult {
-        let object = self
+        let index = self
             .scene
             .fixtures
             .objects
-            .iter_mut()
-            .find(|o| o.kind() == kind && o.name() == name)
+            .iter()
+            .position(|o| o.kind() == kind && o.name() == name)
             .ok_or_else(|| {
                 StepFailure(format!(
                     "no {kind} {name:?} among the fixtures applied in this scenario"
                 ))
             })?;
-        let mut changed = object.clone();
+        let mut changed = self.scene.fixtures.objects[index].clone();
         change(&mut changed)?;
         let set = ManifestSet {
             objects: vec![changed.clone()],
         };
         self.mesh().await?.deploy(&set).await?;
-        *self
-            .scene
-            .fixtures
-            .objects
-            .iter_mut()
-            .find(|o| o.kind() == kind && o.name() == name)
-            .expect("found above") = changed;
+        self.scene.fixtures.objects[index] = changed;
         Ok(())
     }
 

@@ -792,9 +792,12 @@ impl LocalMesh {
         }
         for pod in &clients {
             if let Some(admin) = self.admin(pod) {
-                admin.wait_knows(&present, removed).await?;
+                // A reloading ztunnel must serve exactly the written config, which implies
+                // knowing every endpoint; a restarted one read it at start.
                 if self.options.ztunnel.reloads_config {
                     admin.wait_config(&translation.config).await?;
+                } else {
+                    admin.wait_knows(&present, removed).await?;
                 }
             }
         }

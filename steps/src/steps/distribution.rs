@@ -536,8 +536,8 @@ fn table(
 
 /// Every replica of the scene with its pods and its level for one client under one mode.
 struct Levels {
-    /// (replica, its pod names, its level).
-    replicas: Vec<(String, Vec<String>, Option<PriorityLevel>)>,
+    /// (replica, its pods, its level).
+    replicas: Vec<(String, Vec<PodInfo>, Option<PriorityLevel>)>,
 }
 
 impl Levels {
@@ -562,12 +562,7 @@ impl Levels {
             let placement: Placement = topology
                 .placement(&replica.node, replica.network.as_deref())
                 .ok_or_else(|| StepFailure(format!("replica {} has no node", replica.name)))?;
-            let pods: Vec<String> = world
-                .pods(&replica.deployment_name())
-                .await?
-                .into_iter()
-                .map(|p| p.name)
-                .collect();
+            let pods = world.pods(&replica.deployment_name()).await?;
             replicas.push((
                 replica.name.clone(),
                 pods,
@@ -588,7 +583,7 @@ impl Levels {
     fn replica_of(&self, pod: &str) -> Option<&str> {
         self.replicas
             .iter()
-            .find(|(_, pods, _)| pods.iter().any(|p| p == pod))
+            .find(|(_, pods, _)| pods.iter().any(|p| p.name == pod))
             .map(|(name, _, _)| name.as_str())
     }
 
@@ -622,22 +617,10 @@ async fn replica_pods(
     wanted: impl Fn(PriorityLevel) -> bool,
 ) -> Result<Vec<PodInfo>, StepFailure> {
     let levels = Levels::of(world, client, mode).await?;
-    let mut pods = Vec::new();
-    for (name, _, level) in &levels.replicas {
-        if level.is_some_and(&wanted) {
-            let deployment = format!(
-                "{}-{name}",
-                world
-                    .scene
-                    .topology
-                    .replicas
-                    .iter()
-                    .find(|r| &r.name == name)
-                    .map(|r| r.app.clone())
-                    .unwrap_or_default()
-            );
-            pods.extend(world.pods(&deployment).await?);
-        }
-    }
-    Ok(pods)
+    Ok(levels
+        .replicas
+        .into_iter()
+        .filter(|(_, _, level)| level.is_some_and(&wanted))
+        .flat_map(|(_, pods, _)| pods)
+        .collect())
 }
