@@ -1,12 +1,13 @@
-//! `meshcert`: runs the conformance suite against a mesh under test, and sweeps what killed runs
-//! left behind.
+//! `meshcert`: runs the conformance suite against a mesh under test, compares two targets,
+//! and sweeps what killed runs left behind.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use meshcert_mesh::Profile;
-use meshcert_steps::{SuiteConfig, TargetChoice, run_suite};
+use meshcert_reports::diff::Diff;
+use meshcert_steps::{SuiteConfig, TargetSpec, run_suite};
 
 #[derive(Parser)]
 #[command(
@@ -23,24 +24,74 @@ struct Cli {
 enum Command {
     /// Run the Gherkin suite and write results.json, junit.xml and cucumber.json.
     Run(RunArgs),
+    /// Run the suite against two targets and show, per behaviour ID, where the verdicts
+    /// differ, with both runs' observations side by side.
+    Diff(DiffArgs),
     /// Remove network namespaces and processes left by runs that were killed.
     Sweep,
 }
 
 #[derive(Args)]
 struct RunArgs {
-    /// The mesh under test. `reference`: the bundled reference ztunnel in local network namespaces.
-    #[arg(long, default_value = "reference", value_parser = ["reference"])]
+    /// The mesh under test: `reference` (the bundled reference ztunnel) or `ztunnel` (any
+    /// ztunnel binary, given by --ztunnel-bin), both in local network namespaces.
+    #[arg(long, default_value = "reference", value_parser = ["reference", "ztunnel"])]
     target: String,
-    /// The reference ztunnel binary (default: `meshcert-ztunnel` beside this executable).
-    #[arg(long, env = "MESHCERT_REFERENCE_BIN")]
-    reference_bin: Option<PathBuf>,
-    /// Profile the target declares: `solo` or `istio`. Scenarios of the other profile are not applicable.
-    #[arg(long, env = "MESHCERT_PROFILE", default_value = "solo")]
-    profile: Profile,
+    /// The ztunnel binary of `--target ztunnel` (upstream: built with `--features testing`).
+    #[arg(long, env = "MESHCERT_ZTUNNEL_BIN")]
+    ztunnel_bin: Option<PathBuf>,
+    /// Extra environment of the ztunnel under test, NAME=VALUE (e.g. LOG_FORMAT=json).
+    #[arg(long = "ztunnel-env", value_name = "NAME=VALUE")]
+    ztunnel_env: Vec<String>,
+    /// The binary rereads LOCAL_XDS_PATH on change (default for the reference); without it
+    /// an external binary is restarted after every config change.
+    #[arg(long)]
+    ztunnel_reloads_config: bool,
+    /// How long a starting ztunnel gets to answer /healthz/ready, e.g. 10s.
+    #[arg(long, value_name = "DURATION")]
+    ready_timeout: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Profile the target declares: `solo` or `istio` (default: solo for the reference,
+    /// istio for any other binary). Scenarios of the other profile are not applicable.
+    #[arg(long, env = "MESHCERT_PROFILE")]
+    profile: Option<Profile>,
+    /// Capabilities the target declares, comma-separated (default: all a local mesh offers;
+    /// an external ztunnel lacks cross-network). Scenarios needing others are skipped.
+    #[arg(long, value_delimiter = ',')]
+    capabilities: Option<Vec<String>>,
     /// Test-only defect switches of the reference (comma-separated), to prove scenarios catch them.
     #[arg(long, env = "MESHCERT_REFERENCE_DEFECT", value_delimiter = ',')]
     reference_defect: Vec<String>,
+    /// Where results.json, junit.xml and cucumber.json are written.
+    #[arg(long, default_value = "target/meshcert")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// First target: `reference`, `reference,defect=NAME`, `ztunnel:PATH[,profile=solo]
+    /// [,env=NAME=VALUE][,capabilities=A+B][,reloads=true][,ready-timeout=20s]`.
+    #[arg(long)]
+    a: String,
+    /// Second target, same form as --a.
+    #[arg(long)]
+    b: String,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Where each side's results go (`<out>/a`, `<out>/b`) and `diff.json`.
+    #[arg(long, default_value = "target/meshcert/diff")]
+    out: PathBuf,
+    /// Width of the side-by-side output.
+    #[arg(long, default_value_t = 120)]
+    width: usize,
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// The reference ztunnel binary (default: `meshcert-ztunnel` beside this executable).
+    #[arg(long, env = "MESHCERT_REFERENCE_BIN")]
+    reference_bin: Option<PathBuf>,
     /// Run only scenarios matching this cucumber tag expression, e.g. `@L4-FO-2 or @LOG-1`.
     #[arg(long, short = 't')]
     tags: Option<String>,
@@ -50,12 +101,64 @@ struct RunArgs {
     /// Directory of Kubernetes manifests the features deploy.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))]
     fixtures: PathBuf,
-    /// Where results.json, junit.xml and cucumber.json are written.
-    #[arg(long, default_value = "target/meshcert")]
-    out: PathBuf,
     /// Scenarios run at once.
     #[arg(long)]
     concurrency: Option<usize>,
+}
+
+impl CommonArgs {
+    fn reference_bin(&self) -> PathBuf {
+        self.reference_bin.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join("meshcert-ztunnel")))
+                .unwrap_or_else(|| PathBuf::from("meshcert-ztunnel"))
+        })
+    }
+
+    fn suite(&self, target: TargetSpec, out_dir: PathBuf) -> SuiteConfig {
+        SuiteConfig {
+            target,
+            features: self.features.clone(),
+            fixtures: self.fixtures.clone(),
+            out_dir,
+            tags: self.tags.clone(),
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+impl RunArgs {
+    /// The target the flags describe; one-line errors name the flag.
+    fn target(&self) -> Result<TargetSpec, String> {
+        let mut spec =
+            match self.target.as_str() {
+                "ztunnel" => TargetSpec::ztunnel(self.ztunnel_bin.clone().ok_or(
+                    "--target ztunnel needs --ztunnel-bin PATH (or MESHCERT_ZTUNNEL_BIN)",
+                )?),
+                _ => TargetSpec::reference(self.common.reference_bin()),
+            };
+        let flag = |name: &'static str| move |e: String| format!("{name}: {e}");
+        if let Some(profile) = self.profile {
+            spec.profile = profile;
+        }
+        if let Some(capabilities) = &self.capabilities {
+            spec.set("capabilities", &capabilities.join("+"))
+                .map_err(flag("--capabilities"))?;
+        }
+        for env in &self.ztunnel_env {
+            spec.set("env", env).map_err(flag("--ztunnel-env"))?;
+        }
+        if self.ztunnel_reloads_config {
+            spec.reloads_config = true;
+        }
+        if let Some(timeout) = &self.ready_timeout {
+            spec.set("ready-timeout", timeout)
+                .map_err(flag("--ready-timeout"))?;
+        }
+        spec.defects = self.reference_defect.clone();
+        Ok(spec)
+    }
 }
 
 fn main() -> ExitCode {
@@ -76,24 +179,14 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            let bin = args.reference_bin.unwrap_or_else(|| {
-                std::env::current_exe()
-                    .ok()
-                    .and_then(|exe| exe.parent().map(|dir| dir.join("meshcert-ztunnel")))
-                    .unwrap_or_else(|| PathBuf::from("meshcert-ztunnel"))
-            });
-            let config = SuiteConfig {
-                target: TargetChoice::Reference {
-                    bin,
-                    defects: args.reference_defect,
-                },
-                profile: args.profile,
-                features: args.features,
-                fixtures: args.fixtures,
-                out_dir: args.out,
-                tags: args.tags,
-                concurrency: args.concurrency,
+            let target = match args.target() {
+                Ok(target) => target,
+                Err(e) => {
+                    eprintln!("meshcert run: {e}");
+                    return ExitCode::from(2);
+                }
             };
+            let config = args.common.suite(target, args.out.clone());
             match runtime.block_on(run_suite(config)) {
                 Ok(outcome) if outcome.failed() => ExitCode::FAILURE,
                 Ok(_) => ExitCode::SUCCESS,
@@ -103,5 +196,45 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Diff(args) => match runtime.block_on(diff(&args)) {
+            Ok(diff) if diff.differing.is_empty() => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("meshcert diff: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// Runs both sides one after the other (they would share the machine's two cores otherwise)
+/// and prints where they differ.
+async fn diff(args: &DiffArgs) -> Result<Diff, String> {
+    let reference = args.common.reference_bin();
+    let a = TargetSpec::parse(&args.a, &reference).map_err(|e| format!("--a: {e}"))?;
+    let b = TargetSpec::parse(&args.b, &reference).map_err(|e| format!("--b: {e}"))?;
+    for (side, spec) in [("--a", &a), ("--b", &b)] {
+        spec.check().map_err(|e| format!("{side}: {e}"))?;
+    }
+    let mut results = Vec::new();
+    for (side, spec) in [("a", &a), ("b", &b)] {
+        println!("meshcert diff: running the suite against {side} = {spec}");
+        let outcome = run_suite(args.common.suite(spec.clone(), args.out.join(side)))
+            .await
+            .map_err(|e| format!("{side}: {e}"))?;
+        if outcome.parse_errors > 0 {
+            return Err(format!(
+                "{side}: {} feature file(s) did not parse",
+                outcome.parse_errors
+            ));
+        }
+        results.push(outcome.results);
+    }
+    let diff = Diff::between(&a.to_string(), &results[0], &b.to_string(), &results[1]);
+    let path = args.out.join("diff.json");
+    let json = serde_json::to_string_pretty(&diff).expect("a diff always serialises");
+    std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("\n{}", diff.render(args.width));
+    println!("meshcert diff: details in {}", path.display());
+    Ok(diff)
 }

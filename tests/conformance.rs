@@ -1,49 +1,85 @@
-//! `cargo test` entry of the Gherkin suite: every feature against the bundled reference ztunnel
-//! (the embedded default), in local network namespaces, once per profile. Reports land in
-//! `target/meshcert/<profile>/`.
-//! `MESHCERT_PROFILE` and `MESHCERT_TAGS` narrow the run.
+//! `cargo test` entry of the Gherkin suite, in local network namespaces:
+//! 1. the bundled reference ztunnel (the embedded default) under each profile, reloading its
+//!    config (`target/meshcert/solo/`, `target/meshcert/istio/`);
+//! 2. the same binary through the external-binary launcher, as a stranger: profile `istio`,
+//!    restarted on every config change, JSON logs (`target/meshcert/ztunnel/`).
+//!
+//! `MESHCERT_ZTUNNEL_BIN=./ztunnel` runs only the second pass, against that binary
+//! (`MESHCERT_ZTUNNEL_PROFILE`, `MESHCERT_ZTUNNEL_ENV=NAME=VALUE,...` declare more);
+//! `MESHCERT_PROFILE` narrows the reference passes and `MESHCERT_TAGS` every pass.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use meshcert_mesh::Profile;
-use meshcert_steps::{SuiteConfig, TargetChoice, run_suite};
+use meshcert_steps::{SuiteConfig, TargetSpec, run_suite};
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The passes to run, each with its output directory name.
+fn passes() -> Result<Vec<(String, TargetSpec)>, String> {
+    let reference = env!("CARGO_BIN_EXE_meshcert-ztunnel");
+    if let Some(bin) = var("MESHCERT_ZTUNNEL_BIN") {
+        let mut spec = TargetSpec::ztunnel(bin);
+        if let Some(profile) = var("MESHCERT_ZTUNNEL_PROFILE") {
+            spec.set("profile", &profile)
+                .map_err(|e| format!("MESHCERT_ZTUNNEL_PROFILE: {e}"))?;
+        }
+        for env in var("MESHCERT_ZTUNNEL_ENV")
+            .iter()
+            .flat_map(|v| v.split(','))
+        {
+            spec.set("env", env)
+                .map_err(|e| format!("MESHCERT_ZTUNNEL_ENV: {e}"))?;
+        }
+        return Ok(vec![("ztunnel".into(), spec)]);
+    }
+    // The reference runs under both profiles: each run lists the other profile's scenarios
+    // as not applicable, and together they cover every behaviour of the catalogue.
+    let profiles: Vec<Profile> = match var("MESHCERT_PROFILE") {
+        Some(p) => vec![p.parse().map_err(|e| format!("MESHCERT_PROFILE: {e}"))?],
+        None => vec![Profile::Solo, Profile::Istio],
+    };
+    let mut passes: Vec<(String, TargetSpec)> = profiles
+        .into_iter()
+        .map(|profile| {
+            let mut spec = TargetSpec::reference(reference);
+            spec.profile = profile;
+            (profile.to_string(), spec)
+        })
+        .collect();
+    let mut stranger = TargetSpec::ztunnel(reference);
+    stranger.set("env", "LOG_FORMAT=json")?;
+    passes.push(("ztunnel".into(), stranger));
+    Ok(passes)
+}
 
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    // The reference runs under both profiles: each run lists the other profile's scenarios as
-    // not applicable, and together they cover every behaviour of the catalogue.
-    let profiles: Vec<Profile> = match std::env::var("MESHCERT_PROFILE") {
-        Ok(p) if !p.is_empty() => match p.parse() {
-            Ok(p) => vec![p],
-            Err(e) => {
-                eprintln!("MESHCERT_PROFILE: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        _ => vec![Profile::Solo, Profile::Istio],
+    let passes = match passes() {
+        Ok(passes) => passes,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return ExitCode::from(2);
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let mut failed = false;
-    for profile in profiles {
+    for (dir, target) in passes {
+        println!("meshcert: {target}");
         let config = SuiteConfig {
-            target: TargetChoice::Reference {
-                bin: PathBuf::from(env!("CARGO_BIN_EXE_meshcert-ztunnel")),
-                defects: vec![],
-            },
-            profile,
+            target,
             features: root.join("features"),
             fixtures: root.join("fixtures"),
-            out_dir: root.join("target/meshcert").join(profile.to_string()),
-            tags: std::env::var("MESHCERT_TAGS")
-                .ok()
-                .filter(|t| !t.is_empty()),
+            out_dir: root.join("target/meshcert").join(dir),
+            tags: var("MESHCERT_TAGS"),
             concurrency: None,
         };
-        println!("meshcert: the bundled reference under profile {profile}");
         match runtime.block_on(run_suite(config)) {
             Ok(outcome) => failed |= outcome.failed(),
             Err(e) => {

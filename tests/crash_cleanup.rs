@@ -1,6 +1,8 @@
 //! A run killed with SIGKILL in the middle of the failover scenario leaves nothing behind once the
 //! next run (or `meshcert sweep`) starts: no network namespace, no iptables rule, no ztunnel.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -27,7 +29,7 @@ fn main() -> ExitCode {
 
 fn crash_then_sweep() -> Result<String, String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let before = harness_namespaces();
+    let before = support::harness_namespaces();
     let mut run = Command::new(env!("CARGO_BIN_EXE_meshcert"))
         .args([
             "run",
@@ -46,7 +48,7 @@ fn crash_then_sweep() -> Result<String, String> {
     // Wait, bounded, until the fault is in force: a DROP rule inside one of the run's pods.
     let started = Instant::now();
     loop {
-        let found = harness_namespaces()
+        let found = support::harness_namespaces()
             .into_iter()
             .filter(|ns| !before.contains(ns))
             .find(|ns| rules(ns).contains("-j DROP"));
@@ -75,7 +77,7 @@ fn crash_then_sweep() -> Result<String, String> {
     while count_processes("meshcert-ztunnel") > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let left = harness_namespaces()
+    let left = support::harness_namespaces()
         .into_iter()
         .filter(|ns| !before.contains(ns))
         .count();
@@ -90,7 +92,7 @@ fn crash_then_sweep() -> Result<String, String> {
             String::from_utf8_lossy(&sweep.stderr)
         ));
     }
-    let after: Vec<String> = harness_namespaces()
+    let after: Vec<String> = support::harness_namespaces()
         .into_iter()
         .filter(|ns| !before.contains(ns))
         .collect();
@@ -107,20 +109,6 @@ fn crash_then_sweep() -> Result<String, String> {
         "killed mid-failover with {left} namespaces in place; sweep removed them in {:.2}s; no ztunnel left",
         killed_at.elapsed().as_secs_f64()
     ))
-}
-
-fn harness_namespaces() -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with("mc-"))
-        .map(str::to_string)
-        .collect()
 }
 
 fn rules(ns: &str) -> String {

@@ -82,6 +82,15 @@ impl Capability {
     ];
 }
 
+/// What an external ztunnel binary offers locally: no cross-network endpoints, since
+/// upstream reaches them through an east-west gateway the local fabric does not have.
+pub fn external_ztunnel_capabilities() -> Vec<Capability> {
+    Capability::LOCAL
+        .into_iter()
+        .filter(|c| *c != Capability::CrossNetwork)
+        .collect()
+}
+
 impl FromStr for Capability {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -252,6 +261,17 @@ impl RequestRecord {
     }
 }
 
+/// A ztunnel restarted to take a config change (a binary that reads its config once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restart {
+    /// The client pod whose ztunnel restarted.
+    pub pod: String,
+    /// When the change began, on the mesh's clock.
+    pub at: Duration,
+    /// Stop, start, ready and serving the new config.
+    pub took: Duration,
+}
+
 /// A fault to inject into one pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
@@ -305,6 +325,11 @@ pub trait MeshUnderTest: Send {
     /// Time since the mesh was created: the clock of `RequestRecord::started_at`,
     /// `FaultHandle::injected_at` and `LogLine::observed_at`.
     fn elapsed(&self) -> Duration;
+
+    /// Every ztunnel restart so far; empty for a ztunnel that reloads its config.
+    fn restarts(&self) -> Vec<Restart> {
+        Vec::new()
+    }
 
     /// Creates the objects of the manifests and waits until their pods are ready and the
     /// client's ztunnel knows every endpoint.

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+pub mod diff;
+
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of the JSON shape.

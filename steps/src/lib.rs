@@ -4,10 +4,13 @@
 
 mod applicability;
 mod params;
+mod probe;
 mod results;
 mod steps;
 pub mod suite;
+pub mod target;
 mod world;
 
-pub use suite::{SuiteConfig, SuiteOutcome, TargetChoice, run_suite};
+pub use suite::{SuiteConfig, SuiteOutcome, run_suite};
+pub use target::{TargetKind, TargetSpec};
 pub use world::MeshWorld;

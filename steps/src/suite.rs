@@ -2,34 +2,30 @@
 //! the World reads, cucumber's writers (console, JUnit, Cucumber JSON) teed with meshcert's own
 //! results collector, cleanup on Ctrl-C, and the closing summary.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use cucumber::event;
 use cucumber::{World, WriterExt, writer};
 use futures::FutureExt;
-use meshcert_mesh::local::{self, LocalMesh, LocalOptions, Run, ZtunnelCommand};
-use meshcert_mesh::{Capability, MeshError, MeshUnderTest, Profile, TargetInfo};
+use meshcert_mesh::local::{self, LocalMesh, LocalOptions, Run};
+use meshcert_mesh::{MeshError, MeshUnderTest, TargetInfo};
 use meshcert_reports::{RunResults, SCHEMA_VERSION, TargetSummary};
 use meshcert_ztunnel::defects::Defects;
 
 use crate::applicability::{Gate, GatedParser, marker};
+use crate::probe;
 use crate::results::{Collected, ResultsCollector, ScenarioKey, feature_path};
+use crate::target::TargetSpec;
 use crate::world::MeshWorld;
-
-/// Which mesh the suite runs against.
-#[derive(Debug, Clone)]
-pub enum TargetChoice {
-    /// The bundled reference ztunnel binary, optionally with test-only defect switches.
-    Reference { bin: PathBuf, defects: Vec<String> },
-}
 
 #[derive(Debug, Clone)]
 pub struct SuiteConfig {
-    pub target: TargetChoice,
-    pub profile: Profile,
+    /// The mesh under test and what it declares (profile, capabilities).
+    pub target: TargetSpec,
     pub features: PathBuf,
     pub fixtures: PathBuf,
     /// Where `results.json`, `junit.xml`, `cucumber.json` and the run's files go.
@@ -55,28 +51,11 @@ impl SuiteConfig {
                 self.fixtures.display()
             ));
         }
-        let TargetChoice::Reference { bin, .. } = &self.target;
-        if !bin.is_file() {
-            return Err(format!(
-                "reference ztunnel binary {} does not exist: build it with `cargo build --bin meshcert-ztunnel`",
-                bin.display()
-            ));
-        }
+        self.target.check()?;
         if self.concurrency == Some(0) {
             return Err("concurrency must be at least 1".into());
         }
         Ok(())
-    }
-
-    fn target_info(&self) -> TargetInfo {
-        let TargetChoice::Reference { .. } = &self.target;
-        TargetInfo {
-            kind: "reference".into(),
-            name: "meshcert reference ztunnel".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            profile: self.profile,
-            capabilities: Capability::LOCAL.to_vec(),
-        }
     }
 }
 
@@ -104,28 +83,31 @@ impl SuiteContext {
         &self.config.fixtures
     }
 
+    /// Whether the target restarts to take a config change (it reads its config once).
+    pub fn target_restarts(&self) -> bool {
+        !self.config.target.reloads_config
+    }
+
     pub async fn make_mesh(&self) -> Result<Box<dyn MeshUnderTest>, MeshError> {
         let run = self
             .run
             .clone()
             .ok_or_else(|| MeshError::Environment("network namespaces are unavailable".into()))?;
-        let TargetChoice::Reference { bin, defects } = &self.config.target;
-        let mut env = Vec::new();
-        if !defects.is_empty() {
-            env.push(("MESHCERT_REFERENCE_DEFECT".to_string(), defects.join(",")));
-        }
-        let ztunnel = ZtunnelCommand {
-            program: bin.clone(),
-            args: vec![],
-            env,
-            reloads_config: true,
-        };
+        let spec = &self.config.target;
         let work_dir = self.config.out_dir.join("runs").join(run.id());
-        let mut options =
-            LocalOptions::new(ztunnel, &self.target.kind, self.target.profile, work_dir);
+        let mut options = LocalOptions::new(
+            spec.command(),
+            &self.target.kind,
+            self.target.profile,
+            work_dir,
+        );
         options.target_name = self.target.name.clone();
+        options.version = self.target.version.clone();
+        options.capabilities = self.target.capabilities.clone();
+        options.ready_deadline = spec.ready_timeout;
         // The control plane is part of the reference mesh: its defect switches act there too.
-        options.defects = Defects::parse(&defects.join(",")).map_err(MeshError::InvalidRequest)?;
+        options.defects =
+            Defects::parse(&spec.defects.join(",")).map_err(MeshError::InvalidRequest)?;
         Ok(Box::new(LocalMesh::new(run, options)?))
     }
 }
@@ -158,7 +140,7 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         )
     })?;
 
-    let target = config.target_info();
+    let target = config.target.info();
     let (run, unavailable) = match local::preflight() {
         Err(reason) => (None, Some(reason)),
         Ok(()) => match Run::start() {
@@ -176,6 +158,23 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         observations: Arc::default(),
     });
     *CONTEXT.write().unwrap() = Some(context.clone());
+    let mut settings = config.target.settings();
+    if context.run.is_some() {
+        println!(
+            "meshcert: starting {} once to check it can run",
+            config.target
+        );
+        match probe::probe(&context).await {
+            Ok(report) => {
+                println!("meshcert: {report}");
+                settings.extend(report.settings());
+            }
+            Err(e) => {
+                *CONTEXT.write().unwrap() = None;
+                return Err(format!("{} cannot be tested: {e}", config.target));
+            }
+        }
+    }
     let interrupt = tokio::spawn(async {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut term) = signal(SignalKind::terminate()) else {
@@ -227,11 +226,16 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
                 .normalized(),
         )
         .fail_on_skipped_with(|_, _, scenario| marker(scenario).is_none())
-        .after(move |feature, _rule, scenario, _finished, world| {
+        .after(move |feature, _rule, scenario, finished, world| {
             let observations = observations.clone();
             let key = (feature_path(&features_dir, feature), scenario.position.line);
+            let failed = !matches!(
+                finished,
+                event::ScenarioFinished::StepPassed | event::ScenarioFinished::StepSkipped
+            );
             async move {
                 if let Some(world) = world {
+                    world.keep_evidence(failed).await;
                     if let Err(e) = world.teardown().await {
                         eprintln!("meshcert: teardown of {}:{}: {e}", key.0, key.1);
                     }
@@ -250,11 +254,9 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
 
     let mut scenarios = std::mem::take(&mut *collected.0.lock().unwrap());
     scenarios.sort_by(|a, b| (&a.feature, a.line).cmp(&(&b.feature, b.line)));
-    let mut settings = BTreeMap::new();
-    let TargetChoice::Reference { bin, defects } = &config.target;
-    settings.insert("binary".to_string(), bin.display().to_string());
-    if !defects.is_empty() {
-        settings.insert("defects".to_string(), defects.join(","));
+    if let Some(line) = restart_summary(&scenarios) {
+        println!("meshcert: {line}");
+        settings.insert("restarts in scenarios".to_string(), line);
     }
     let results = RunResults {
         schema_version: SCHEMA_VERSION,
@@ -301,4 +303,29 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         results_path,
         parse_errors,
     })
+}
+
+/// How many restarts the scenarios cost and their median, when the target restarts on change.
+fn restart_summary(scenarios: &[meshcert_reports::ScenarioResult]) -> Option<String> {
+    let mut took: Vec<f64> = scenarios
+        .iter()
+        .filter_map(|s| s.observations.get("restarts")?.as_array().cloned())
+        .flatten()
+        .filter_map(|r| {
+            let took = r.get("took")?;
+            Some(took.get("secs")?.as_f64()? * 1e3 + took.get("nanos")?.as_f64()? / 1e6)
+        })
+        .collect();
+    if took.is_empty() {
+        return None;
+    }
+    took.sort_by(f64::total_cmp);
+    let median = took[took.len() / 2];
+    let total: f64 = took.iter().sum();
+    Some(format!(
+        "{} ztunnel restarts to take config changes, median {median:.0} ms, max {:.0} ms, {:.1} s in all",
+        took.len(),
+        took[took.len() - 1],
+        total / 1e3
+    ))
 }

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use meshcert_mesh::logs::LogLine;
 use meshcert_mesh::manifest::{Manifest, ManifestSet};
+use meshcert_mesh::metrics::MetricSample;
 use meshcert_mesh::topology::Topology;
 use meshcert_mesh::{
     DeploymentRef, Fault, FaultHandle, MeshError, MeshUnderTest, PodInfo, RequestPlan,
-    RequestRecord,
+    RequestRecord, Restart,
 };
 use serde::Serialize;
 
@@ -104,6 +105,24 @@ pub struct Observations {
     pub faults: Vec<FaultRecord>,
     /// ztunnel log lines read by log assertions (kept for failed scenarios' reports).
     pub log_lines: Vec<LogLine>,
+    /// Restarts the ztunnel took to learn config changes (targets that read config once).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restarts: Vec<Restart>,
+    /// Evidence kept only when the scenario failed, so it can be understood without re-running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_evidence: Option<FailureEvidence>,
+}
+
+/// Everything the ztunnel said during a failed scenario.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FailureEvidence {
+    /// Every log line since the mesh was deployed.
+    pub ztunnel_log: Vec<LogLine>,
+    /// The client ztunnel's metrics at the end of the scenario.
+    pub metrics: Vec<MetricSample>,
+    /// Evidence that could not be read, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<String>,
 }
 
 #[derive(cucumber::World)]
@@ -143,6 +162,28 @@ impl MeshWorld {
             self.mesh = Some(suite::context().make_mesh().await?);
         }
         Ok(self.mesh.as_deref_mut().expect("just created"))
+    }
+
+    /// Reads what a scenario's end leaves to read, before teardown: the restarts always, the
+    /// whole ztunnel log and metrics when it failed.
+    pub async fn keep_evidence(&mut self, failed: bool) {
+        let Some(mesh) = self.mesh.as_ref() else {
+            return;
+        };
+        self.observations.restarts = mesh.restarts();
+        if !failed {
+            return;
+        }
+        let mut evidence = FailureEvidence::default();
+        match mesh.ztunnel_logs().await {
+            Ok(lines) => evidence.ztunnel_log = lines,
+            Err(e) => evidence.unavailable.push(format!("ztunnel log: {e}")),
+        }
+        match mesh.metrics().await {
+            Ok(samples) => evidence.metrics = samples,
+            Err(e) => evidence.unavailable.push(format!("metrics: {e}")),
+        }
+        self.observations.failure_evidence = Some(evidence);
     }
 
     pub async fn teardown(&mut self) -> Result<(), MeshError> {

@@ -14,7 +14,7 @@ use crate::MeshError;
 use crate::local_config::LocalConfig;
 use crate::wait::{Probe, eventually};
 
-/// How long a fresh ztunnel gets to become ready.
+/// How long a fresh ztunnel gets to become ready, unless the target says otherwise.
 pub const READY_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a ztunnel gets to learn a config change.
 pub const CONFIG_DEADLINE: Duration = Duration::from_secs(5);
@@ -57,12 +57,12 @@ impl Admin {
 
     /// Waits until `/healthz/ready` answers 200. A ztunnel that exits first, or never gets
     /// ready, is a `MeshError::Ztunnel` with its last output lines.
-    pub async fn wait_ready(&self) -> Result<(), MeshError> {
+    pub async fn wait_ready(&self, deadline: Duration) -> Result<(), MeshError> {
         let what = format!(
             "ztunnel of {} to be ready (GET 127.0.0.1:{READINESS_PORT}/healthz/ready)",
             self.pod
         );
-        let result = eventually(&what, READY_DEADLINE, POLL, || async move {
+        let result = eventually(&what, deadline, POLL, || async move {
             if let Some(e) = self.exited() {
                 return Probe::Failed(e);
             }
@@ -79,10 +79,12 @@ impl Admin {
         })
         .await;
         match result {
-            Err(MeshError::Timeout { what, waited, last }) => Err(MeshError::Ztunnel(format!(
-                "not ready: timed out after {waited:?} waiting for {what}; last observed: {last}; last output \
-                 lines:\n  {}",
-                self.process.output().last(5).join("\n  ")
+            Err(MeshError::Timeout { waited, last, .. }) => Err(MeshError::Ztunnel(format!(
+                "ztunnel for {} never became ready: GET 127.0.0.1:{READINESS_PORT}/healthz/ready \
+                 still failed after {:.1}s ({last}); {}",
+                self.pod,
+                waited.as_secs_f64(),
+                self.process.output().last_words()
             ))),
             other => other,
         }

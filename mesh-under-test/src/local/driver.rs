@@ -31,7 +31,7 @@ use crate::translate::{self, ClusterSnapshot};
 use crate::wait::{Probe, eventually};
 use crate::{
     Capability, DeploymentRef, Fault, FaultHandle, FaultKind, MeshError, MeshUnderTest, PodInfo,
-    PodRef, Profile, RequestOutcome, RequestPlan, RequestRecord, TargetInfo,
+    PodRef, Profile, RequestOutcome, RequestPlan, RequestRecord, Restart, TargetInfo,
 };
 
 /// How long a new pod may take to become reachable from its node.
@@ -78,6 +78,12 @@ pub struct LocalOptions {
     /// Control-plane defect switches (e.g. `wrong-precedence`) for the translation; none in
     /// any real use.
     pub defects: Defects,
+    /// How long a starting ztunnel gets to answer `/healthz/ready` (debug builds are slow).
+    pub ready_deadline: Duration,
+    /// Capabilities the target declares; default `Capability::LOCAL`.
+    pub capabilities: Vec<Capability>,
+    /// The target's version, for reports.
+    pub version: String,
 }
 
 impl LocalOptions {
@@ -102,6 +108,13 @@ impl LocalOptions {
             cluster_id: "cluster1".to_string(),
             network: String::new(),
             defects: Defects::none(),
+            ready_deadline: super::admin::READY_DEADLINE,
+            capabilities: Capability::LOCAL.to_vec(),
+            version: if target_kind == "reference" {
+                env!("CARGO_PKG_VERSION").to_string()
+            } else {
+                "unknown".to_string()
+            },
         }
     }
 }
@@ -206,7 +219,7 @@ pub struct LocalMesh {
     ztunnels: BTreeMap<PodRef, ClientZtunnel>,
     faults: BTreeMap<u64, FaultState>,
     next_fault: u64,
-    restarts: Vec<Duration>,
+    restarts: Vec<Restart>,
     warnings: Vec<String>,
     seed: u64,
     torn_down: bool,
@@ -243,13 +256,9 @@ impl LocalMesh {
         let target = TargetInfo {
             kind: options.target_kind.clone(),
             name: options.target_name.clone(),
-            version: if options.target_kind == "reference" {
-                env!("CARGO_PKG_VERSION").to_string()
-            } else {
-                "unknown".to_string()
-            },
+            version: options.version.clone(),
             profile: options.profile,
-            capabilities: Capability::LOCAL.to_vec(),
+            capabilities: options.capabilities.clone(),
         };
         let seed = crate::local::cluster::fnv1a(run.id().as_bytes());
         Ok(LocalMesh {
@@ -294,11 +303,6 @@ impl LocalMesh {
     /// `<work_dir>/mesh-<n>`: config files and ztunnel logs.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// When each ztunnel restart happened (mesh clock); empty when the ztunnel reloads config.
-    pub fn restarts(&self) -> &[Duration] {
-        &self.restarts
     }
 
     /// What the control-plane translation skipped or ignored, one line each.
@@ -765,6 +769,7 @@ impl LocalMesh {
             })
             .map(|(pod, _)| pod.clone())
             .collect();
+        let mut restarting = BTreeMap::new();
         for pod in &clients {
             if !self.ztunnels.contains_key(pod) {
                 let z = self.new_client_ztunnel(pod)?;
@@ -783,8 +788,8 @@ impl LocalMesh {
                         return Err(MeshError::Ztunnel(process.describe_exit(status)));
                     }
                     if changed && !self.options.ztunnel.reloads_config {
+                        restarting.insert(pod.clone(), (self.elapsed(), Instant::now()));
                         self.stop_ztunnel(pod).await?;
-                        self.restarts.push(self.elapsed());
                         self.start_ztunnel(pod).await?;
                     }
                 }
@@ -799,6 +804,14 @@ impl LocalMesh {
                 } else {
                     admin.wait_knows(&present, removed).await?;
                 }
+            }
+            if let Some((at, began)) = restarting.remove(pod) {
+                // Stop, start, ready and knowing the config: what a change costs this target.
+                self.restarts.push(Restart {
+                    pod: pod.to_string(),
+                    at,
+                    took: began.elapsed(),
+                });
             }
         }
         Ok(())
@@ -850,7 +863,7 @@ impl LocalMesh {
             process,
             pod: pod.to_string(),
         };
-        admin.wait_ready().await
+        admin.wait_ready(self.options.ready_deadline).await
     }
 
     async fn stop_ztunnel(&mut self, pod: &PodRef) -> Result<(), MeshError> {
@@ -910,6 +923,10 @@ impl MeshUnderTest for LocalMesh {
 
     fn elapsed(&self) -> Duration {
         self.created.elapsed()
+    }
+
+    fn restarts(&self) -> Vec<Restart> {
+        self.restarts.clone()
     }
 
     async fn deploy(&mut self, manifests: &ManifestSet) -> Result<(), MeshError> {

@@ -178,6 +178,21 @@ impl OutputLog {
         lock(&self.lines).clone()
     }
 
+    /// The last output lines and the log file, on one line (for error messages).
+    pub fn last_words(&self) -> String {
+        let last = self.last(3);
+        let said = if last.is_empty() {
+            "it wrote nothing".to_string()
+        } else {
+            let quoted: Vec<String> = last
+                .iter()
+                .map(|l| format!("{:?}", truncate(l, 200)))
+                .collect();
+            format!("its last output: {}", quoted.join(" / "))
+        };
+        format!("{said} (whole output in {})", self.path.display())
+    }
+
     /// The last `n` lines, oldest first (for error messages).
     pub fn last(&self, n: usize) -> Vec<String> {
         let lines = lock(&self.lines);
@@ -185,6 +200,13 @@ impl OutputLog {
             .iter()
             .map(|l| l.raw.clone())
             .collect()
+    }
+}
+
+fn truncate(line: &str, max: usize) -> &str {
+    match line.char_indices().nth(max) {
+        Some((at, _)) => &line[..at],
+        None => line,
     }
 }
 
@@ -336,6 +358,10 @@ impl ZtunnelProcess {
                 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // Its own process group, so a wrapper script's children are stopped with it.
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 // The harness died before prctl took effect: nobody would kill us later.
                 if libc::getppid() != parent {
                     return Err(std::io::Error::other(
@@ -415,18 +441,14 @@ impl ZtunnelProcess {
         lock(&self.child).try_wait().ok().flatten()
     }
 
-    /// Describes an exit for an error: status and the last output lines.
+    /// Describes an exit for an error, on one line: status, the last output lines and where
+    /// the whole output is.
     pub fn describe_exit(&self, status: ExitStatus) -> String {
         self.output.wait_drained(Duration::from_millis(500));
-        let last = self.output.last(5);
         format!(
-            "ztunnel for {} exited ({status}); last output lines:\n  {}",
+            "ztunnel for {} exited ({status}); {}",
             self.pod,
-            if last.is_empty() {
-                "(none)".to_string()
-            } else {
-                last.join("\n  ")
-            }
+            self.output.last_words()
         )
     }
 
@@ -466,9 +488,19 @@ impl ZtunnelProcess {
         }
     }
 
-    /// SIGTERM, up to `grace` to exit, then SIGKILL; reaps the process.
+    /// Signals what is left of the process group (a wrapper script's children).
+    fn signal_group(&self, signal: i32) {
+        // SAFETY: kill(2) on the group the child made itself leader of; ESRCH when empty.
+        unsafe {
+            libc::kill(-(self.pid as libc::pid_t), signal);
+        }
+    }
+
+    /// SIGTERM to the process group, up to `grace` to exit, then SIGKILL; reaps the process
+    /// and kills whatever of its group is left.
     pub fn stop(&self, grace: Duration) -> Result<ExitStatus, MeshError> {
         if self.exit_status().is_none() {
+            self.signal_group(libc::SIGTERM);
             self.signal(libc::SIGTERM);
             if !self.wait_exit(grace) {
                 self.signal(libc::SIGKILL);
@@ -478,6 +510,8 @@ impl ZtunnelProcess {
             "cannot reap ztunnel pid {}",
             self.pid
         )))?;
+        // The group id stays ours while any member lives: no recycled-pid risk.
+        self.signal_group(libc::SIGKILL);
         self.output
             .note(&format!("stopped pid {} ({status})", self.pid));
         Ok(status)

@@ -1,0 +1,216 @@
+//! Before the suite: start the target once in a small mesh (the guide's client and three
+//! replicas), so a binary that cannot run gives one clear error instead of sixty failed
+//! scenarios, and measure what a config change costs it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use meshcert_mesh::logs::{LogLine, parse_line};
+use meshcert_mesh::manifest::ManifestSet;
+use meshcert_mesh::{DeploymentRef, MeshUnderTest};
+
+use crate::suite::SuiteContext;
+
+/// The fixtures the probe deploys: the client and its backend.
+const FIXTURES: [&str; 2] = ["in-ambient", "client-in-ambient"];
+
+/// What the probe learned about the target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeReport {
+    /// From deploy to every ztunnel ready and knowing every endpoint.
+    pub started_in: Duration,
+    /// One config change for a target restarted on change: stop, start, ready, serving it.
+    pub restart_cost: Option<Duration>,
+    /// `text` or `json`, from the lines that parsed.
+    pub log_format: Option<&'static str>,
+    pub log_lines: usize,
+    /// Lines that are neither format (a banner, a panic).
+    pub unparsed: usize,
+}
+
+impl ProbeReport {
+    pub fn settings(&self) -> BTreeMap<String, String> {
+        let mut settings = BTreeMap::new();
+        settings.insert(
+            "start".to_string(),
+            format!("{} ms", self.started_in.as_millis()),
+        );
+        if let Some(cost) = self.restart_cost {
+            settings.insert(
+                "restart per config change".to_string(),
+                format!("{} ms", cost.as_millis()),
+            );
+        }
+        if let Some(format) = self.log_format {
+            settings.insert("log format".to_string(), format.to_string());
+        }
+        settings
+    }
+}
+
+impl fmt::Display for ProbeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the target started and knew its endpoints in {} ms",
+            self.started_in.as_millis()
+        )?;
+        match self.restart_cost {
+            Some(cost) => write!(
+                f,
+                "; it reads its config once, so each config change restarts it: {} ms",
+                cost.as_millis()
+            )?,
+            None => f.write_str("; it reloads its config on change")?,
+        }
+        match self.log_format {
+            Some(format) => write!(f, "; {} log lines in {format} format", self.log_lines)?,
+            None => f.write_str("; it wrote no log line yet")?,
+        }
+        if self.unparsed > 0 {
+            write!(f, " ({} other lines kept whole, not parsed)", self.unparsed)?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts the target, restarts it once if it reads config once, checks its log lines parse,
+/// and tears the mesh down whatever happened. Errors are one line.
+pub async fn probe(context: &SuiteContext) -> Result<ProbeReport, String> {
+    let mut mesh = context.make_mesh().await.map_err(one_line)?;
+    let result = exercise(mesh.as_mut(), context).await;
+    let teardown = mesh.teardown().await;
+    let report = result?;
+    teardown.map_err(|e| format!("cleaning up after the start check: {}", one_line(e)))?;
+    Ok(report)
+}
+
+async fn exercise(
+    mesh: &mut dyn MeshUnderTest,
+    context: &SuiteContext,
+) -> Result<ProbeReport, String> {
+    let dir = context.fixtures_dir();
+    let paths = FIXTURES.map(|f| dir.join(format!("{f}.yaml")));
+    let manifests = ManifestSet::load_all(&paths).map_err(one_line)?;
+    let started = Instant::now();
+    mesh.deploy(&manifests).await.map_err(one_line)?;
+    let started_in = started.elapsed();
+    let restart_cost = if context.target_restarts() {
+        let backend = manifests
+            .deployments()
+            .find_map(|d| {
+                let serves = d
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.spec.as_ref())
+                    .is_some_and(|p| p.containers.iter().any(|c| c.ports.is_some()));
+                serves.then(|| {
+                    DeploymentRef::new(
+                        d.metadata.namespace.clone().unwrap_or_default(),
+                        d.metadata.name.clone().unwrap_or_default(),
+                    )
+                })
+            })
+            .ok_or("the probe fixtures have no backend deployment")?;
+        let replicas = mesh.pods(&backend).await.map_err(one_line)?.len() as u32;
+        mesh.scale(&backend, replicas + 1).await.map_err(one_line)?;
+        mesh.restarts().last().map(|r| r.took)
+    } else {
+        None
+    };
+    let lines = mesh.ztunnel_logs().await.map_err(one_line)?;
+    check_logs(&lines)?;
+    let parsed: Vec<&LogLine> = lines.iter().filter(|l| !l.level.is_empty()).collect();
+    Ok(ProbeReport {
+        started_in,
+        restart_cost,
+        log_format: parsed.first().map(|l| {
+            if l.raw.trim_start().starts_with('{') {
+                "json"
+            } else {
+                "text"
+            }
+        }),
+        log_lines: parsed.len(),
+        unparsed: lines.len() - parsed.len(),
+    })
+}
+
+/// Refuses output of which no line parses: every log assertion would fail on it.
+pub fn check_logs(lines: &[LogLine]) -> Result<(), String> {
+    if lines.is_empty() || lines.iter().any(|l| !l.level.is_empty()) {
+        return Ok(());
+    }
+    let first = &lines[0].raw;
+    let why = parse_line(first)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let shown: String = first.chars().take(120).collect();
+    Err(format!(
+        "none of its {} log lines is in ztunnel's text or JSON format (the first, {shown:?}: \
+         {why}); run it with LOG_FORMAT=text or LOG_FORMAT=json",
+        lines.len()
+    ))
+}
+
+fn one_line(e: impl fmt::Display) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshcert_mesh::MeshError;
+
+    fn line(raw: &str) -> LogLine {
+        let mut parsed = parse_line(raw).unwrap_or_else(|_| LogLine {
+            observed_at: Duration::ZERO,
+            timestamp: None,
+            level: String::new(),
+            target: String::new(),
+            message: raw.to_string(),
+            fields: BTreeMap::new(),
+            raw: raw.to_string(),
+        });
+        parsed.raw = raw.to_string();
+        parsed
+    }
+
+    #[test]
+    fn logs_of_which_nothing_parses_are_refused_with_the_first_line_and_why() {
+        let lines = [line("~~ garbage one"), line("~~ garbage two")];
+        let err = check_logs(&lines).unwrap_err();
+        assert!(err.contains("none of its 2 log lines"), "{err}");
+        assert!(err.contains("\"~~ garbage one\""), "{err}");
+        assert!(err.contains("LOG_FORMAT=json"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn one_parsed_line_or_no_line_at_all_is_accepted() {
+        check_logs(&[]).unwrap();
+        check_logs(&[
+            line("a banner"),
+            line("2025-03-06T16:52:48.095517Z info ztunnel ready"),
+        ])
+        .unwrap();
+        check_logs(&[line(
+            r#"{"level":"info","time":"2025-03-06T16:52:48Z","scope":"ztunnel","message":"ready"}"#,
+        )])
+        .unwrap();
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        assert_eq!(
+            one_line(MeshError::Ztunnel("exited\n  last: a\n  b".into())),
+            "ztunnel: exited last: a b"
+        );
+    }
+}

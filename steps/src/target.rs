@@ -1,0 +1,398 @@
+//! The mesh under test as a user names it: `reference`, `reference,defect=no-retry`,
+//! `ztunnel:./ztunnel,profile=solo,env=LOG_FORMAT=json`. One spec drives `meshcert run` and
+//! each side of `meshcert diff`, and says what the target declares (profile, capabilities).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use meshcert_mesh::local::ZtunnelCommand;
+use meshcert_mesh::local::admin::READY_DEADLINE;
+use meshcert_mesh::{Capability, Profile, TargetInfo, external_ztunnel_capabilities};
+use meshcert_ztunnel::defects::Defects;
+
+/// Which kind of binary runs as every client pod's ztunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// The bundled reference, reloading its config file on change.
+    Reference,
+    /// Any ztunnel binary (upstream built with `--features testing`, or the reference run as
+    /// a stranger): reads its config once, so a change restarts it.
+    Ztunnel,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Reference => "reference",
+            TargetKind::Ztunnel => "ztunnel",
+        }
+    }
+}
+
+/// A target with everything it declares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSpec {
+    pub kind: TargetKind,
+    pub bin: PathBuf,
+    pub profile: Profile,
+    pub capabilities: Vec<Capability>,
+    /// Extra environment of the ztunnel, after the contract's (e.g. `LOG_FORMAT=json`).
+    pub env: Vec<(String, String)>,
+    /// Test-only defect switches of the reference.
+    pub defects: Vec<String>,
+    /// Whether the binary rereads `LOCAL_XDS_PATH` on change; otherwise it is restarted.
+    pub reloads_config: bool,
+    pub ready_timeout: Duration,
+}
+
+const KEYS: &str = "profile, defect, capabilities, env, reloads, ready-timeout";
+
+impl TargetSpec {
+    /// The bundled reference: profile `solo`, every local capability, reloads its config.
+    pub fn reference(bin: impl Into<PathBuf>) -> Self {
+        Self {
+            kind: TargetKind::Reference,
+            bin: bin.into(),
+            profile: Profile::Solo,
+            capabilities: Capability::LOCAL.to_vec(),
+            env: Vec::new(),
+            defects: Vec::new(),
+            reloads_config: true,
+            ready_timeout: READY_DEADLINE,
+        }
+    }
+
+    /// A ztunnel binary meshcert knows nothing about: the `istio` profile, no cross-network
+    /// endpoints (they need an east-west gateway), restarted on every config change.
+    pub fn ztunnel(bin: impl Into<PathBuf>) -> Self {
+        Self {
+            kind: TargetKind::Ztunnel,
+            bin: bin.into(),
+            profile: Profile::Istio,
+            capabilities: external_ztunnel_capabilities(),
+            env: Vec::new(),
+            defects: Vec::new(),
+            reloads_config: false,
+            ready_timeout: READY_DEADLINE,
+        }
+    }
+
+    /// Parses `KIND[:PATH][,KEY=VALUE]...`; `reference` without a path is `reference_bin`.
+    pub fn parse(text: &str, reference_bin: &Path) -> Result<Self, String> {
+        let bad = |why: String| format!("target {text:?}: {why}");
+        let mut parts = text.split(',');
+        let head = parts.next().unwrap_or_default().trim();
+        let (kind, path) = match head.split_once(':') {
+            Some((kind, path)) => (kind, Some(path)),
+            None => (head, None),
+        };
+        let mut spec = match (kind, path) {
+            ("reference", None) => Self::reference(reference_bin),
+            ("reference", Some(path)) | ("ztunnel", Some(path)) if path.is_empty() => {
+                return Err(bad("the path after ':' is empty".into()));
+            }
+            ("reference", Some(path)) => Self::reference(path),
+            ("ztunnel", Some(path)) => Self::ztunnel(path),
+            ("ztunnel", None) => {
+                return Err(bad(
+                    "a ztunnel target needs its binary: ztunnel:/path/to/ztunnel".into(),
+                ));
+            }
+            (other, _) => {
+                return Err(bad(format!(
+                    "unknown kind {other:?}: expected \"reference\" or \"ztunnel:PATH\""
+                )));
+            }
+        };
+        for option in parts {
+            let (key, value) = option
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{option:?} is not KEY=VALUE (keys: {KEYS})")))?;
+            spec.set(key.trim(), value.trim()).map_err(bad)?;
+        }
+        Ok(spec)
+    }
+
+    /// Sets one declared property from its text, as the CLI flags and spec options do.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "profile" => self.profile = value.parse()?,
+            "defect" => self.defects = list(value).map(str::to_string).collect(),
+            "capabilities" => {
+                self.capabilities = list(value).map(str::parse).collect::<Result<_, String>>()?;
+            }
+            "env" => {
+                let (name, v) = value
+                    .split_once('=')
+                    .filter(|(name, _)| !name.is_empty())
+                    .ok_or_else(|| format!("env {value:?} is not NAME=VALUE"))?;
+                self.env.push((name.to_string(), v.to_string()));
+            }
+            "reloads" => {
+                self.reloads_config = value
+                    .parse()
+                    .map_err(|_| format!("reloads {value:?} is not true or false"))?;
+            }
+            "ready-timeout" => self.ready_timeout = parse_duration(value)?,
+            other => return Err(format!("unknown key {other:?} (keys: {KEYS})")),
+        }
+        Ok(())
+    }
+
+    /// Checks the binary and the switches before anything runs; one line per problem.
+    pub fn check(&self) -> Result<(), String> {
+        let what = match self.kind {
+            TargetKind::Reference => "reference ztunnel binary",
+            TargetKind::Ztunnel => "ztunnel binary",
+        };
+        let bin = self.bin.display();
+        let meta = std::fs::metadata(&self.bin).map_err(|e| {
+            let hint = match self.kind {
+                TargetKind::Reference => ": build it with `cargo build --bin meshcert-ztunnel`",
+                TargetKind::Ztunnel => "",
+            };
+            format!("{what} {bin} cannot be used ({e}){hint}")
+        })?;
+        if !meta.is_file() {
+            return Err(format!("{what} {bin} is not a file"));
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(format!("{what} {bin} is not executable (chmod +x {bin})"));
+        }
+        if !self.defects.is_empty() {
+            if self.kind != TargetKind::Reference {
+                return Err(format!(
+                    "defect switches exist only in the bundled reference, not in {bin}"
+                ));
+            }
+            Defects::parse(&self.defects.join(","))?;
+        }
+        if self.ready_timeout.is_zero() {
+            return Err("ready-timeout must be more than zero".into());
+        }
+        Ok(())
+    }
+
+    /// How the driver launches it: the reference's defect switches travel in its environment.
+    pub fn command(&self) -> ZtunnelCommand {
+        let mut env = Vec::new();
+        if !self.defects.is_empty() {
+            env.push((
+                "MESHCERT_REFERENCE_DEFECT".to_string(),
+                self.defects.join(","),
+            ));
+        }
+        env.extend(self.env.iter().cloned());
+        ZtunnelCommand {
+            program: self.bin.clone(),
+            args: vec![],
+            env,
+            reloads_config: self.reloads_config,
+        }
+    }
+
+    pub fn info(&self) -> TargetInfo {
+        let (name, version) = match self.kind {
+            TargetKind::Reference => (
+                "meshcert reference ztunnel".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            TargetKind::Ztunnel => (format!("ztunnel {}", self.bin.display()), "unknown".into()),
+        };
+        TargetInfo {
+            kind: self.kind.as_str().into(),
+            name,
+            version,
+            profile: self.profile,
+            capabilities: self.capabilities.clone(),
+        }
+    }
+
+    /// What the reports record about how the target ran.
+    pub fn settings(&self) -> BTreeMap<String, String> {
+        let mut settings = BTreeMap::new();
+        settings.insert("binary".to_string(), self.bin.display().to_string());
+        settings.insert(
+            "config".to_string(),
+            if self.reloads_config {
+                "reloaded on change".into()
+            } else {
+                "restart on change".into()
+            },
+        );
+        if !self.defects.is_empty() {
+            settings.insert("defects".to_string(), self.defects.join(","));
+        }
+        for (name, value) in &self.env {
+            settings.insert(format!("env {name}"), value.clone());
+        }
+        settings
+    }
+}
+
+impl fmt::Display for TargetSpec {
+    /// Short, for headings: `reference defect=no-retry (solo)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            TargetKind::Reference => f.write_str("reference")?,
+            TargetKind::Ztunnel => write!(f, "ztunnel {}", self.bin.display())?,
+        }
+        if !self.defects.is_empty() {
+            write!(f, " defect={}", self.defects.join("+"))?;
+        }
+        write!(f, " ({})", self.profile)
+    }
+}
+
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split('+').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `500ms`, `20s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration like 500ms or 20s");
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|at| text.split_at(at))
+        .ok_or_else(bad)?;
+    let n: f64 = number.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const REF: &str = "/opt/meshcert-ztunnel";
+
+    fn parse(text: &str) -> Result<TargetSpec, String> {
+        TargetSpec::parse(text, Path::new(REF))
+    }
+
+    #[test]
+    fn reference_defaults() {
+        let spec = parse("reference").unwrap();
+        assert_eq!(spec, TargetSpec::reference(REF));
+        assert_eq!(spec.profile, Profile::Solo);
+        assert!(spec.reloads_config);
+        assert!(spec.capabilities.contains(&Capability::CrossNetwork));
+        assert_eq!(spec.to_string(), "reference (solo)");
+    }
+
+    #[test]
+    fn unknown_binaries_are_istio_without_cross_network_and_restarted() {
+        let spec = parse("ztunnel:./ztunnel").unwrap();
+        assert_eq!(spec.kind, TargetKind::Ztunnel);
+        assert_eq!(spec.bin, PathBuf::from("./ztunnel"));
+        assert_eq!(spec.profile, Profile::Istio);
+        assert!(!spec.reloads_config);
+        assert!(!spec.capabilities.contains(&Capability::CrossNetwork));
+        assert_eq!(spec.info().version, "unknown");
+        assert_eq!(spec.to_string(), "ztunnel ./ztunnel (istio)");
+    }
+
+    #[test]
+    fn options_override_what_the_kind_declares() {
+        let spec = parse(
+            "ztunnel:/b/zt,profile=solo,env=LOG_FORMAT=json,env=RUST_LOG=debug,reloads=true,\
+             capabilities=scale+ztunnel-logs,ready-timeout=20s",
+        )
+        .unwrap();
+        assert_eq!(spec.profile, Profile::Solo);
+        assert!(spec.reloads_config);
+        assert_eq!(
+            spec.capabilities,
+            [Capability::Scale, Capability::ZtunnelLogs]
+        );
+        assert_eq!(spec.ready_timeout, Duration::from_secs(20));
+        let command = spec.command();
+        assert_eq!(
+            command.env,
+            [
+                ("LOG_FORMAT".to_string(), "json".to_string()),
+                ("RUST_LOG".to_string(), "debug".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn defects_travel_in_the_environment() {
+        let spec = parse("reference,defect=no-retry+never-eject").unwrap();
+        assert_eq!(spec.defects, ["no-retry", "never-eject"]);
+        assert_eq!(
+            spec.command().env,
+            [(
+                "MESHCERT_REFERENCE_DEFECT".to_string(),
+                "no-retry,never-eject".to_string()
+            )]
+        );
+        assert_eq!(
+            spec.to_string(),
+            "reference defect=no-retry+never-eject (solo)"
+        );
+    }
+
+    #[rstest]
+    #[case("kube", "unknown kind \"kube\"")]
+    #[case("ztunnel", "needs its binary")]
+    #[case("ztunnel:", "the path after ':' is empty")]
+    #[case("reference,profile", "\"profile\" is not KEY=VALUE")]
+    #[case("reference,colour=red", "unknown key \"colour\"")]
+    #[case("reference,profile=ambient", "unknown profile \"ambient\"")]
+    #[case("reference,capabilities=teleport", "unknown capability \"teleport\"")]
+    #[case("reference,env=NOVALUE", "env \"NOVALUE\" is not NAME=VALUE")]
+    #[case("reference,reloads=maybe", "reloads \"maybe\" is not true or false")]
+    #[case("reference,ready-timeout=soon", "not a duration")]
+    fn bad_specs_say_what_is_wrong(#[case] text: &str, #[case] expected: &str) {
+        let err = parse(text).unwrap_err();
+        assert!(err.starts_with(&format!("target {text:?}: ")), "{err}");
+        assert!(err.contains(expected), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn check_refuses_missing_directory_and_non_executable_binaries() {
+        let dir = std::env::temp_dir().join(format!("meshcert-target-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = TargetSpec::ztunnel(dir.join("nope")).check().unwrap_err();
+        assert!(missing.contains("cannot be used"), "{missing}");
+        let directory = TargetSpec::ztunnel(&dir).check().unwrap_err();
+        assert!(directory.ends_with("is not a file"), "{directory}");
+        let plain = dir.join("plain");
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = TargetSpec::ztunnel(&plain).check().unwrap_err();
+        assert!(err.contains("is not executable"), "{err}");
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TargetSpec::ztunnel(&plain).check().unwrap();
+        let mut with_defect = TargetSpec::ztunnel(&plain);
+        with_defect.defects = vec!["no-retry".into()];
+        assert!(
+            with_defect
+                .check()
+                .unwrap_err()
+                .contains("only in the bundled reference")
+        );
+        let mut bad_defect = TargetSpec::reference(&plain);
+        bad_defect.defects = vec!["bogus".into()];
+        assert!(bad_defect.check().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[rstest]
+    #[case("500ms", Duration::from_millis(500))]
+    #[case("20s", Duration::from_secs(20))]
+    #[case("1.5s", Duration::from_millis(1500))]
+    fn durations(#[case] text: &str, #[case] expected: Duration) {
+        assert_eq!(parse_duration(text).unwrap(), expected);
+    }
+}

@@ -1,0 +1,193 @@
+//! `meshcert run --target ztunnel` with binaries that cannot be tested: a path that is not a
+//! binary, one that exits at start, one that never becomes ready, one whose logs are in no
+//! ztunnel format. Each must end the run with exit code 2 and one line on stderr saying what
+//! is wrong, and leave no namespace and no process behind (wrapper scripts' children included).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+struct Case {
+    name: &'static str,
+    /// The script's body after `#!/bin/sh`; `None`: the path is used as is.
+    script: Option<String>,
+    path: Option<PathBuf>,
+    extra: &'static [&'static str],
+    /// Words the one-line error must contain.
+    expect: &'static [&'static str],
+}
+
+fn main() -> ExitCode {
+    if let Err(reason) = meshcert_mesh::local::preflight() {
+        println!("bad_binaries: skipped, local meshes unavailable: {reason}");
+        println!("bad_binaries: 0 passed, 0 failed, 4 skipped");
+        return ExitCode::SUCCESS;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let work = root.join("target/meshcert/bad-binaries");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("create the work directory");
+    let reference = env!("CARGO_BIN_EXE_meshcert-ztunnel");
+    let cases = [
+        Case {
+            name: "no-such-file",
+            script: None,
+            path: Some(work.join("no/such/ztunnel")),
+            extra: &[],
+            expect: &["ztunnel binary", "no/such/ztunnel", "cannot be used"],
+        },
+        Case {
+            name: "a-directory",
+            script: None,
+            path: Some(work.clone()),
+            extra: &[],
+            expect: &["is not a file"],
+        },
+        Case {
+            name: "exits-at-start",
+            script: Some("echo 'fatal: cannot bind 15001' >&2\nexit 3\n".into()),
+            path: None,
+            extra: &[],
+            expect: &[
+                "cannot be tested",
+                "exited (exit status: 3)",
+                "cannot bind 15001",
+            ],
+        },
+        Case {
+            name: "never-ready",
+            script: Some(
+                "echo '2025-03-06T16:52:48.095517Z\tinfo\tztunnel\tstarting'\nsleep 397\n".into(),
+            ),
+            path: None,
+            extra: &["--ready-timeout", "2s"],
+            expect: &["never became ready", "/healthz/ready", "starting"],
+        },
+        Case {
+            name: "unparseable-logs",
+            script: Some(format!("{reference:?} 2>&1 | sed -u 's/^/~~ /'\n")),
+            path: None,
+            extra: &[],
+            expect: &[
+                "log lines is in ztunnel's text or JSON format",
+                "~~ ",
+                "LOG_FORMAT",
+            ],
+        },
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for case in &cases {
+        let started = Instant::now();
+        match check(case, &work) {
+            Ok(error) => {
+                passed += 1;
+                println!(
+                    "bad_binaries: {} ok in {:.1}s: {error}",
+                    case.name,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Err(problem) => {
+                failed += 1;
+                println!("bad_binaries: {} FAILED: {problem}", case.name);
+            }
+        }
+    }
+    println!("bad_binaries: {passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn check(case: &Case, work: &Path) -> Result<String, String> {
+    let bin = match (&case.script, &case.path) {
+        (Some(body), _) => {
+            let path = work.join(format!("{}.sh", case.name));
+            std::fs::write(&path, format!("#!/bin/sh\n{body}")).map_err(|e| e.to_string())?;
+            Command::new("chmod")
+                .arg("+x")
+                .arg(&path)
+                .status()
+                .map_err(|e| e.to_string())?;
+            path
+        }
+        (None, Some(path)) => path.clone(),
+        (None, None) => unreachable!("every case names a script or a path"),
+    };
+    let before = support::harness_namespaces();
+    let out_dir = work.join(case.name);
+    let output = Command::new(env!("CARGO_BIN_EXE_meshcert"))
+        .args(["run", "--target", "ztunnel", "--ztunnel-bin"])
+        .arg(&bin)
+        .args(case.extra)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .map_err(|e| format!("cannot run meshcert: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let error = stderr.trim();
+    if output.status.code() != Some(2) {
+        return Err(format!(
+            "exit status {} (expected 2); stderr: {error}",
+            output.status
+        ));
+    }
+    if error.lines().count() != 1 {
+        return Err(format!("the error is not one line:\n{error}"));
+    }
+    for word in case.expect {
+        if !error.contains(word) {
+            return Err(format!("the error does not say {word:?}: {error}"));
+        }
+    }
+    let left: Vec<String> = support::harness_namespaces()
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    if !left.is_empty() {
+        return Err(format!("namespaces left behind: {left:?}"));
+    }
+    let running = launched_from(&out_dir);
+    if !running.is_empty() {
+        return Err(format!("processes left running: {running:?}"));
+    }
+    Ok(error.to_string())
+}
+
+/// Processes whose environment points `LOCAL_XDS_PATH` into `dir`: every ztunnel this run
+/// launched and every child they made (children inherit the environment).
+fn launched_from(dir: &Path) -> Vec<String> {
+    let needle = format!("LOCAL_XDS_PATH={}", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .map(|env| {
+                    env.split(|b| *b == 0)
+                        .any(|var| String::from_utf8_lossy(var).starts_with(&needle))
+                })
+                .unwrap_or(false)
+        })
+        .map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            format!(
+                "{} {}",
+                e.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            )
+        })
+        .collect()
+}
