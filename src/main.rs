@@ -27,16 +27,53 @@ enum Command {
     /// Run the suite against two targets and show, per behaviour ID, where the verdicts
     /// differ, with both runs' observations side by side.
     Diff(DiffArgs),
-    /// Remove network namespaces and processes left by runs that were killed.
-    Sweep,
+    /// Remove what runs that were killed left behind: local network namespaces and processes,
+    /// and with --kube the cluster namespaces of expired runs.
+    Sweep(SweepArgs),
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Also delete the cluster namespaces (labelled meshcert.dev/run) of runs whose expiry
+    /// passed.
+    #[arg(long)]
+    kube: bool,
+    /// With --kube: every meshcert namespace, expired or not (no run may be going on).
+    #[arg(long, requires = "kube")]
+    all_runs: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Args)]
+struct ClusterArgs {
+    /// Kubeconfig of the cluster (default: KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current one).
+    #[arg(long)]
+    context: Option<String>,
 }
 
 #[derive(Args)]
 struct RunArgs {
     /// The mesh under test: `reference` (the bundled reference ztunnel) or `ztunnel` (any
-    /// ztunnel binary, given by --ztunnel-bin), both in local network namespaces.
-    #[arg(long, default_value = "reference", value_parser = ["reference", "ztunnel"])]
+    /// ztunnel binary, given by --ztunnel-bin), both in local network namespaces, or `kube`
+    /// (a real cluster with Istio ambient).
+    #[arg(long, env = "MESHCERT_TARGET", default_value = "reference", value_parser = ["reference", "ztunnel", "kube"])]
     target: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// kube: inject iptables faults into the run's pods (an ephemeral NET_ADMIN container);
+    /// without it fault scenarios are skipped.
+    #[arg(long)]
+    allow_faults: bool,
+    /// kube: let topologies label nodes (needs the meshcert-node-labeller role).
+    #[arg(long)]
+    allow_node_labels: bool,
+    /// kube: image of the fault container (needs iptables and sleep).
+    #[arg(long)]
+    fault_image: Option<String>,
     /// The ztunnel binary of `--target ztunnel` (upstream: built with `--features testing`).
     #[arg(long, env = "MESHCERT_ZTUNNEL_BIN")]
     ztunnel_bin: Option<PathBuf>,
@@ -124,6 +161,7 @@ impl CommonArgs {
             out_dir,
             tags: self.tags.clone(),
             concurrency: self.concurrency,
+            skip_all: None,
         }
     }
 }
@@ -136,11 +174,22 @@ impl RunArgs {
                 "ztunnel" => TargetSpec::ztunnel(self.ztunnel_bin.clone().ok_or(
                     "--target ztunnel needs --ztunnel-bin PATH (or MESHCERT_ZTUNNEL_BIN)",
                 )?),
-                _ => TargetSpec::reference(self.common.reference_bin()),
+                "kube" => {
+                    let mut spec = TargetSpec::kube();
+                    spec.cluster.kubeconfig = self.cluster.kubeconfig.clone();
+                    spec.cluster.context = self.cluster.context.clone();
+                    spec.cluster.allow_faults = self.allow_faults;
+                    spec.cluster.allow_node_labels = self.allow_node_labels;
+                    spec.cluster.fault_image = self.fault_image.clone();
+                    spec
+                }
+                "reference" => TargetSpec::reference(self.common.reference_bin()),
+                other => return Err(format!("--target {other:?} is not a target")),
             };
         let flag = |name: &'static str| move |e: String| format!("{name}: {e}");
         if let Some(profile) = self.profile {
             spec.profile = profile;
+            spec.profile_declared = true;
         }
         if let Some(capabilities) = &self.capabilities {
             spec.set("capabilities", &capabilities.join("+"))
@@ -168,11 +217,8 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match cli.command {
-        Command::Sweep => match meshcert_mesh::local::sweep() {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
+        Command::Sweep(args) => match runtime.block_on(sweep(&args)) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("meshcert sweep: {e}");
                 ExitCode::FAILURE
@@ -237,4 +283,32 @@ async fn diff(args: &DiffArgs) -> Result<Diff, String> {
     println!("\n{}", diff.render(args.width));
     println!("meshcert diff: details in {}", path.display());
     Ok(diff)
+}
+
+async fn sweep(args: &SweepArgs) -> Result<(), String> {
+    let report = meshcert_mesh::local::sweep().map_err(|e| e.to_string())?;
+    println!("{report}");
+    if !args.kube {
+        return Ok(());
+    }
+    use meshcert_mesh::kube;
+    let path = kube::kubeconfig_path(args.cluster.kubeconfig.as_deref())
+        .ok_or("no kubeconfig: KUBECONFIG is not set and ~/.kube/config does not exist")?;
+    let (client, _) = kube::client(&path, args.cluster.context.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let swept = kube::sweep(&client, args.all_runs)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "cluster: deleted {} namespace(s) of dead runs{}; kept {} of runs that may be alive",
+        swept.deleted.len(),
+        if swept.deleted.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", swept.deleted.join(", "))
+        },
+        swept.kept.len()
+    );
+    Ok(())
 }

@@ -128,22 +128,7 @@ fn check(case: &Case, work: &Path) -> Result<String, String> {
         .arg(&out_dir)
         .output()
         .map_err(|e| format!("cannot run meshcert: {e}"))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let error = stderr.trim();
-    if output.status.code() != Some(2) {
-        return Err(format!(
-            "exit status {} (expected 2); stderr: {error}",
-            output.status
-        ));
-    }
-    if error.lines().count() != 1 {
-        return Err(format!("the error is not one line:\n{error}"));
-    }
-    for word in case.expect {
-        if !error.contains(word) {
-            return Err(format!("the error does not say {word:?}: {error}"));
-        }
-    }
+    let error = support::one_line_error(&output, case.expect)?;
     let left: Vec<String> = support::harness_namespaces()
         .into_iter()
         .filter(|n| !before.contains(n))
@@ -155,7 +140,7 @@ fn check(case: &Case, work: &Path) -> Result<String, String> {
     if !running.is_empty() {
         return Err(format!("processes left running: {running:?}"));
     }
-    Ok(error.to_string())
+    Ok(error)
 }
 
 /// Processes whose environment points `LOCAL_XDS_PATH` into `dir`: every ztunnel this run

@@ -4,6 +4,10 @@
 //! 2. the same binary through the external-binary launcher, as a stranger: profile `istio`,
 //!    restarted on every config change, JSON logs (`target/meshcert/ztunnel/`).
 //!
+//! 3. a real cluster, `target/meshcert/kube/`: with `MESHCERT_TARGET=kube` (and `KUBECONFIG`,
+//!    `MESHCERT_KUBE_CONTEXT`, `MESHCERT_ALLOW_FAULTS=true`) it is the only pass; without, every
+//!    scenario is reported skipped with that reason.
+//!
 //! `MESHCERT_ZTUNNEL_BIN=./ztunnel` runs only the second pass, against that binary
 //! (`MESHCERT_ZTUNNEL_PROFILE`, `MESHCERT_ZTUNNEL_ENV=NAME=VALUE,...` declare more);
 //! `MESHCERT_PROFILE` narrows the reference passes and `MESHCERT_TAGS` every pass.
@@ -56,9 +60,36 @@ fn passes() -> Result<Vec<(String, TargetSpec)>, String> {
     Ok(passes)
 }
 
+/// The kube pass: against the cluster when `MESHCERT_TARGET=kube`, else every scenario skipped
+/// with the reason (the real-cluster tests need a cluster).
+fn kube_pass() -> Result<(TargetSpec, Option<String>), String> {
+    let mut spec = TargetSpec::kube();
+    if var("MESHCERT_TARGET").as_deref() != Some("kube") {
+        return Ok((
+            spec,
+            Some("no cluster: set MESHCERT_TARGET=kube and KUBECONFIG to run against one".into()),
+        ));
+    }
+    spec.cluster.context = var("MESHCERT_KUBE_CONTEXT");
+    spec.cluster.allow_faults = var("MESHCERT_ALLOW_FAULTS").as_deref() == Some("true");
+    if let Some(profile) = var("MESHCERT_PROFILE") {
+        spec.set("profile", &profile)
+            .map_err(|e| format!("MESHCERT_PROFILE: {e}"))?;
+    }
+    Ok((spec, None))
+}
+
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let passes = match passes() {
+    let passes = match passes().and_then(|mut passes| {
+        let (spec, skip) = kube_pass()?;
+        if skip.is_none() {
+            // A cluster run certifies the cluster: the local passes are not its business.
+            passes.clear();
+        }
+        passes.push(("kube".into(), spec));
+        Ok((passes, skip))
+    }) {
         Ok(passes) => passes,
         Err(e) => {
             eprintln!("conformance: {e}");
@@ -70,8 +101,13 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let mut failed = false;
+    let (passes, kube_skip) = passes;
     for (dir, target) in passes {
         println!("meshcert: {target}");
+        let skip_all = match target.kind {
+            meshcert_steps::TargetKind::Kube => kube_skip.clone(),
+            _ => None,
+        };
         let config = SuiteConfig {
             target,
             features: root.join("features"),
@@ -79,6 +115,7 @@ fn main() -> ExitCode {
             out_dir: root.join("target/meshcert").join(dir),
             tags: var("MESHCERT_TAGS"),
             concurrency: None,
+            skip_all,
         };
         match runtime.block_on(run_suite(config)) {
             Ok(outcome) => failed |= outcome.failed(),

@@ -33,6 +33,8 @@ fn crash_then_sweep() -> Result<String, String> {
     let mut run = Command::new(env!("CARGO_BIN_EXE_meshcert"))
         .args([
             "run",
+            "--target",
+            "reference",
             "--reference-bin",
             env!("CARGO_BIN_EXE_meshcert-ztunnel"),
             "--tags",

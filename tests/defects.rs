@@ -209,6 +209,8 @@ fn check(root: &Path, defect: &Defect) -> Result<String, Vec<String>> {
     let output = Command::new(env!("CARGO_BIN_EXE_meshcert"))
         .args([
             "run",
+            "--target",
+            "reference",
             "--reference-bin",
             env!("CARGO_BIN_EXE_meshcert-ztunnel"),
         ])

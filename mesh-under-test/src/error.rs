@@ -38,6 +38,9 @@ pub enum MeshError {
         waited: std::time::Duration,
         last: String,
     },
+    /// The Kubernetes API server refused or failed a request; the text says which and what to do.
+    #[error("{0}")]
+    Kube(String),
     /// Traffic would have left harness-owned network namespaces: refused.
     #[error("network safety: {0}")]
     NetworkSafety(String),

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod istio;
+pub mod kube;
 pub mod levels;
 pub mod local;
 pub mod logs;

@@ -5,12 +5,15 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cucumber::event;
 use cucumber::{World, WriterExt, writer};
 use futures::FutureExt;
+use meshcert_mesh::kube::{self as mkube, ClusterReport, KubeMesh, KubeOptions};
 use meshcert_mesh::local::{self, LocalMesh, LocalOptions, Run};
 use meshcert_mesh::{MeshError, MeshUnderTest, TargetInfo};
 use meshcert_reports::{RunResults, SCHEMA_VERSION, TargetSummary};
@@ -19,7 +22,7 @@ use meshcert_ztunnel::defects::Defects;
 use crate::applicability::{Gate, GatedParser, marker};
 use crate::probe;
 use crate::results::{Collected, ResultsCollector, ScenarioKey, feature_path};
-use crate::target::TargetSpec;
+use crate::target::{TargetKind, TargetSpec};
 use crate::world::MeshWorld;
 
 #[derive(Debug, Clone)]
@@ -34,6 +37,9 @@ pub struct SuiteConfig {
     pub tags: Option<String>,
     /// Scenarios run at once (cucumber's default is 64).
     pub concurrency: Option<usize>,
+    /// Every scenario is skipped with this reason: the target is not there (a kube pass
+    /// without a cluster).
+    pub skip_all: Option<String>,
 }
 
 impl SuiteConfig {
@@ -64,6 +70,9 @@ pub struct SuiteContext {
     config: SuiteConfig,
     target: TargetInfo,
     run: Option<Arc<Run>>,
+    /// The cluster of a kube target, and this run's id there.
+    cluster: Option<(kube::Client, String)>,
+    next_mesh: AtomicU32,
     observations: Arc<Mutex<HashMap<ScenarioKey, serde_json::Value>>>,
 }
 
@@ -89,6 +98,29 @@ impl SuiteContext {
     }
 
     pub async fn make_mesh(&self) -> Result<Box<dyn MeshUnderTest>, MeshError> {
+        if let Some((client, run)) = &self.cluster {
+            let spec = &self.config.target;
+            let options = KubeOptions {
+                run: run.clone(),
+                mesh: self.next_mesh.fetch_add(1, Ordering::Relaxed) + 1,
+                allow_faults: spec.cluster.allow_faults,
+                allow_node_labels: spec.cluster.allow_node_labels,
+                fault_image: spec
+                    .cluster
+                    .fault_image
+                    .clone()
+                    .unwrap_or_else(|| mkube::faults::DEFAULT_FAULT_IMAGE.into()),
+                rollout_deadline: Duration::from_secs(180),
+                lifetime: Duration::from_secs(3600),
+                target_name: self.target.name.clone(),
+                version: self.target.version.clone(),
+                profile: self.target.profile,
+            };
+            let exec = Arc::new(mkube::KubeExec {
+                client: client.clone(),
+            });
+            return Ok(Box::new(KubeMesh::new(client.clone(), exec, options)));
+        }
         let run = self
             .run
             .clone()
@@ -140,25 +172,43 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         )
     })?;
 
-    let target = config.target.info();
-    let (run, unavailable) = match local::preflight() {
-        Err(reason) => (None, Some(reason)),
-        Ok(()) => match Run::start() {
-            Ok(run) => (Some(run), None),
-            Err(e) => (None, Some(e.to_string())),
-        },
-    };
+    let mut target = config.target.info();
+    let mut settings = config.target.settings();
+    let (mut run, mut cluster, mut unavailable) = (None, None, config.skip_all.clone());
+    if unavailable.is_none() && config.target.kind == TargetKind::Kube {
+        let (client, report) = connect(&config.target).await?;
+        println!("meshcert: {report}");
+        target.version = report.ztunnel_version.clone();
+        if !config.target.profile_declared {
+            target.profile = report.profile;
+        }
+        target.capabilities = kube_capabilities(&config.target);
+        settings.insert("cluster".into(), report.to_string());
+        cluster = Some((client, kube_run_id()));
+    } else if unavailable.is_none() {
+        match local::preflight() {
+            Err(reason) => unavailable = Some(reason),
+            Ok(()) => match Run::start() {
+                Ok(r) => run = Some(r),
+                Err(e) => unavailable = Some(e.to_string()),
+            },
+        }
+    }
     if let Some(reason) = &unavailable {
-        println!("meshcert: local meshes unavailable, their scenarios are skipped: {reason}");
+        println!(
+            "meshcert: {} unavailable, its scenarios are skipped: {reason}",
+            config.target
+        );
     }
     let context = Arc::new(SuiteContext {
         config: config.clone(),
         target: target.clone(),
         run: run.clone(),
+        cluster,
+        next_mesh: AtomicU32::new(0),
         observations: Arc::default(),
     });
     *CONTEXT.write().unwrap() = Some(context.clone());
-    let mut settings = config.target.settings();
     if context.run.is_some() {
         println!(
             "meshcert: starting {} once to check it can run",
@@ -187,6 +237,9 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         };
         eprintln!("meshcert: interrupted; removing every namespace, rule and process of this run");
         let _ = local::cleanup_all();
+        for problem in mkube::cleanup_all().await {
+            eprintln!("meshcert: {problem}");
+        }
         std::process::exit(code);
     });
 
@@ -328,4 +381,44 @@ fn restart_summary(scenarios: &[meshcert_reports::ScenarioResult]) -> Option<Str
         took[took.len() - 1],
         total / 1e3
     ))
+}
+
+/// A client for the target's cluster and what the cluster has; one-line errors for no
+/// kubeconfig, an unreachable API server, missing RBAC and no ztunnel.
+async fn connect(spec: &TargetSpec) -> Result<(kube::Client, ClusterReport), String> {
+    let path = mkube::kubeconfig_path(spec.cluster.kubeconfig.as_deref()).ok_or(
+        "no kubeconfig: KUBECONFIG is not set and ~/.kube/config does not exist (or pass --kubeconfig)",
+    )?;
+    let (client, url) = mkube::client(&path, spec.cluster.context.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = mkube::preflight(&client)
+        .await
+        .map_err(|e| format!("API server {url} (kubeconfig {}): {e}", path.display()))?;
+    Ok((client, report))
+}
+
+/// What a cluster target offers: declared capabilities win, else what the driver can do with
+/// the permissions given.
+fn kube_capabilities(spec: &TargetSpec) -> Vec<meshcert_mesh::Capability> {
+    if spec.capabilities.is_empty() {
+        mkube::cluster_capabilities(spec.cluster.allow_faults)
+    } else {
+        spec.capabilities.clone()
+    }
+}
+
+/// Six base-36 characters from the clock and the process: the run label's value.
+fn kube_run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut n = (nanos ^ ((std::process::id() as u128) << 40)) as u64;
+    let mut id = String::new();
+    for _ in 0..6 {
+        id.push(char::from_digit((n % 36) as u32, 36).expect("below 36"));
+        n /= 36;
+    }
+    id
 }

@@ -21,6 +21,8 @@ pub enum TargetKind {
     /// Any ztunnel binary (upstream built with `--features testing`, or the reference run as
     /// a stranger): reads its config once, so a change restarts it.
     Ztunnel,
+    /// A real cluster with Istio ambient, through kube-rs.
+    Kube,
 }
 
 impl TargetKind {
@@ -28,6 +30,7 @@ impl TargetKind {
         match self {
             TargetKind::Reference => "reference",
             TargetKind::Ztunnel => "ztunnel",
+            TargetKind::Kube => "kube",
         }
     }
 }
@@ -46,38 +49,70 @@ pub struct TargetSpec {
     /// Whether the binary rereads `LOCAL_XDS_PATH` on change; otherwise it is restarted.
     pub reloads_config: bool,
     pub ready_timeout: Duration,
+    /// Whether the profile was declared (else a cluster's own is used).
+    pub profile_declared: bool,
+    /// How to reach a cluster (kube targets).
+    pub cluster: ClusterAccess,
 }
 
-const KEYS: &str = "profile, defect, capabilities, env, reloads, ready-timeout";
+/// A cluster, and what the harness may do in it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterAccess {
+    /// Default: `KUBECONFIG`, else `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// iptables faults in pods; without it fault scenarios are skipped.
+    pub allow_faults: bool,
+    /// Node labels changed for topologies.
+    pub allow_node_labels: bool,
+    /// The NET_ADMIN debug container's image; default `kube::faults::DEFAULT_FAULT_IMAGE`.
+    pub fault_image: Option<String>,
+}
+
+const KEYS: &str = "profile, defect, capabilities, env, reloads, ready-timeout, kubeconfig, context, \
+                    allow-faults, allow-node-labels, fault-image";
 
 impl TargetSpec {
-    /// The bundled reference: profile `solo`, every local capability, reloads its config.
-    pub fn reference(bin: impl Into<PathBuf>) -> Self {
+    fn of(kind: TargetKind, bin: PathBuf, profile: Profile, capabilities: Vec<Capability>) -> Self {
         Self {
-            kind: TargetKind::Reference,
-            bin: bin.into(),
-            profile: Profile::Solo,
-            capabilities: Capability::LOCAL.to_vec(),
+            kind,
+            bin,
+            profile,
+            capabilities,
             env: Vec::new(),
             defects: Vec::new(),
-            reloads_config: true,
+            reloads_config: kind != TargetKind::Ztunnel,
             ready_timeout: READY_DEADLINE,
+            profile_declared: false,
+            cluster: ClusterAccess::default(),
         }
+    }
+
+    /// The bundled reference: profile `solo`, every local capability, reloads its config.
+    pub fn reference(bin: impl Into<PathBuf>) -> Self {
+        Self::of(
+            TargetKind::Reference,
+            bin.into(),
+            Profile::Solo,
+            Capability::LOCAL.to_vec(),
+        )
     }
 
     /// A ztunnel binary meshcert knows nothing about: the `istio` profile, no cross-network
     /// endpoints (they need an east-west gateway), restarted on every config change.
     pub fn ztunnel(bin: impl Into<PathBuf>) -> Self {
-        Self {
-            kind: TargetKind::Ztunnel,
-            bin: bin.into(),
-            profile: Profile::Istio,
-            capabilities: external_ztunnel_capabilities(),
-            env: Vec::new(),
-            defects: Vec::new(),
-            reloads_config: false,
-            ready_timeout: READY_DEADLINE,
-        }
+        Self::of(
+            TargetKind::Ztunnel,
+            bin.into(),
+            Profile::Istio,
+            external_ztunnel_capabilities(),
+        )
+    }
+
+    /// A real cluster: the profile its ztunnel image declares unless told, and capabilities
+    /// from what the harness may do there (empty here: decided when connected).
+    pub fn kube() -> Self {
+        Self::of(TargetKind::Kube, PathBuf::new(), Profile::Istio, Vec::new())
     }
 
     /// Parses `KIND[:PATH][,KEY=VALUE]...`; `reference` without a path is `reference_bin`.
@@ -96,6 +131,12 @@ impl TargetSpec {
             }
             ("reference", Some(path)) => Self::reference(path),
             ("ztunnel", Some(path)) => Self::ztunnel(path),
+            ("kube", None) => Self::kube(),
+            ("kube", Some(context)) => {
+                let mut spec = Self::kube();
+                spec.cluster.context = Some(context.to_string());
+                spec
+            }
             ("ztunnel", None) => {
                 return Err(bad(
                     "a ztunnel target needs its binary: ztunnel:/path/to/ztunnel".into(),
@@ -103,7 +144,7 @@ impl TargetSpec {
             }
             (other, _) => {
                 return Err(bad(format!(
-                    "unknown kind {other:?}: expected \"reference\" or \"ztunnel:PATH\""
+                    "unknown kind {other:?}: expected \"reference\", \"ztunnel:PATH\" or \"kube[:CONTEXT]\""
                 )));
             }
         };
@@ -119,7 +160,15 @@ impl TargetSpec {
     /// Sets one declared property from its text, as the CLI flags and spec options do.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         match key {
-            "profile" => self.profile = value.parse()?,
+            "profile" => {
+                self.profile = value.parse()?;
+                self.profile_declared = true;
+            }
+            "kubeconfig" => self.cluster.kubeconfig = Some(PathBuf::from(value)),
+            "context" => self.cluster.context = Some(value.to_string()),
+            "allow-faults" => self.cluster.allow_faults = parse_bool(key, value)?,
+            "allow-node-labels" => self.cluster.allow_node_labels = parse_bool(key, value)?,
+            "fault-image" => self.cluster.fault_image = Some(value.to_string()),
             "defect" => self.defects = list(value).map(str::to_string).collect(),
             "capabilities" => {
                 self.capabilities = list(value).map(str::parse).collect::<Result<_, String>>()?;
@@ -131,11 +180,7 @@ impl TargetSpec {
                     .ok_or_else(|| format!("env {value:?} is not NAME=VALUE"))?;
                 self.env.push((name.to_string(), v.to_string()));
             }
-            "reloads" => {
-                self.reloads_config = value
-                    .parse()
-                    .map_err(|_| format!("reloads {value:?} is not true or false"))?;
-            }
+            "reloads" => self.reloads_config = parse_bool(key, value)?,
             "ready-timeout" => self.ready_timeout = parse_duration(value)?,
             other => return Err(format!("unknown key {other:?} (keys: {KEYS})")),
         }
@@ -147,12 +192,18 @@ impl TargetSpec {
         let what = match self.kind {
             TargetKind::Reference => "reference ztunnel binary",
             TargetKind::Ztunnel => "ztunnel binary",
+            TargetKind::Kube => {
+                if !self.defects.is_empty() {
+                    return Err("defect switches exist only in the bundled reference".into());
+                }
+                return Ok(());
+            }
         };
         let bin = self.bin.display();
         let meta = std::fs::metadata(&self.bin).map_err(|e| {
             let hint = match self.kind {
                 TargetKind::Reference => ": build it with `cargo build --bin meshcert-ztunnel`",
-                TargetKind::Ztunnel => "",
+                TargetKind::Ztunnel | TargetKind::Kube => "",
             };
             format!("{what} {bin} cannot be used ({e}){hint}")
         })?;
@@ -201,6 +252,16 @@ impl TargetSpec {
                 env!("CARGO_PKG_VERSION").to_string(),
             ),
             TargetKind::Ztunnel => (format!("ztunnel {}", self.bin.display()), "unknown".into()),
+            TargetKind::Kube => (
+                format!(
+                    "cluster {}",
+                    self.cluster
+                        .context
+                        .as_deref()
+                        .unwrap_or("(current context)")
+                ),
+                "unknown".into(),
+            ),
         };
         TargetInfo {
             kind: self.kind.as_str().into(),
@@ -214,6 +275,20 @@ impl TargetSpec {
     /// What the reports record about how the target ran.
     pub fn settings(&self) -> BTreeMap<String, String> {
         let mut settings = BTreeMap::new();
+        if self.kind == TargetKind::Kube {
+            if let Some(context) = &self.cluster.context {
+                settings.insert("context".to_string(), context.clone());
+            }
+            settings.insert(
+                "faults allowed".into(),
+                self.cluster.allow_faults.to_string(),
+            );
+            settings.insert(
+                "node labels allowed".into(),
+                self.cluster.allow_node_labels.to_string(),
+            );
+            return settings;
+        }
         settings.insert("binary".to_string(), self.bin.display().to_string());
         settings.insert(
             "config".to_string(),
@@ -239,12 +314,22 @@ impl fmt::Display for TargetSpec {
         match self.kind {
             TargetKind::Reference => f.write_str("reference")?,
             TargetKind::Ztunnel => write!(f, "ztunnel {}", self.bin.display())?,
+            TargetKind::Kube => match &self.cluster.context {
+                Some(context) => write!(f, "kube {context}")?,
+                None => f.write_str("kube")?,
+            },
         }
         if !self.defects.is_empty() {
             write!(f, " defect={}", self.defects.join("+"))?;
         }
         write!(f, " ({})", self.profile)
     }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{key} {value:?} is not true or false"))
 }
 
 fn list(value: &str) -> impl Iterator<Item = &str> {
@@ -325,6 +410,19 @@ mod tests {
     }
 
     #[test]
+    fn kube_targets_name_a_context_and_what_the_harness_may_do() {
+        let spec = parse("kube:kind-meshcert,allow-faults=true,fault-image=img:1").unwrap();
+        assert_eq!(spec.kind, TargetKind::Kube);
+        assert_eq!(spec.cluster.context.as_deref(), Some("kind-meshcert"));
+        assert!(spec.cluster.allow_faults && !spec.cluster.allow_node_labels);
+        assert_eq!(spec.cluster.fault_image.as_deref(), Some("img:1"));
+        assert!(!spec.profile_declared);
+        assert_eq!(spec.to_string(), "kube kind-meshcert (istio)");
+        spec.check().unwrap();
+        assert!(parse("kube,profile=solo").unwrap().profile_declared);
+    }
+
+    #[test]
     fn defects_travel_in_the_environment() {
         let spec = parse("reference,defect=no-retry+never-eject").unwrap();
         assert_eq!(spec.defects, ["no-retry", "never-eject"]);
@@ -342,7 +440,11 @@ mod tests {
     }
 
     #[rstest]
-    #[case("kube", "unknown kind \"kube\"")]
+    #[case("cluster", "unknown kind \"cluster\"")]
+    #[case(
+        "kube,allow-faults=perhaps",
+        "allow-faults \"perhaps\" is not true or false"
+    )]
     #[case("ztunnel", "needs its binary")]
     #[case("ztunnel:", "the path after ':' is empty")]
     #[case("reference,profile", "\"profile\" is not KEY=VALUE")]

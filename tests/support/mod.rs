@@ -1,6 +1,8 @@
 //! What the harness's process-level tests share.
+// Each test binary uses a subset of these helpers.
+#![allow(dead_code)]
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The network namespaces of meshcert runs (`mc-*`) that exist now.
 pub fn harness_namespaces() -> Vec<String> {
@@ -15,4 +17,26 @@ pub fn harness_namespaces() -> Vec<String> {
         .filter(|n| n.starts_with("mc-"))
         .map(str::to_string)
         .collect()
+}
+
+/// A run that refused to start: exit code 2 and exactly one line on stderr containing every
+/// word of `expect`. Returns the line.
+pub fn one_line_error(output: &Output, expect: &[&str]) -> Result<String, String> {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let error = stderr.trim();
+    if output.status.code() != Some(2) {
+        return Err(format!(
+            "exit status {} (expected 2); stderr: {error}",
+            output.status
+        ));
+    }
+    if error.lines().count() != 1 {
+        return Err(format!("the error is not one line:\n{error}"));
+    }
+    for word in expect {
+        if !error.contains(word) {
+            return Err(format!("the error does not say {word:?}: {error}"));
+        }
+    }
+    Ok(error.to_string())
 }

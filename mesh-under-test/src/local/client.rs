@@ -123,17 +123,21 @@ impl HttpResponse {
     /// The replica that answered: the trimmed body of `/hostname`, or its `hostname` field when
     /// the app answers JSON (httpbin does).
     pub fn replica(&self) -> String {
-        let text = self.text();
-        let text = text.trim();
-        if text.starts_with('{')
-            && let Ok(serde_json::Value::Object(map)) =
-                serde_json::from_str::<serde_json::Value>(text)
-            && let Some(serde_json::Value::String(host)) = map.get("hostname")
-        {
-            return host.clone();
-        }
-        text.to_string()
+        replica_of(&self.text())
     }
+}
+
+/// The replica named by a `/hostname` body: the trimmed text, or its `hostname` field when the
+/// app answers JSON (httpbin does).
+pub fn replica_of(body: &str) -> String {
+    let text = body.trim();
+    if text.starts_with('{')
+        && let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text)
+        && let Some(serde_json::Value::String(host)) = map.get("hostname")
+    {
+        return host.clone();
+    }
+    text.to_string()
 }
 
 /// Largest response the client accepts: `/hostname`, `/metrics` and `/config_dump` are small.
