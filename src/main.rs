@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use meshcert_mesh::Profile;
+use meshcert_reports::RunResults;
+use meshcert_reports::conformance::ConformanceReport;
 use meshcert_reports::diff::Diff;
 use meshcert_steps::{SuiteConfig, TargetSpec, run_suite};
 
@@ -27,9 +29,23 @@ enum Command {
     /// Run the suite against two targets and show, per behaviour ID, where the verdicts
     /// differ, with both runs' observations side by side.
     Diff(DiffArgs),
+    /// Make the HTML report (and the conformance YAML) from a results.json.
+    Report(ReportArgs),
     /// Remove what runs that were killed left behind: local network namespaces and processes,
     /// and with --kube the cluster namespaces of expired runs.
     Sweep(SweepArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// A results.json written by `meshcert run`.
+    results: PathBuf,
+    /// Where the HTML report goes.
+    #[arg(short, long, default_value = "report.html")]
+    output: PathBuf,
+    /// Also write the conformance report (YAML) here.
+    #[arg(long)]
+    conformance: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -217,6 +233,13 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match cli.command {
+        Command::Report(args) => match report(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("meshcert report: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Sweep(args) => match runtime.block_on(sweep(&args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -310,5 +333,19 @@ async fn sweep(args: &SweepArgs) -> Result<(), String> {
         },
         swept.kept.len()
     );
+    Ok(())
+}
+
+fn report(args: &ReportArgs) -> Result<(), String> {
+    let results = RunResults::read_json(&args.results).map_err(|e| e.to_string())?;
+    let write = |path: &PathBuf, text: String| {
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    write(&args.output, meshcert_reports::html::render(&results))?;
+    println!("meshcert report: {}", args.output.display());
+    if let Some(path) = &args.conformance {
+        write(path, ConformanceReport::of(&results).to_yaml())?;
+        println!("meshcert report: {}", path.display());
+    }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
 use crate::levels::Placement;
@@ -22,7 +22,7 @@ pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// Pod label that tells one replica Deployment's pods from another's of the same app.
 pub const REPLICA_LABEL: &str = "meshcert.dev/replica";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Topology {
     /// The mesh's network: the `topology.istio.io/network` label of `istio-system`.
@@ -35,7 +35,7 @@ pub struct Topology {
     pub replicas: Vec<ReplicaPlacement>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TopologyNode {
     pub name: String,
@@ -52,7 +52,7 @@ pub struct TopologyNode {
 }
 
 /// A client deployment of the fixtures (`app`), deployed as `name` on `node`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClientPlacement {
     pub app: String,
@@ -62,7 +62,7 @@ pub struct ClientPlacement {
 }
 
 /// One replica of an app of the fixtures, deployed as Deployment `<app>-<name>` on `node`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReplicaPlacement {
     pub app: String,

@@ -395,7 +395,12 @@ mod tests {
             name: format!("scenario at {line}"),
             line,
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            behaviour_ids: tags
+                .iter()
+                .map(|t| t.trim_start_matches('@').to_string())
+                .collect(),
             verdict,
+            steps: vec![],
             duration_ms: 10,
             observations: obs,
         }
@@ -406,6 +411,8 @@ mod tests {
             schema_version: SCHEMA_VERSION,
             meshcert_version: "0.1.0".into(),
             target: TargetSummary::default(),
+            run_id: "abc123".into(),
+            seed: 7,
             started_at: 0,
             duration_ms: 0,
             scenarios,

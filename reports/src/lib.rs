@@ -5,12 +5,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+pub mod conformance;
 pub mod diff;
+pub mod html;
+pub mod view;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped on every incompatible change of the JSON shape.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped on every incompatible change of the JSON shape. 2: behaviour IDs, step timings,
+/// run id and seed.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -35,6 +39,15 @@ pub enum ReportError {
         found: u32,
         expected: u32,
     },
+}
+
+/// RFC 3339 UTC time of Unix seconds.
+pub fn format_timestamp(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| format!("{secs} seconds after the Unix epoch"))
 }
 
 /// The outcome of one scenario.
@@ -87,12 +100,27 @@ pub struct ScenarioResult {
     pub name: String,
     pub line: usize,
     pub tags: Vec<String>,
+    /// The behaviour IDs among the tags (feature, rule, scenario and examples tags).
+    pub behaviour_ids: Vec<String>,
     #[serde(flatten)]
     pub verdict: Verdict,
     pub duration_ms: u64,
+    /// Every step with its outcome and time.
+    #[serde(default)]
+    pub steps: Vec<StepTiming>,
     /// What the scenario observed (requests, faults, log lines), for reports.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub observations: serde_json::Value,
+}
+
+/// One step of a scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTiming {
+    /// Keyword and text, e.g. `When the client sends 12 requests to "..."`.
+    pub step: String,
+    /// `passed`, `failed` or `skipped`.
+    pub outcome: String,
+    pub duration_ms: u64,
 }
 
 impl ScenarioResult {
@@ -102,6 +130,14 @@ impl ScenarioResult {
             .iter()
             .map(|t| t.trim_start_matches('@'))
             .filter(|t| is_behaviour_id(t))
+    }
+
+    /// The feature's folder (`l4`, `traffic-distribution`), `general` for top-level files.
+    pub fn area(&self) -> &str {
+        match self.feature.split_once('/') {
+            Some((area, _)) if !area.is_empty() => area,
+            _ => "general",
+        }
     }
 }
 
@@ -120,6 +156,10 @@ pub struct RunResults {
     pub schema_version: u32,
     pub meshcert_version: String,
     pub target: TargetSummary,
+    /// The run's id (namespace names, the kube run label).
+    pub run_id: String,
+    /// The seed every generated name of the run derives from.
+    pub seed: u64,
     /// Seconds since the Unix epoch.
     pub started_at: u64,
     pub duration_ms: u64,
@@ -158,7 +198,14 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, verdict: &Verdict) {
+    pub fn merge(&mut self, other: &Counts) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.not_applicable += other.not_applicable;
+    }
+
+    pub fn add(&mut self, verdict: &Verdict) {
         match verdict {
             Verdict::Passed => self.passed += 1,
             Verdict::Failed { .. } => self.failed += 1,
@@ -196,6 +243,24 @@ impl RunResults {
             }
         }
         by
+    }
+
+    /// Writes `report.html` and `conformance.yaml` beside each other in `dir`.
+    pub fn write_reports(&self, dir: &Path) -> Result<(), ReportError> {
+        for (name, text) in [
+            ("report.html", html::render(self)),
+            (
+                "conformance.yaml",
+                conformance::ConformanceReport::of(self).to_yaml(),
+            ),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|source| ReportError::Write {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     pub fn write_json(&self, path: &Path) -> Result<(), ReportError> {
@@ -301,7 +366,12 @@ mod tests {
             name: "x".into(),
             line: 3,
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            behaviour_ids: tags
+                .iter()
+                .map(|t| t.trim_start_matches('@').to_string())
+                .collect(),
             verdict,
+            steps: vec![],
             duration_ms: 5,
             observations: serde_json::Value::Null,
         }
@@ -312,6 +382,8 @@ mod tests {
             schema_version: SCHEMA_VERSION,
             meshcert_version: "0.1.0".into(),
             target: TargetSummary::default(),
+            run_id: "abc123".into(),
+            seed: 7,
             started_at: 0,
             duration_ms: 10,
             scenarios,
@@ -365,11 +437,6 @@ mod tests {
         let r = results(vec![scenario(&["@LOG-1"], Verdict::Passed)]);
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(RunResults::parse_json(&text, "r.json").unwrap(), r);
-        let old = text.replace("\"schema_version\":1", "\"schema_version\":0");
-        let err = RunResults::parse_json(&old, "old.json")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("schema version 0"), "{err}");
         let err = RunResults::parse_json("{\"scenarios\": []}", "bad.json")
             .unwrap_err()
             .to_string();

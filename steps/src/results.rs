@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use cucumber::event::{self, Cucumber, Feature, Rule, Scenario, Step};
 use cucumber::gherkin;
 use cucumber::{Event, World, Writer, cli, parser};
-use meshcert_reports::{ScenarioResult, Verdict};
+use meshcert_reports::{ScenarioResult, StepTiming, Verdict, is_behaviour_id};
 
 use crate::applicability::{Applicability, marker};
 
@@ -20,6 +20,25 @@ pub type ScenarioKey = (String, usize);
 struct Pending {
     started: Option<SystemTime>,
     failure: Option<(String, String)>,
+    /// The step running now and when it began.
+    step_started: Option<SystemTime>,
+    steps: Vec<StepTiming>,
+}
+
+impl Pending {
+    fn step_ended(&mut self, at: SystemTime, step: &gherkin::Step, outcome: &str) {
+        let duration_ms = self
+            .step_started
+            .take()
+            .and_then(|s| at.duration_since(s).ok())
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.steps.push(StepTiming {
+            step: format!("{}{}", step.keyword, step.value),
+            outcome: outcome.to_string(),
+            duration_ms,
+        });
+    }
 }
 
 /// Shared with the suite, which reads the scenarios when the run ends.
@@ -65,10 +84,21 @@ impl ResultsCollector {
         let key = self.key(feature, scenario);
         let pending = self.pending.entry(key.clone()).or_default();
         match ev {
+            Scenario::Step(_, Step::Started) | Scenario::Background(_, Step::Started) => {
+                pending.step_started = Some(at);
+            }
+            Scenario::Step(step, Step::Passed(..))
+            | Scenario::Background(step, Step::Passed(..)) => {
+                pending.step_ended(at, step, "passed");
+            }
+            _ => {}
+        }
+        match ev {
             Scenario::Started => pending.started = Some(at),
             // The first failure of a scenario is the one reported.
             Scenario::Step(step, Step::Failed(_, _, _, err))
             | Scenario::Background(step, Step::Failed(_, _, _, err)) => {
+                pending.step_ended(at, step, "failed");
                 pending.failure.get_or_insert_with(|| {
                     (format!("{}{}", step.keyword, step.value), error_text(err))
                 });
@@ -81,6 +111,7 @@ impl ResultsCollector {
             Scenario::Step(step, Step::Skipped) | Scenario::Background(step, Step::Skipped)
                 if marker(scenario).is_none() =>
             {
+                pending.step_ended(at, step, "skipped");
                 pending.failure.get_or_insert_with(|| {
                     (
                         format!("{}{}", step.keyword, step.value),
@@ -120,13 +151,21 @@ impl ResultsCollector {
                     .unwrap()
                     .remove(&key)
                     .unwrap_or(serde_json::Value::Null);
+                let behaviour_ids = tags
+                    .iter()
+                    .map(|t| t.trim_start_matches('@'))
+                    .filter(|t| is_behaviour_id(t))
+                    .map(str::to_string)
+                    .collect();
                 self.out.0.lock().unwrap().push(ScenarioResult {
                     feature: key.0,
                     name: scenario.name.clone(),
                     line: key.1,
                     tags,
+                    behaviour_ids,
                     verdict,
                     duration_ms,
+                    steps: pending.steps,
                     observations,
                 });
             }

@@ -200,6 +200,12 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
             config.target
         );
     }
+    // Local meshes name pods from the run id; a kube run labels its namespaces with its own.
+    let run_id = match (&run, &cluster) {
+        (Some(run), _) => run.id().to_string(),
+        (None, Some((_, id))) => id.clone(),
+        (None, None) => String::new(),
+    };
     let context = Arc::new(SuiteContext {
         config: config.clone(),
         target: target.clone(),
@@ -331,6 +337,8 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
                 .collect(),
             settings,
         },
+        run_id: run_id.clone(),
+        seed: local::cluster::fnv1a(run_id.as_bytes()),
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         scenarios,
@@ -338,6 +346,9 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
     let results_path = config.out_dir.join("results.json");
     results
         .write_json(&results_path)
+        .map_err(|e| e.to_string())?;
+    results
+        .write_reports(&config.out_dir)
         .map_err(|e| e.to_string())?;
     *CONTEXT.write().unwrap() = None;
     drop(context);
@@ -347,7 +358,7 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         println!("meshcert: {parse_errors} feature file(s) did not parse: see the errors above");
     }
     println!(
-        "meshcert: results in {} (also junit.xml and cucumber.json); took {:.1}s",
+        "meshcert: results in {} (also report.html, conformance.yaml, junit.xml and cucumber.json); took {:.1}s",
         results_path.display(),
         started.elapsed().as_secs_f64()
     );

@@ -108,9 +108,27 @@ pub struct Observations {
     /// Restarts the ztunnel took to learn config changes (targets that read config once).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub restarts: Vec<Restart>,
+    /// What assertions expected of batches (the reports mark it on the charts).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expectations: Vec<Expectation>,
+    /// The scenario's nodes, clients and replicas, when it placed any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
     /// Evidence kept only when the scenario failed, so it can be understood without re-running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_evidence: Option<FailureEvidence>,
+}
+
+/// An assertion's expectation of one batch: these replicas share it, `share` each.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expectation {
+    /// Index of the batch in `batches`.
+    pub batch: usize,
+    /// Pod names.
+    pub replicas: Vec<String>,
+    pub share: f64,
+    /// The step's words.
+    pub statement: String,
 }
 
 /// Everything the ztunnel said during a failed scenario.
@@ -167,6 +185,9 @@ impl MeshWorld {
     /// Reads what a scenario's end leaves to read, before teardown: the restarts always, the
     /// whole ztunnel log and metrics when it failed.
     pub async fn keep_evidence(&mut self, failed: bool) {
+        if !self.scene.topology.nodes.is_empty() {
+            self.observations.topology = Some(self.scene.topology.clone());
+        }
         let Some(mesh) = self.mesh.as_ref() else {
             return;
         };
@@ -370,6 +391,21 @@ impl MeshWorld {
     }
 
     /// The requests of the latest batch.
+    /// Records that the last batch was expected to be shared evenly by `replicas` (pods);
+    /// called by the assertions, before they judge, so a failed one is drawn too.
+    pub fn expect_even(&mut self, replicas: Vec<String>, statement: impl Into<String>) {
+        let Some(batch) = self.observations.batches.len().checked_sub(1) else {
+            return;
+        };
+        let share = 1.0 / replicas.len().max(1) as f64;
+        self.observations.expectations.push(Expectation {
+            batch,
+            replicas,
+            share,
+            statement: statement.into(),
+        });
+    }
+
     pub fn last_batch(&self) -> Result<&[RequestRecord], StepFailure> {
         self.observations
             .batches

@@ -107,7 +107,7 @@ pub fn parse(
             index,
             started_at: at,
             latency,
-            source: (!local.is_empty() && local != ":").then_some(local),
+            source: (!local.is_empty() && !local.starts_with(':')).then_some(local),
             outcome,
         });
         at += latency + interval;

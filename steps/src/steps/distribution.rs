@@ -251,6 +251,13 @@ async fn level_took_all(world: &mut MeshWorld, level: Priority, mode: Mode) -> S
         batch.plan.client,
         levels.describe()
     );
+    world.expect_even(
+        levels.pods_at(level.0),
+        format!(
+            "the replicas at {} of {} answered every request, evenly",
+            level.0, mode.0
+        ),
+    );
     let mut counts: BTreeMap<&str, usize> = members.iter().map(|m| (m.as_str(), 0)).collect();
     let mut strays = Vec::new();
     let mut failed = 0;
@@ -577,6 +584,15 @@ impl Levels {
             .iter()
             .filter(|(_, _, l)| *l == Some(level))
             .map(|(name, _, _)| name.clone())
+            .collect()
+    }
+
+    /// Pod names of the replicas at `level`.
+    fn pods_at(&self, level: PriorityLevel) -> Vec<String> {
+        self.replicas
+            .iter()
+            .filter(|(_, _, l)| *l == Some(level))
+            .flat_map(|(_, pods, _)| pods.iter().map(|p| p.name.clone()))
             .collect()
     }
 

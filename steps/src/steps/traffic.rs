@@ -86,6 +86,10 @@ async fn each_answered(
         "{deployment} has {} pods, not {replicas}: {pods:?}",
         pods.len()
     );
+    world.expect_even(
+        pods.clone(),
+        format!("each of the {replicas} {deployment} replicas answered {each}"),
+    );
     let batch = world.last_batch()?;
     let counts = answer_counts(batch);
     let failed = batch.iter().filter(|r| r.failed()).count();
@@ -165,6 +169,10 @@ async fn spread_after(
         healthy.len() == others,
         "{deployment} has {} replicas besides the blocked one, not {others}",
         healthy.len()
+    );
+    world.expect_even(
+        healthy.clone(),
+        format!("spread evenly over the other {others} replicas after the block"),
     );
     let records = after_block(world, after.0)?;
     let counts = answer_counts(&records);

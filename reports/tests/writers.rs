@@ -1,0 +1,207 @@
+//! The report writers on a results file with a passed, a failed (failover, with its
+//! evidence), a skipped and a not-applicable scenario: the HTML's structure, charts and
+//! self-containment, the conformance YAML read back, and the errors for bad results files.
+
+use meshcert_reports::conformance::ConformanceReport;
+use meshcert_reports::{Conformance, RunResults, format_timestamp, html};
+use serde_json::json;
+
+fn dur(ms: u64) -> serde_json::Value {
+    json!({"secs": ms / 1000, "nanos": (ms % 1000) * 1_000_000})
+}
+
+fn answered(i: u32, at: u64, replica: &str) -> serde_json::Value {
+    json!({"index": i, "started_at": dur(at), "latency": dur(4), "outcome": "answered", "replica": replica, "status": 200})
+}
+
+fn results_json() -> String {
+    let pods = [
+        "in-ambient-7d8f-aaaaa",
+        "in-ambient-7d8f-bbbbb",
+        "in-ambient-7d8f-ccccc",
+    ];
+    let even: Vec<_> = (0..12)
+        .map(|i| answered(i, 1000 + 10 * i as u64, pods[i as usize % 3]))
+        .collect();
+    let mut failover: Vec<_> = (0..20)
+        .map(|i| answered(i, 3000 + 50 * i as u64, pods[1 + i as usize % 2]))
+        .collect();
+    failover[0] = json!({"index": 0, "started_at": dur(3000), "latency": dur(2000), "outcome": "failed", "failure": "timeout"});
+    json!({
+        "schema_version": 2,
+        "meshcert_version": "0.1.0",
+        "target": {"kind": "reference", "name": "meshcert reference ztunnel", "version": "0.1.0",
+                   "profile": "solo", "capabilities": ["network-faults", "scale"], "settings": {"binary": "/x"}},
+        "run_id": "ab12cd",
+        "seed": 42,
+        "started_at": 1_700_000_000u64,
+        "duration_ms": 21_000,
+        "scenarios": [
+            {"feature": "l4/round-robin.feature", "name": "12 requests over 3 replicas", "line": 7,
+             "tags": ["@L4-RR-1"], "behaviour_ids": ["L4-RR-1"], "verdict": "passed", "duration_ms": 900,
+             "steps": [{"step": "When the client sends 12 requests", "outcome": "passed", "duration_ms": 120}],
+             "observations": {"batches": [{"plan": {"url": "http://in-ambient:8000/hostname", "count": 12}, "records": even}],
+                              "expectations": [{"batch": 0, "replicas": pods, "share": 1.0/3.0, "statement": "each of the 3 replicas answered 4"}]}},
+            {"feature": "l4/failover-recovery.feature", "name": "the <unblocked> pod answers again", "line": 9,
+             "tags": ["@L4-FO-4"], "behaviour_ids": ["L4-FO-4"], "verdict": "failed",
+             "step": "Then within 3s the formerly blocked pod answers again",
+             "message": "in-ambient-7d8f-aaaaa answered none of 30 requests within 3s", "duration_ms": 6100,
+             "observations": {
+                "batches": [{"plan": {"url": "http://in-ambient:8000/hostname", "count": 20}, "records": failover}],
+                "faults": [{"handle": {"id": 1, "fault": {"pod": {"namespace": "httpbin", "name": pods[0]},
+                            "kind": {"kind": "iptables-drop", "port": 8080}}, "injected_at": dur(2900)},
+                            "undone_at": dur(4100)}],
+                "failure_evidence": {"ztunnel_log": [{"observed_at": dur(3100), "level": "warn", "target": "circuit_breaker",
+                    "message": "endpoint marked unhealthy", "fields": {"consecutive_failures": "3"}, "raw": "x"}], "metrics": []}}},
+            {"feature": "traffic-distribution/cross-network.feature", "name": "cross-network twins", "line": 20,
+             "tags": ["@TD-MODE-XNET"], "behaviour_ids": ["TD-MODE-XNET"], "verdict": "skipped",
+             "reason": "needs capability cross-network", "duration_ms": 0},
+            {"feature": "traffic-distribution/defaults.feature", "name": "Istio default", "line": 4,
+             "tags": ["@TD-DEF-2"], "behaviour_ids": ["TD-DEF-2"], "verdict": "not_applicable",
+             "reason": "it states profile istio", "duration_ms": 0}
+        ]
+    })
+    .to_string()
+}
+
+fn results() -> RunResults {
+    RunResults::parse_json(&results_json(), "results.json").unwrap()
+}
+
+#[test]
+fn the_html_opens_on_the_summary_and_shows_failed_scenarios_first_and_open() {
+    let html = html::render(&results());
+    let summary = html.find("id=\"summary\"").unwrap();
+    let scenarios = html.find("<h2>Scenarios</h2>").unwrap();
+    assert!(summary < scenarios);
+    // Areas from the feature folders, each with its verdict.
+    for area in [
+        "<h3>l4 <span class=\"badge not-conformant\">NOT conformant",
+        "<h3>traffic-distribution <span class=\"badge skipped\">skipped",
+    ] {
+        assert!(html.contains(area), "{area}");
+    }
+    let failed = html
+        .find("data-verdict=\"failed\" open>")
+        .expect("the failed scenario is open");
+    let passed = html
+        .find("data-verdict=\"passed\">")
+        .expect("the passed one is closed");
+    assert!(failed < passed, "failed scenarios come first");
+    assert!(html.contains("in-ambient-7d8f-aaaaa answered none of 30 requests within 3s"));
+    assert!(html.contains("needs capability cross-network"));
+    assert!(html.contains("it states profile istio"));
+    assert!(html.contains("run ab12cd (seed 42)"));
+    assert!(html.contains("2023-11-14T22:13:20Z"));
+    // Escaped, never markup.
+    assert!(html.contains("the &lt;unblocked&gt; pod"));
+    assert!(!html.contains("<unblocked>"));
+}
+
+#[test]
+fn the_html_fetches_nothing() {
+    let html = html::render(&results());
+    for outside in [" src=", "<link", "href=\"http", "@import", "url("] {
+        assert!(
+            !html.contains(outside),
+            "{outside:?} would fetch from outside"
+        );
+    }
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("<style>") && html.contains("<script>"));
+}
+
+#[test]
+fn charts_show_requests_per_replica_with_the_expected_share_and_the_failover_timeline() {
+    let html = html::render(&results());
+    // Bars: three replicas of 4 and the expected 4.0 each, dashed, with axis units.
+    assert!(html.contains("<title>in-ambient-7d8f-aaaaa: 4 of 12 requests</title>"));
+    assert_eq!(html.matches("<title>expected 4.0</title>").count(), 3);
+    assert!(html.contains(">requests</text>"));
+    assert!(html.contains("expected share 33% (4.0 requests) each"));
+    // Timeline of the failed scenario: fault start and end, the failed request in red.
+    let timeline = html.find("id=\"timeline-").expect("a failover timeline");
+    let chart = &html[timeline..];
+    assert!(chart.contains("fault: iptables DROP :8080 on in-ambient-7d8f-aaaaa"));
+    assert!(chart.contains(">fault removed</text>"));
+    assert!(chart.contains("#0 at 3.000 s: timeout in 2000 ms"));
+    assert!(chart.contains("time since the mesh was created (s)"));
+    // The log kept as evidence.
+    assert!(html.contains("ztunnel log (1 lines)"));
+    assert!(html.contains("endpoint marked unhealthy"));
+    // The passed scenario without faults or failures has no timeline.
+    assert_eq!(html.matches("id=\"timeline-").count(), 1);
+}
+
+#[test]
+fn the_conformance_yaml_reads_back_with_results_per_area_and_behaviour() {
+    let report = ConformanceReport::of(&results());
+    let yaml = report.to_yaml();
+    assert!(
+        yaml.starts_with("apiVersion: meshcert.dev/v1alpha1\nkind: ConformanceReport\n"),
+        "{yaml}"
+    );
+    let back: ConformanceReport = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(back, report);
+    assert_eq!(report.result, "failure");
+    assert_eq!(report.date, "2023-11-14T22:13:20Z");
+    assert_eq!(report.implementation.profile, "solo");
+    let l4 = &report.areas[0];
+    assert_eq!(
+        (l4.name.as_str(), l4.result),
+        ("l4", Conformance::NotConformant)
+    );
+    let fo4 = l4.behaviours.iter().find(|b| b.id == "L4-FO-4").unwrap();
+    assert_eq!(fo4.result, Conformance::NotConformant);
+    assert_eq!(
+        fo4.note.as_deref(),
+        Some("failed at Then within 3s the formerly blocked pod answers again")
+    );
+    assert_eq!(
+        l4.behaviours
+            .iter()
+            .find(|b| b.id == "L4-RR-1")
+            .unwrap()
+            .note,
+        None
+    );
+    let td = &report.areas[1];
+    assert_eq!(td.statistics.skipped + td.statistics.not_applicable, 2);
+    let xnet = td
+        .behaviours
+        .iter()
+        .find(|b| b.id == "TD-MODE-XNET")
+        .unwrap();
+    assert_eq!(xnet.note.as_deref(), Some("needs capability cross-network"));
+}
+
+#[test]
+fn bad_results_files_say_what_is_wrong() {
+    let err = RunResults::parse_json("{", "r.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("results file r.json is not valid meshcert results"),
+        "{err}"
+    );
+    let old = results_json().replace("\"schema_version\":2", "\"schema_version\":1");
+    let err = RunResults::parse_json(&old, "old.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("schema version 1; this meshcert reads version 2"),
+        "{err}"
+    );
+    let missing = results_json().replace("\"behaviour_ids\":[\"L4-RR-1\"],", "");
+    let err = RunResults::parse_json(&missing, "m.json")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("behaviour_ids"), "{err}");
+}
+
+#[test]
+fn timestamps_are_rfc3339_utc() {
+    assert_eq!(format_timestamp(0), "1970-01-01T00:00:00Z");
+    assert_eq!(format_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+    assert_eq!(format_timestamp(1_700_000_000), "2023-11-14T22:13:20Z");
+}
