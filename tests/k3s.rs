@@ -95,6 +95,7 @@ async fn run() -> Result<String, String> {
         target_name: "k3s".into(),
         version: "k3s".into(),
         profile: Profile::Istio,
+        settle: true,
     };
     let exec = Arc::new(KubeExec {
         client: client.clone(),

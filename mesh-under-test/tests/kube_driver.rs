@@ -209,6 +209,7 @@ fn options(allow_faults: bool) -> KubeOptions {
         target_name: "kind".into(),
         version: "1.30.5".into(),
         profile: Profile::Istio,
+        settle: false,
     }
 }
 
@@ -906,4 +907,54 @@ async fn preflight_reports_the_mesh_and_a_cluster_without_ztunnel_is_one_clear_e
         report.to_string(),
         "Kubernetes v1.34.11, ztunnel docker.io/istio/ztunnel:1.30.5-distroless (4 of 4 ready, profile istio), 3 nodes in 2 zones"
     );
+}
+
+#[tokio::test]
+async fn after_a_rollout_requests_go_out_until_every_ready_backend_has_answered() {
+    let (service, handle) = pair::<Request<Body>, Response<Body>>();
+    let exec = Arc::new(FakeExec::default());
+    let mut opts = options(false);
+    opts.settle = true;
+    let mut mesh = KubeMesh::new(Client::new(service, "default"), exec.clone(), opts);
+    let mut api = ApiServer { handle };
+    // ztunnel does not know the endpoint yet: refused; then it does.
+    exec.answer(
+        "sh -c",
+        "@@meshcert-begin 0\n\n@@meshcert-w 000 0.001 :0\n@@meshcert-rc 7 curl: (7) refused\n\
+         @@meshcert-begin 1\n\n@@meshcert-w 000 0.001 :0\n@@meshcert-rc 7 curl: (7) refused\n",
+    );
+    exec.answer(
+        "sh -c",
+        "@@meshcert-begin 0\n{\"hostname\":\"in-ambient-a\"}\n@@meshcert-w 200 0.01 10.244.1.7:5\n@@meshcert-rc 0\n\
+         @@meshcert-begin 1\n{\"hostname\":\"in-ambient-a\"}\n@@meshcert-w 200 0.01 10.244.1.7:6\n@@meshcert-rc 0\n",
+    );
+    let set = fixtures();
+    let serve = async {
+        serve_deploy(&mut api).await;
+        for _ in 0..2 {
+            api.expect(
+                Method::GET,
+                format!("/api/v1/namespaces/{NS}/pods"),
+                &["labelSelector=app%3Din-ambient"],
+                200,
+                list(
+                    "PodList",
+                    vec![pod("in-ambient-a", "in-ambient", "worker2", "10.244.2.5")],
+                ),
+            )
+            .await;
+            serve_client_pod(&mut api).await;
+        }
+    };
+    let (result, ()) = bounded(async { tokio::join!(mesh.deploy(&set), serve) }).await;
+    result.unwrap();
+    let ran = exec.ran();
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    for r in &ran {
+        assert!(
+            r.contains(&format!("'http://in-ambient.{NS}:8000/hostname'")),
+            "{r}"
+        );
+        assert!(r.contains("while [ $i -lt 2 ]"), "{r}");
+    }
 }

@@ -115,6 +115,7 @@ impl SuiteContext {
                 target_name: self.target.name.clone(),
                 version: self.target.version.clone(),
                 profile: self.target.profile,
+                settle: true,
             };
             let exec = Arc::new(mkube::KubeExec {
                 client: client.clone(),

@@ -44,6 +44,9 @@ pub struct KubeOptions {
     pub target_name: String,
     pub version: String,
     pub profile: crate::Profile,
+    /// After a deploy or scale, send requests until every ready backend has answered each
+    /// client (ztunnel learns endpoints over xDS, after the rollout); off in mock tests.
+    pub settle: bool,
 }
 
 impl KubeOptions {
@@ -96,6 +99,10 @@ pub struct KubeMesh {
     /// Fixture namespaces seen (for URL rewriting).
     fixtures: Vec<String>,
     deployments: BTreeSet<DeploymentRef>,
+    /// Deployments with no container port: the clients.
+    clients: BTreeSet<DeploymentRef>,
+    /// Services of the fixtures: (fixture namespace, name, first port, selector).
+    services: Vec<(String, String, i32, String)>,
     faults: BTreeMap<u64, KubeFault>,
     next_fault: u64,
     torn_down: bool,
@@ -141,6 +148,8 @@ impl KubeMesh {
             namespaces: Vec::new(),
             fixtures: Vec::new(),
             deployments: BTreeSet::new(),
+            clients: BTreeSet::new(),
+            services: Vec::new(),
             faults: BTreeMap::new(),
             next_fault: 1,
             torn_down: false,
@@ -361,6 +370,75 @@ impl KubeMesh {
         .await
     }
 
+    /// Sends requests from every client to every Service until each ready pod behind it has
+    /// answered and no other pod has, within the rollout deadline: a scenario's first batch
+    /// must not race ztunnel learning the new endpoints.
+    async fn settle(&self) -> Result<(), MeshError> {
+        if !self.options.settle {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.options.rollout_deadline;
+        for client in &self.clients {
+            for (fixture_ns, name, port, selector) in &self.services {
+                let ns = self.names.map(fixture_ns);
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+                let url = format!("http://{name}.{ns}:{port}/hostname");
+                loop {
+                    let list = pods
+                        .list(&ListParams::default().labels(selector))
+                        .await
+                        .map_err(|e| api_error(&format!("list pods of Service {ns}/{name}"), e))?;
+                    let ready: BTreeSet<String> = list
+                        .items
+                        .iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .map(|p| self.pod_info(client, p))
+                        .filter(|p| p.ready)
+                        .map(|p| p.name)
+                        .collect();
+                    if ready.is_empty() {
+                        break;
+                    }
+                    let (cns, cpod, _) = self.client_pod(client).await?;
+                    let count = 2 * ready.len() as u32;
+                    let script = curl::script(&url, count, Duration::ZERO, Duration::from_secs(2));
+                    let bound = Duration::from_secs(2) * count + REQUESTS_SLACK;
+                    let out = self
+                        .exec
+                        .exec(
+                            &cns,
+                            &cpod,
+                            None,
+                            &["sh".into(), "-c".into(), script],
+                            bound,
+                        )
+                        .await?;
+                    let answered: BTreeSet<String> =
+                        curl::parse(&out.stdout, Duration::ZERO, Duration::ZERO)
+                            .map_err(MeshError::Kube)?
+                            .iter()
+                            .filter_map(|r| r.replica().map(str::to_string))
+                            .collect();
+                    if answered == ready {
+                        break;
+                    }
+                    let last = format!("answered by {answered:?}, ready: {ready:?}");
+                    if Instant::now() >= deadline {
+                        return Err(MeshError::Timeout {
+                            what: format!(
+                                "every ready pod of Service {ns}/{name} to answer client {client}"
+                            ),
+                            waited: self.options.rollout_deadline,
+                            last,
+                        });
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn apply(&mut self, applied: &names::Applied) -> Result<(), MeshError> {
         let api: Api<DynamicObject> = match &applied.namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &applied.resource),
@@ -432,7 +510,51 @@ impl MeshUnderTest for KubeMesh {
             self.wait_rollout(&d).await?;
             self.deployments.insert(d);
         }
-        Ok(())
+        for d in manifests.deployments() {
+            let serves = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .is_some_and(|p| {
+                    p.containers
+                        .iter()
+                        .any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()))
+                });
+            if !serves {
+                self.clients.insert(DeploymentRef::new(
+                    d.metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| crate::manifest::DEFAULT_NAMESPACE.into()),
+                    d.metadata.name.clone().unwrap_or_default(),
+                ));
+            }
+        }
+        for svc in manifests.services() {
+            let spec = svc.spec.clone().unwrap_or_default();
+            let (Some(port), Some(selector)) = (
+                spec.ports.and_then(|p| p.first().map(|p| p.port)),
+                spec.selector,
+            ) else {
+                continue;
+            };
+            let selector = selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let key = (
+                svc.metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| crate::manifest::DEFAULT_NAMESPACE.into()),
+                svc.metadata.name.clone().unwrap_or_default(),
+            );
+            self.services
+                .retain(|(ns, name, _, _)| (ns, name) != (&key.0, &key.1));
+            self.services.push((key.0, key.1, port, selector));
+        }
+        self.settle().await
     }
 
     async fn scale(&mut self, deployment: &DeploymentRef, replicas: u32) -> Result<(), MeshError> {
@@ -450,7 +572,8 @@ impl MeshUnderTest for KubeMesh {
         )
         .await
         .map_err(|e| api_error(&format!("scale Deployment {ns}/{}", deployment.name), e))?;
-        self.wait_rollout(deployment).await
+        self.wait_rollout(deployment).await?;
+        self.settle().await
     }
 
     async fn pods(&self, deployment: &DeploymentRef) -> Result<Vec<PodInfo>, MeshError> {
