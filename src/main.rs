@@ -29,11 +29,36 @@ enum Command {
     /// Run the suite against two targets and show, per behaviour ID, where the verdicts
     /// differ, with both runs' observations side by side.
     Diff(DiffArgs),
+    /// Measure the ztunnel's data plane against the direct path (wrk, iperf3, nginx in one
+    /// network namespace; direct and proxied runs interleaved) and print the table.
+    Bench(BenchArgs),
     /// Make the HTML report (and the conformance YAML) from a results.json.
     Report(ReportArgs),
     /// Remove what runs that were killed left behind: local network namespaces and processes,
     /// and with --kube the cluster namespaces of expired runs.
     Sweep(SweepArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// A ztunnel binary to measure instead of the bundled reference (same launcher).
+    #[arg(long, env = "MESHCERT_ZTUNNEL_BIN")]
+    ztunnel_bin: Option<PathBuf>,
+    /// The reference ztunnel binary (default: `meshcert-ztunnel` beside this executable).
+    #[arg(long, env = "MESHCERT_REFERENCE_BIN")]
+    reference_bin: Option<PathBuf>,
+    /// Length of each direct or proxied run, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Direct/proxied pairs per test.
+    #[arg(long, default_value_t = 5)]
+    pairs: u32,
+    /// wrk connections.
+    #[arg(long, default_value_t = 16)]
+    connections: u32,
+    /// Where configs and logs go.
+    #[arg(long, default_value = "target/meshcert/bench")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -161,12 +186,17 @@ struct CommonArgs {
 
 impl CommonArgs {
     fn reference_bin(&self) -> PathBuf {
-        self.reference_bin.clone().unwrap_or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|exe| exe.parent().map(|dir| dir.join("meshcert-ztunnel")))
-                .unwrap_or_else(|| PathBuf::from("meshcert-ztunnel"))
-        })
+        self.reference_bin
+            .clone()
+            .unwrap_or_else(|| Self::beside_me("meshcert-ztunnel"))
+    }
+
+    /// A binary in the same directory as this executable.
+    fn beside_me(name: &str) -> PathBuf {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+            .unwrap_or_else(|| PathBuf::from(name))
     }
 
     fn suite(&self, target: TargetSpec, out_dir: PathBuf) -> SuiteConfig {
@@ -233,6 +263,13 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match cli.command {
+        Command::Bench(args) => match runtime.block_on(bench(&args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("meshcert bench: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Report(args) => match report(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -347,5 +384,97 @@ fn report(args: &ReportArgs) -> Result<(), String> {
         write(path, ConformanceReport::of(&results).to_yaml())?;
         println!("meshcert report: {}", path.display());
     }
+    Ok(())
+}
+
+/// Installs what the benchmark runs when it is missing (Debian's packages, as root).
+fn bench_tools() -> Result<(), String> {
+    let missing: Vec<&str> = [
+        ("wrk", "wrk"),
+        ("iperf3", "iperf3"),
+        ("nginx", "nginx-light"),
+    ]
+    .into_iter()
+    .filter(|(tool, _)| {
+        !std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+    .map(|(_, package)| package)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("meshcert bench: installing {} (apt-get)", missing.join(" "));
+    let ok = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {} >/dev/null",
+                missing.join(" ")
+            ),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} missing and could not be installed: run as root on Debian, or install them",
+            missing.join(", ")
+        ))
+    }
+}
+
+async fn bench(args: &BenchArgs) -> Result<(), String> {
+    use meshcert_mesh::local::bench::{BenchOptions, run_bench};
+    if args.pairs == 0 || args.seconds == 0 || args.connections == 0 {
+        return Err("--pairs, --seconds and --connections must be at least 1".into());
+    }
+    meshcert_mesh::local::preflight()?;
+    bench_tools()?;
+    let spec = match &args.ztunnel_bin {
+        Some(bin) => TargetSpec::ztunnel(bin),
+        None => TargetSpec::reference(
+            args.reference_bin
+                .clone()
+                .unwrap_or_else(|| CommonArgs::beside_me("meshcert-ztunnel")),
+        ),
+    };
+    spec.check()?;
+    let options = BenchOptions {
+        ztunnel: spec.command(),
+        duration: std::time::Duration::from_secs(args.seconds),
+        pairs: args.pairs,
+        connections: args.connections,
+        work_dir: args.out.clone(),
+    };
+    let total = args.pairs as u64 * args.seconds * 6 + 30;
+    eprintln!(
+        "meshcert bench: {spec}, {} pairs of {} s per test, about {} min",
+        args.pairs,
+        args.seconds,
+        total.div_ceil(60)
+    );
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("meshcert bench: interrupted; removing its namespace and processes");
+            let _ = meshcert_mesh::local::cleanup_all();
+            std::process::exit(130);
+        }
+    });
+    let started = std::time::Instant::now();
+    let report = run_bench(&options, &|line| eprintln!("meshcert bench: {line}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", report.table());
+    println!(
+        "measured in one run of {:.0} s against {spec}; reproduce with `meshcert bench --pairs {} --seconds {}`",
+        started.elapsed().as_secs_f64(),
+        args.pairs,
+        args.seconds
+    );
     Ok(())
 }

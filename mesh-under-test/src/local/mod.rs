@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod driver;

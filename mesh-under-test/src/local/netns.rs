@@ -168,7 +168,11 @@ impl Undo for NetnsEntry {
 
 /// Creates a namespace with `lo` up and records it in the ledger before anything else is done
 /// to it, so a failure halfway still removes it.
-fn create_netns(run: &Arc<Run>, ledger: &Ledger, name: &str) -> Result<EntryId, MeshError> {
+pub(crate) fn create_netns(
+    run: &Arc<Run>,
+    ledger: &Ledger,
+    name: &str,
+) -> Result<EntryId, MeshError> {
     ip(&["netns", "add", name])?;
     run.netns_created(name);
     let entry = ledger.record(Box::new(NetnsEntry {
