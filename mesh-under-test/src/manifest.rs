@@ -42,6 +42,31 @@ pub struct ManifestSet {
 /// The namespace Kubernetes gives a namespaced object that names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// `namespace/name` of a Deployment object, its namespace defaulted as the API server does.
+pub fn deployment_ref(deployment: &Deployment) -> crate::DeploymentRef {
+    crate::DeploymentRef::new(
+        deployment
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+        deployment.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Whether a Deployment is a client: no container declares a port (the guide's curl pod).
+pub fn is_client(deployment: &Deployment) -> bool {
+    !deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .is_some_and(|p| {
+            p.containers
+                .iter()
+                .any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()))
+        })
+}
+
 /// The kinds meshcert reads, as `(apiVersions, kind, namespaced)`.
 const SUPPORTED: &[(&[&str], &str, bool)] = &[
     (&["v1"], "Namespace", false),

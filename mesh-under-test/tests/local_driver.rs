@@ -156,12 +156,11 @@ async fn backend_app_answers_its_name_from_a_client_namespace() {
     .await
     .unwrap();
 
-    for port in [8080, 9090] {
-        let dst = SocketAddr::from((backend.ip, port));
+    let answer = async |port: u16| {
         let response = client::get(
             &sockets,
             Some(&client_pod.netns),
-            dst,
+            SocketAddr::from((backend.ip, port)),
             "backend",
             "/hostname",
             Duration::from_secs(2),
@@ -169,28 +168,13 @@ async fn backend_app_answers_its_name_from_a_client_namespace() {
         .await
         .unwrap()
         .unwrap();
-        assert_eq!(
-            (response.status, response.replica()),
-            (200, "backend-0".to_string())
-        );
+        (response.status, response.replica())
+    };
+    for port in [8080, 9090] {
+        assert_eq!(answer(port).await, (200, "backend-0".to_string()));
     }
     app.switch().force(Some(503));
-    let dst = SocketAddr::from((backend.ip, 8080));
-    let response = client::get(
-        &sockets,
-        Some(&client_pod.netns),
-        dst,
-        "backend",
-        "/hostname",
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(
-        (response.status, response.replica()),
-        (503, "backend-0".to_string())
-    );
+    assert_eq!(answer(8080).await, (503, "backend-0".to_string()));
     app.stop();
     ledger.teardown().unwrap();
     assert!(!netns_exists(&backend.netns) && !netns_exists(&client_pod.netns));

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
+use crate::view::{Batch, LogLine, Observations};
 use crate::{Counts, RunResults, ScenarioResult, Verdict};
 
 /// One behaviour whose verdict differs between the two runs.
@@ -161,75 +161,42 @@ pub fn describe(scenario: Option<&ScenarioResult>) -> Vec<String> {
         Verdict::Skipped { reason } => format!("skipped: {reason}"),
         Verdict::NotApplicable { reason } => format!("not applicable: {reason}"),
     }];
-    let o = &s.observations;
-    for batch in o
-        .get("batches")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    let o = Observations::of(&s.observations);
+    for batch in &o.batches {
         lines.extend(describe_batch(batch));
     }
-    for fault in o
-        .get("faults")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let kind = fault.pointer("/handle/fault/kind");
-        let pod = fault
-            .pointer("/handle/fault/pod/name")
-            .and_then(Value::as_str)
-            .unwrap_or("?");
-        let at = fault.pointer("/handle/injected_at").and_then(millis);
-        let undone = fault.get("undone_at").and_then(millis);
+    for f in &o.faults {
         lines.push(format!(
-            "fault {} on {pod} at {}{}",
-            kind.and_then(|k| k.get("kind"))
-                .and_then(Value::as_str)
-                .unwrap_or("?"),
-            at.map_or("?".into(), |ms| format!("{ms:.0} ms")),
-            undone.map_or(", never undone".into(), |ms| format!(
-                ", undone at {ms:.0} ms"
+            "fault {} on {} at {:.0} ms{}",
+            f.handle.fault.describe(),
+            f.handle.fault.pod.name,
+            f.handle.injected_at.ms(),
+            f.undone_at.map_or(", never undone".into(), |u| format!(
+                ", undone at {:.0} ms",
+                u.ms()
             ))
         ));
     }
-    if let Some(restarts) = o.get("restarts").and_then(Value::as_array) {
-        let took: Vec<f64> = restarts
-            .iter()
-            .filter_map(|r| r.get("took").and_then(millis))
-            .collect();
-        if !took.is_empty() {
-            lines.push(format!(
-                "{} ztunnel restart(s), {:.0} ms in all",
-                took.len(),
-                took.iter().sum::<f64>()
-            ));
-        }
+    if !o.restarts.is_empty() {
+        lines.push(format!(
+            "{} ztunnel restart(s), {:.0} ms in all",
+            o.restarts.len(),
+            o.restarts.iter().map(|r| r.took.ms()).sum::<f64>()
+        ));
     }
     // The whole log when the scenario failed, else the lines its assertions read.
-    let (log, what) = match o
-        .pointer("/failure_evidence/ztunnel_log")
-        .and_then(Value::as_array)
-    {
-        Some(log) => (log.as_slice(), "ztunnel log"),
-        None => match o.get("log_lines").and_then(Value::as_array) {
-            Some(log) if !log.is_empty() => (log.as_slice(), "ztunnel lines read"),
-            _ => (&[][..], ""),
-        },
+    let what = if o.failure_evidence.is_some() {
+        "ztunnel log"
+    } else {
+        "ztunnel lines read"
     };
+    let log = o.log();
     if !log.is_empty() {
-        let level = |l: &Value| {
-            l.get("level")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let notable: Vec<&Value> = log
+        let notable: Vec<&LogLine> = log
             .iter()
-            .filter(|l| matches!(level(l).as_str(), "warn" | "error"))
+            .filter(|l| matches!(l.level.as_str(), "warn" | "error"))
             .collect();
-        let shown: Vec<&Value> = if notable.is_empty() {
+        let shown: Vec<&LogLine> = if notable.is_empty() {
             log.iter().rev().take(2).rev().collect()
         } else {
             notable.iter().rev().take(3).rev().copied().collect()
@@ -249,47 +216,22 @@ pub fn describe(scenario: Option<&ScenarioResult>) -> Vec<String> {
     lines
 }
 
-fn describe_batch(batch: &Value) -> Vec<String> {
-    let url = batch
-        .pointer("/plan/url")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    let records = batch
-        .get("records")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut answered: BTreeMap<String, usize> = BTreeMap::new();
+fn describe_batch(batch: &Batch) -> Vec<String> {
+    let worst = batch
+        .records
+        .iter()
+        .map(|r| r.latency.ms())
+        .fold(0.0, f64::max);
     let mut failed: BTreeMap<String, usize> = BTreeMap::new();
-    let mut worst: f64 = 0.0;
-    for r in &records {
-        if let Some(ms) = r.get("latency").and_then(millis) {
-            worst = worst.max(ms);
-        }
-        match r.get("outcome").and_then(Value::as_str) {
-            Some("answered") => {
-                let replica = r.get("replica").and_then(Value::as_str).unwrap_or("?");
-                *answered.entry(replica.to_string()).or_default() += 1;
-            }
-            _ => {
-                let why = match r.get("failure") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(Value::Object(m)) => m
-                        .iter()
-                        .next()
-                        .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")))
-                        .unwrap_or_default(),
-                    _ => "failed".into(),
-                };
-                *failed.entry(why).or_default() += 1;
-            }
-        }
+    for r in batch.records.iter().filter(|r| r.failed()) {
+        *failed.entry(r.failure_text()).or_default() += 1;
     }
     let mut lines = vec![format!(
-        "{} requests to {url}, slowest {worst:.0} ms",
-        records.len()
+        "{} requests to {}, slowest {worst:.0} ms",
+        batch.records.len(),
+        batch.plan.url
     )];
-    for (replica, n) in &answered {
+    for (replica, n) in batch.counts() {
         lines.push(format!("  {replica} x{n}"));
     }
     for (why, n) in &failed {
@@ -299,28 +241,20 @@ fn describe_batch(batch: &Value) -> Vec<String> {
 }
 
 /// `level target message` and the fields that tell most (who, and what went wrong).
-fn log_summary(line: &Value) -> String {
-    let text = |k: &str| line.get(k).and_then(Value::as_str).unwrap_or("");
-    let mut out = format!("{} {} {}", text("level"), text("target"), text("message"));
-    if let Some(fields) = line.get("fields").and_then(Value::as_object) {
-        for key in [
-            "dst.workload",
-            "dst.addr",
-            "error",
-            "endpoint",
-            "consecutive_failures",
-        ] {
-            if let Some(v) = fields.get(key).and_then(Value::as_str) {
-                out.push_str(&format!(" {key}={v}"));
-            }
+fn log_summary(line: &LogLine) -> String {
+    let mut out = format!("{} {} {}", line.level, line.target, line.message);
+    for key in [
+        "dst.workload",
+        "dst.addr",
+        "error",
+        "endpoint",
+        "consecutive_failures",
+    ] {
+        if let Some(v) = line.fields.get(key) {
+            out.push_str(&format!(" {key}={v}"));
         }
     }
     out
-}
-
-/// A serialised `Duration` (`{"secs":1,"nanos":5}`) in milliseconds.
-fn millis(v: &Value) -> Option<f64> {
-    Some(v.get("secs")?.as_f64()? * 1e3 + v.get("nanos")?.as_f64()? / 1e6)
 }
 
 /// Greedy word wrap; words longer than a line are cut. Continuation lines keep the
@@ -381,7 +315,7 @@ pub fn side_by_side(left: &[String], right: &[String], column: usize) -> String 
 mod tests {
     use super::*;
     use crate::{SCHEMA_VERSION, TargetSummary};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn scenario(
         feature: &str,

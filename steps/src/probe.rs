@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use meshcert_mesh::MeshUnderTest;
 use meshcert_mesh::logs::{LogLine, parse_line};
-use meshcert_mesh::manifest::ManifestSet;
-use meshcert_mesh::{DeploymentRef, MeshUnderTest};
+use meshcert_mesh::manifest::{self, ManifestSet};
 
 use crate::suite::SuiteContext;
 
@@ -99,19 +99,8 @@ async fn exercise(
     let restart_cost = if context.target_restarts() {
         let backend = manifests
             .deployments()
-            .find_map(|d| {
-                let serves = d
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.spec.as_ref())
-                    .is_some_and(|p| p.containers.iter().any(|c| c.ports.is_some()));
-                serves.then(|| {
-                    DeploymentRef::new(
-                        d.metadata.namespace.clone().unwrap_or_default(),
-                        d.metadata.name.clone().unwrap_or_default(),
-                    )
-                })
-            })
+            .find(|d| !manifest::is_client(d))
+            .map(manifest::deployment_ref)
             .ok_or("the probe fixtures have no backend deployment")?;
         let replicas = mesh.pods(&backend).await.map_err(one_line)?.len() as u32;
         mesh.scale(&backend, replicas + 1).await.map_err(one_line)?;

@@ -374,12 +374,8 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
 fn restart_summary(scenarios: &[meshcert_reports::ScenarioResult]) -> Option<String> {
     let mut took: Vec<f64> = scenarios
         .iter()
-        .filter_map(|s| s.observations.get("restarts")?.as_array().cloned())
-        .flatten()
-        .filter_map(|r| {
-            let took = r.get("took")?;
-            Some(took.get("secs")?.as_f64()? * 1e3 + took.get("nanos")?.as_f64()? / 1e6)
-        })
+        .flat_map(|s| meshcert_reports::view::Observations::of(&s.observations).restarts)
+        .map(|r| r.took.ms())
         .collect();
     if took.is_empty() {
         return None;

@@ -219,22 +219,11 @@ impl MeshWorld {
     pub async fn deploy_fixtures(&mut self, names: &[&str]) -> StepResult {
         let manifests = self.load_fixtures(names)?;
         for deployment in manifests.deployments() {
-            let namespace = namespace_of(deployment);
-            let name = deployment.metadata.name.clone().unwrap_or_default();
-            let serves = deployment
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .map(|p| {
-                    p.containers
-                        .iter()
-                        .any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()))
-                })
-                .unwrap_or(false);
-            if !serves {
-                self.scene.client = Some(DeploymentRef::new(namespace.clone(), name));
+            let dref = meshcert_mesh::manifest::deployment_ref(deployment);
+            self.scene.namespace = dref.namespace.clone();
+            if meshcert_mesh::manifest::is_client(deployment) {
+                self.scene.client = Some(dref);
             }
-            self.scene.namespace = namespace;
         }
         self.mesh().await?.deploy(&manifests).await?;
         Ok(())

@@ -277,12 +277,11 @@ impl KubeMesh {
     /// The ztunnel pod on the client's node: the one that proxies the client's connections.
     async fn ztunnel_pod(&self) -> Result<String, MeshError> {
         let client = self
-            .deployments
+            .clients
             .iter()
-            .find(|d| d.name.starts_with("client"))
-            .or_else(|| self.deployments.iter().next())
+            .next()
             .cloned()
-            .ok_or_else(|| MeshError::InvalidRequest("nothing is deployed yet".into()))?;
+            .ok_or_else(|| MeshError::InvalidRequest("no client is deployed yet".into()))?;
         let (_, _, node) = self.client_pod(&client).await?;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), super::preflight::ISTIO_SYSTEM);
         let list = pods
@@ -494,41 +493,13 @@ impl MeshUnderTest for KubeMesh {
         for a in &applied {
             self.apply(a).await?;
         }
-        let deployments: Vec<DeploymentRef> = manifests
-            .deployments()
-            .map(|d| {
-                DeploymentRef::new(
-                    d.metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| crate::manifest::DEFAULT_NAMESPACE.into()),
-                    d.metadata.name.clone().unwrap_or_default(),
-                )
-            })
-            .collect();
-        for d in deployments {
-            self.wait_rollout(&d).await?;
-            self.deployments.insert(d);
-        }
         for d in manifests.deployments() {
-            let serves = d
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .is_some_and(|p| {
-                    p.containers
-                        .iter()
-                        .any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()))
-                });
-            if !serves {
-                self.clients.insert(DeploymentRef::new(
-                    d.metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| crate::manifest::DEFAULT_NAMESPACE.into()),
-                    d.metadata.name.clone().unwrap_or_default(),
-                ));
+            let dref = crate::manifest::deployment_ref(d);
+            self.wait_rollout(&dref).await?;
+            if crate::manifest::is_client(d) {
+                self.clients.insert(dref.clone());
             }
+            self.deployments.insert(dref);
         }
         for svc in manifests.services() {
             let spec = svc.spec.clone().unwrap_or_default();

@@ -151,32 +151,24 @@ pub fn localize(
                 }),
             },
             _ => {
-                let (api_version, kind, plural) = match object {
-                    Manifest::ServiceAccount(_) => ("v1", "ServiceAccount", "serviceaccounts"),
-                    Manifest::Service(_) => ("v1", "Service", "services"),
-                    Manifest::Deployment(_) => ("apps/v1", "Deployment", "deployments"),
-                    Manifest::ServiceEntry(_) => {
-                        ("networking.istio.io/v1", "ServiceEntry", "serviceentries")
+                const ISTIO: &str = "networking.istio.io/v1";
+                let (api_version, plural, value) = match object {
+                    Manifest::ServiceAccount(o) => {
+                        ("v1", "serviceaccounts", serde_json::to_value(o))
                     }
-                    Manifest::WorkloadEntry(_) => {
-                        ("networking.istio.io/v1", "WorkloadEntry", "workloadentries")
+                    Manifest::Service(o) => ("v1", "services", serde_json::to_value(o)),
+                    Manifest::Deployment(o) => ("apps/v1", "deployments", serde_json::to_value(o)),
+                    Manifest::ServiceEntry(o) => (ISTIO, "serviceentries", serde_json::to_value(o)),
+                    Manifest::WorkloadEntry(o) => {
+                        (ISTIO, "workloadentries", serde_json::to_value(o))
                     }
-                    Manifest::DestinationRule(_) => (
-                        "networking.istio.io/v1",
-                        "DestinationRule",
-                        "destinationrules",
-                    ),
+                    Manifest::DestinationRule(o) => {
+                        (ISTIO, "destinationrules", serde_json::to_value(o))
+                    }
                     Manifest::Namespace(_) | Manifest::Node(_) => unreachable!("matched above"),
                 };
-                let mut body = json(match object {
-                    Manifest::ServiceAccount(o) => serde_json::to_value(o),
-                    Manifest::Service(o) => serde_json::to_value(o),
-                    Manifest::Deployment(o) => serde_json::to_value(o),
-                    Manifest::ServiceEntry(o) => serde_json::to_value(o),
-                    Manifest::WorkloadEntry(o) => serde_json::to_value(o),
-                    Manifest::DestinationRule(o) => serde_json::to_value(o),
-                    Manifest::Namespace(_) | Manifest::Node(_) => unreachable!("matched above"),
-                })?;
+                let kind = object.kind();
+                let mut body = json(value)?;
                 body["apiVersion"] = api_version.into();
                 body["kind"] = kind.into();
                 body["metadata"]["namespace"] = namespace().into();

@@ -192,13 +192,13 @@ fn nginx_conf(dir: &std::path::Path) -> String {
 
 /// The benchmark's namespace and its processes; released from the ledger at the end.
 struct Bench {
-    run: Arc<Run>,
+    /// Held for its lock file, which tells a sweeper this run is alive.
+    _run: Arc<Run>,
     ledger: Arc<Ledger>,
     netns: String,
     sockets: SocketFactory,
     ztunnel: Arc<ZtunnelProcess>,
     entries: Vec<EntryId>,
-    dir: PathBuf,
     created: Instant,
 }
 
@@ -306,12 +306,11 @@ impl Bench {
         entries.push(ledger.record(Box::new(process.clone())));
         Ok(Bench {
             sockets: SocketFactory::new(run.clone()),
-            run,
+            _run: run,
             ledger,
             netns,
             ztunnel: process,
             entries,
-            dir,
             created,
         })
     }
@@ -430,13 +429,20 @@ impl Bench {
         Duration::from_secs_f64(ticks as f64 / hz)
     }
 
-    fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.ztunnel.pid()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+    /// 30 requests through the proxy, one after another: failures and the worst latency (a
+    /// failure counts as the 2 s timeout).
+    async fn round(&self) -> (u32, Duration) {
+        let (mut failed, mut worst) = (0, Duration::ZERO);
+        for _ in 0..30 {
+            match self.get(VIP, SERVICE_PORT).await {
+                Ok(latency) => worst = worst.max(latency),
+                Err(_) => {
+                    failed += 1;
+                    worst = worst.max(Duration::from_secs(2));
+                }
+            }
+        }
+        (failed, worst)
     }
 
     async fn blackhole(&self) -> Result<Blackhole, MeshError> {
@@ -460,21 +466,8 @@ impl Bench {
         add.extend(words.iter().cloned());
         self.exec("iptables", add).await?;
         let since = self.created.elapsed();
-        let round = |_: ()| async {
-            let (mut failed, mut worst) = (0, Duration::ZERO);
-            for _ in 0..30 {
-                match self.get(VIP, SERVICE_PORT).await {
-                    Ok(latency) => worst = worst.max(latency),
-                    Err(_) => {
-                        failed += 1;
-                        worst = worst.max(Duration::from_secs(2));
-                    }
-                }
-            }
-            (failed, worst)
-        };
-        let (failed, worst) = round(()).await;
-        let (failed_second_round, _) = round(()).await;
+        let (failed, worst) = self.round().await;
+        let (failed_second_round, _) = self.round().await;
         let mut delete = vec!["-w".to_string(), "5".into(), "-D".into()];
         delete.extend(words);
         self.exec("iptables", delete).await?;
@@ -515,8 +508,6 @@ impl Bench {
                 result = r;
             }
         }
-        drop(self.run);
-        let _ = self.dir;
         result
     }
 }
@@ -549,7 +540,7 @@ async fn measure(
             let cpu_before = bench.cpu();
             let sampler = RssSampler::start(bench.ztunnel.pid());
             let (proxied, proxied_p50) = bench.wrk(true, close, options).await?;
-            let rss = sampler.stop().max(bench.rss_kib());
+            let rss = sampler.stop().max(rss_kib(bench.ztunnel.pid()));
             report.rss_max_kib = report.rss_max_kib.max(rss);
             if close {
                 cpu += bench.cpu().saturating_sub(cpu_before);
@@ -583,6 +574,16 @@ async fn measure(
     Ok(report)
 }
 
+/// A process's resident set, from `/proc/<pid>/status`; 0 when gone.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Samples a process's RSS every 100 ms on a thread until stopped; returns the maximum.
 struct RssSampler {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -596,13 +597,7 @@ impl RssSampler {
         let thread = std::thread::spawn(move || {
             let mut max = 0;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .unwrap_or_default()
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                    .unwrap_or(0);
-                max = max.max(kib);
+                max = max.max(rss_kib(pid));
                 std::thread::sleep(Duration::from_millis(100));
             }
             max
