@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinSet;
 
 use crate::ZtunnelError;
@@ -27,8 +27,10 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Reads the environment and runs until SIGTERM or SIGINT. What the binary calls.
 pub fn run_from_env() -> Result<(), ZtunnelError> {
     let config = Config::from_env()?;
+    // The control plane (health checks, reloads, admin) is light; the data plane has its own
+    // threads, one runtime each (see `data_plane`).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(ZtunnelError::io("cannot start the tokio runtime"))?;
@@ -69,6 +71,77 @@ async fn bind(addr: SocketAddr, purpose: &'static str) -> Result<TcpListener, Zt
         })
 }
 
+/// `threads` listeners on one outbound address with SO_REUSEPORT, so the kernel spreads new
+/// connections over the data-plane threads. Port 0 (tests) is resolved by the first bind.
+fn bind_outbound(
+    addr: SocketAddr,
+    threads: usize,
+) -> Result<Vec<std::net::TcpListener>, ZtunnelError> {
+    // SO_REUSEPORT would let us share a port another process holds with it too: a plain bind
+    // first keeps "address in use" an error.
+    if addr.port() != 0 {
+        drop(
+            std::net::TcpListener::bind(addr).map_err(|source| ZtunnelError::Bind {
+                addr,
+                purpose: "outbound traffic",
+                source,
+            })?,
+        );
+    }
+    let mut listeners = Vec::with_capacity(threads);
+    let mut addr = addr;
+    for _ in 0..threads {
+        let at = addr;
+        let failed = move |source| ZtunnelError::Bind {
+            addr: at,
+            purpose: "outbound traffic",
+            source,
+        };
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(failed)?;
+        socket.set_reuseaddr(true).map_err(failed)?;
+        socket.set_reuseport(true).map_err(failed)?;
+        // Linux copies TCP_NODELAY to accepted sockets: no setsockopt per connection.
+        socket.set_nodelay(true).map_err(failed)?;
+        socket.bind(addr).map_err(failed)?;
+        let listener = socket.listen(1024).map_err(failed)?;
+        addr = listener.local_addr().map_err(failed)?;
+        listeners.push(listener.into_std().map_err(failed)?);
+    }
+    Ok(listeners)
+}
+
+/// One data-plane thread: its own single-threaded runtime serving one outbound listener, so a
+/// connection's tasks never wake another thread. Resolves the receiver when the thread ends.
+fn data_plane(
+    n: usize,
+    listener: std::net::TcpListener,
+    proxy: Outbound,
+    shutdown: shutdown::Shutdown,
+) -> Result<tokio::sync::oneshot::Receiver<()>, ZtunnelError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ZtunnelError::io("cannot start a data-plane runtime"))?;
+    let (ended, on_end) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("ztunnel-data-{n}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => proxy.serve(listener, shutdown).await,
+                    Err(e) => proxy.accept_failed(&e),
+                }
+            });
+            let _ = ended.send(());
+        })
+        .map_err(ZtunnelError::io("cannot start a data-plane thread"))?;
+    Ok(on_end)
+}
+
 async fn run_with_logger(
     config: Config,
     logger: Logger,
@@ -93,7 +166,7 @@ async fn run_with_logger(
     let original_dst: Arc<dyn OriginalDst> = Arc::new(SoOriginalDst);
 
     let l = config.listeners.clone();
-    let outbound = bind(l.outbound, "outbound traffic").await?;
+    let outbound = bind_outbound(l.outbound, config.worker_threads)?;
     let admin = bind(l.admin, "the admin API").await?;
     let stats = bind(l.stats, "metrics").await?;
     let readiness = bind(l.readiness, "readiness").await?;
@@ -106,7 +179,12 @@ async fn run_with_logger(
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = JoinSet::new();
     let proxy = Outbound::new(Arc::clone(&state), original_dst, Arc::clone(&sockets));
-    tasks.spawn(proxy.serve(outbound, shutdown.clone()));
+    for (n, listener) in outbound.into_iter().enumerate() {
+        let ended = data_plane(n, listener, proxy.clone(), shutdown.clone())?;
+        tasks.spawn(async move {
+            let _ = ended.await;
+        });
+    }
     tasks.spawn(health_check::run(
         Arc::clone(&state),
         sockets,

@@ -33,11 +33,13 @@ pub const LOG_FORMAT: &str = "LOG_FORMAT";
 /// Log filter, as upstream: a level (`info`) or `target=level` directives, comma-separated.
 pub const RUST_LOG: &str = "RUST_LOG";
 pub const MESHCERT_REFERENCE_DEFECT: &str = "MESHCERT_REFERENCE_DEFECT";
+/// Data-plane threads, upstream's name and default.
+pub const ZTUNNEL_WORKER_THREADS: &str = "ZTUNNEL_WORKER_THREADS";
 
 const PROXY_MODE_DEDICATED: &str = "dedicated";
 const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_millis(150);
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(240);
 const DEFAULT_CONNECT_ATTEMPTS: u32 = 3;
 const DEFAULT_CONSECUTIVE_FAILURES: u32 = 3;
 const DEFAULT_BASE_EJECTION: Duration = Duration::from_millis(250);
@@ -47,6 +49,7 @@ const DEFAULT_EWMA_ALPHA: f64 = 0.35;
 /// The weight the `ewma-wrong-weight` defect uses instead of the configured one.
 const DEFECT_EWMA_ALPHA: f64 = 0.5;
 const DEFAULT_CONFIG_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
+const DEFAULT_WORKER_THREADS: usize = 2;
 
 /// Upstream's fixed ports.
 pub const OUTBOUND_PORT: u16 = 15001;
@@ -127,6 +130,7 @@ pub struct Config {
     pub log_filter: LogFilter,
     pub defects: Defects,
     pub listeners: Listeners,
+    pub worker_threads: usize,
 }
 
 impl Config {
@@ -191,6 +195,7 @@ impl Config {
                 .parse_with(MESHCERT_REFERENCE_DEFECT, Defects::parse)?
                 .unwrap_or_default(),
             listeners: Listeners::default(),
+            worker_threads: env.number(ZTUNNEL_WORKER_THREADS, DEFAULT_WORKER_THREADS)?,
         };
         config.validate()?;
         Ok(config)
@@ -212,6 +217,9 @@ impl Config {
             if value.is_zero() {
                 return fail(format!("{var} must be above zero"));
             }
+        }
+        if self.worker_threads == 0 {
+            return fail(format!("{ZTUNNEL_WORKER_THREADS} must be at least 1"));
         }
         if self.connect_attempts == 0 {
             return fail(format!("{CONNECT_ATTEMPTS} must be at least 1"));
@@ -397,7 +405,7 @@ mod tests {
         let config = config_with(&[]).unwrap();
         assert_eq!(config.health_check_interval, Duration::from_millis(200));
         assert_eq!(config.health_check_timeout, Duration::from_millis(150));
-        assert_eq!(config.connect_timeout, Duration::from_millis(250));
+        assert_eq!(config.connect_timeout, Duration::from_millis(240));
         assert_eq!(config.connect_attempts, 3);
         assert_eq!(config.consecutive_failures, 3);
         assert_eq!(config.base_ejection, Duration::from_millis(250));

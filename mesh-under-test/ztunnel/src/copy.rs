@@ -2,19 +2,22 @@
 //! even when a side fails (the access log and metrics need them), and keeping the first bytes
 //! the upstream sent (the `eject-on-http-5xx` defect looks at them).
 //!
-//! Each direction starts with a user-space buffer (cheap for the short exchanges of most
-//! connections) and, once it has carried `SPLICE_AFTER` bytes, moves the rest with `splice(2)`
-//! through a pipe, so bulk transfers never cross into user space.
+//! Each direction reads into a user-space buffer (cheap for request/response traffic, however
+//! long a keep-alive connection lives) and switches to `splice(2)` through a pipe while reads
+//! keep filling the buffer, so bulk transfers never cross into user space; see `Mode`.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use tokio::io::Interest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 
 const BUFFER: usize = 16 * 1024;
-/// Bytes a direction carries through the buffer before it switches to splice.
-const SPLICE_AFTER: u64 = 64 * 1024;
+/// Back-to-back reads that fill the buffer before a direction switches to splice (64 KiB).
+const FULL_READS_TO_SPLICE: u32 = 4;
+/// A splice that moves less than this ends the burst: back to the buffer.
+const SPLICE_BACK_BELOW: usize = BUFFER / 4;
 /// Most bytes one splice call moves.
 const SPLICE_CHUNK: usize = 1024 * 1024;
 /// Enough for `HTTP/1.1 503`.
@@ -45,31 +48,12 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
-/// Writes all of `buf` to a stream shared by both directions.
-async fn write_all(dst: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        dst.writable().await?;
-        match dst.try_write(buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if would_block(&e) => continue,
-            Err(e) => return Err(e),
-        }
+/// Half-closes `dst`; a peer that already went away has nothing left to half-close.
+async fn shutdown_write(dst: &mut WriteHalf<'_>) -> io::Result<()> {
+    match dst.shutdown().await {
+        Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+        _ => Ok(()),
     }
-    Ok(())
-}
-
-fn shutdown_write(dst: &TcpStream) -> io::Result<()> {
-    // SAFETY: shutdown(2) on a socket we hold open.
-    if unsafe { libc::shutdown(dst.as_raw_fd(), libc::SHUT_WR) } == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    // The peer already went away: nothing left to half-close.
-    if e.raw_os_error() == Some(libc::ENOTCONN) {
-        return Ok(());
-    }
-    Err(e)
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
@@ -91,7 +75,7 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+fn new_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two descriptors we then own.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -112,80 +96,153 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(pair)
 }
 
-/// One direction: buffered at first, then by splice; passes the half-close on.
-async fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
-    count: &mut u64,
-    mut head: Option<&mut Vec<u8>>,
-) -> io::Result<()> {
-    let mut buf = vec![0u8; BUFFER];
-    while *count < SPLICE_AFTER {
-        src.readable().await?;
-        let n = match src.try_read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if would_block(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            // Pass the half-close on: the other side may still answer.
-            return shutdown_write(dst);
-        }
-        if let Some(head) = head.as_deref_mut() {
-            let room = HEAD.saturating_sub(head.len()).min(n);
-            head.extend_from_slice(&buf[..room]);
-        }
-        write_all(dst, &buf[..n]).await?;
-        *count += n as u64;
-    }
-    drop(buf);
-    let (pipe_read, pipe_write) = pipe()?;
-    loop {
-        src.readable().await?;
-        let n = match src.try_io(Interest::READABLE, || {
-            splice(src.as_raw_fd(), pipe_write.as_raw_fd(), SPLICE_CHUNK)
-        }) {
-            Ok(n) => n,
-            Err(e) if would_block(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return shutdown_write(dst);
-        }
-        let mut left = n;
-        while left > 0 {
-            dst.writable().await?;
-            match dst.try_io(Interest::WRITABLE, || {
-                splice(pipe_read.as_raw_fd(), dst.as_raw_fd(), left)
-            }) {
-                Ok(m) => {
-                    left -= m;
-                    *count += m as u64;
+/// How a direction moves its bytes. Bulk shows as reads that fill the buffer back to back;
+/// request/response traffic as short reads, so the splice pair of syscalls (and its pipe) is
+/// only paid where it saves copying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Buffered { full_reads: u32 },
+    Splice,
+}
+
+impl Mode {
+    const START: Mode = Mode::Buffered { full_reads: 0 };
+
+    /// The mode for the next read, after one that moved `n` bytes.
+    fn after(self, n: usize) -> Mode {
+        match self {
+            Mode::Buffered { full_reads } if n >= BUFFER => {
+                if full_reads + 1 >= FULL_READS_TO_SPLICE {
+                    Mode::Splice
+                } else {
+                    Mode::Buffered {
+                        full_reads: full_reads + 1,
+                    }
                 }
-                Err(e) if would_block(&e) => continue,
-                Err(e) => return Err(e),
             }
+            Mode::Buffered { .. } => Mode::START,
+            Mode::Splice if n < SPLICE_BACK_BELOW => Mode::START,
+            Mode::Splice => Mode::Splice,
         }
     }
 }
 
-/// Relays until both directions end, or either fails.
-pub async fn relay(client: TcpStream, upstream: TcpStream) -> Transfer {
+/// One direction until the source's end of stream. The half-close is the caller's to pass on:
+/// it knows whether the other direction still runs.
+async fn pump(
+    src: &mut ReadHalf<'_>,
+    dst: &mut WriteHalf<'_>,
+    count: &mut u64,
+    mut head: Option<&mut Vec<u8>>,
+) -> io::Result<()> {
+    // Reads go into spare capacity (no memset per connection). Tokio's read and write take a
+    // short read or write as "drained" and skip the EAGAIN call that readable() + try_read
+    // would make on every exchange.
+    let mut buf = Vec::with_capacity(BUFFER);
+    let mut pipe: Option<(OwnedFd, OwnedFd)> = None;
+    let mut mode = Mode::START;
+    loop {
+        let n = match mode {
+            Mode::Buffered { .. } => {
+                buf.clear();
+                let n = src.read_buf(&mut buf).await?;
+                if let Some(head) = head.as_deref_mut() {
+                    let room = HEAD.saturating_sub(head.len()).min(n);
+                    head.extend_from_slice(&buf[..room]);
+                }
+                dst.write_all(&buf[..n]).await?;
+                *count += n as u64;
+                n
+            }
+            Mode::Splice => {
+                let pipe = match &pipe {
+                    Some(pipe) => pipe,
+                    None => pipe.insert(new_pipe()?),
+                };
+                splice_through(src.as_ref(), dst.as_ref(), pipe, count).await?
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        mode = mode.after(n);
+    }
+}
+
+/// Moves what `src` has (up to the pipe's size) to `dst` through the pipe, counting bytes as
+/// they are written; returns the bytes read, 0 at end of stream.
+async fn splice_through(
+    src: &TcpStream,
+    dst: &TcpStream,
+    (pipe_read, pipe_write): &(OwnedFd, OwnedFd),
+    count: &mut u64,
+) -> io::Result<usize> {
+    let n = loop {
+        src.readable().await?;
+        match src.try_io(Interest::READABLE, || {
+            splice(src.as_raw_fd(), pipe_write.as_raw_fd(), SPLICE_CHUNK)
+        }) {
+            Ok(n) => break n,
+            Err(e) if would_block(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let mut left = n;
+    while left > 0 {
+        dst.writable().await?;
+        match dst.try_io(Interest::WRITABLE, || {
+            splice(pipe_read.as_raw_fd(), dst.as_raw_fd(), left)
+        }) {
+            Ok(m) => {
+                left -= m;
+                *count += m as u64;
+            }
+            Err(e) if would_block(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Relays until both directions end, or either fails. The first direction to end is
+/// half-closed; the second needs no shutdown(2): closing both sockets sends its FIN.
+pub async fn relay(mut client: TcpStream, mut upstream: TcpStream) -> Transfer {
     let mut transfer = Transfer::default();
     {
-        let to_upstream = pump(&client, &upstream, &mut transfer.sent, None);
-        let to_client = pump(
-            &upstream,
-            &client,
-            &mut transfer.received,
-            Some(&mut transfer.upstream_head),
-        );
+        let (mut client_read, mut client_write) = client.split();
+        let (mut upstream_read, mut upstream_write) = upstream.split();
+        let to_upstream = async {
+            pump(
+                &mut client_read,
+                &mut upstream_write,
+                &mut transfer.sent,
+                None,
+            )
+            .await
+            .map(|()| upstream_write)
+        };
+        let to_client = async {
+            pump(
+                &mut upstream_read,
+                &mut client_write,
+                &mut transfer.received,
+                Some(&mut transfer.upstream_head),
+            )
+            .await
+            .map(|()| client_write)
+        };
         tokio::pin!(to_upstream, to_client);
         let (mut up_done, mut down_done) = (false, false);
         while !(up_done && down_done) {
-            let result = tokio::select! {
+            let ended = tokio::select! {
                 r = &mut to_upstream, if !up_done => { up_done = true; r }
                 r = &mut to_client, if !down_done => { down_done = true; r }
+            };
+            let result = match ended {
+                // Pass the end on while the other side may still answer.
+                Ok(mut dst) if !(up_done && down_done) => shutdown_write(&mut dst).await,
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
             };
             if let Err(e) = result {
                 transfer.error = Some(e);
@@ -245,7 +302,7 @@ mod tests {
         let (mut client, proxy_client_side) = pair().await;
         let (proxy_upstream_side, mut server) = pair().await;
         let relay = tokio::spawn(relay(proxy_client_side, proxy_upstream_side));
-        // Far more than SPLICE_AFTER, with a pattern that shows any loss or reordering.
+        // Far more than a few buffers, with a pattern that shows any loss or reordering.
         let upload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let download: Vec<u8> = (0..5_000_000u32).map(|i| (i % 241) as u8).collect();
         let (up, down) = (upload.clone(), download.clone());
@@ -280,6 +337,19 @@ mod tests {
         assert_eq!(transfer.sent, upload.len() as u64);
         assert_eq!(transfer.received, download.len() as u64);
         assert!(transfer.error.is_none(), "{:?}", transfer.error);
+    }
+
+    #[rstest]
+    #[case::short_reads_stay_buffered(&[100, 16384, 16384, 16384, 200, 16384], Mode::Buffered { full_reads: 1 })]
+    #[case::four_full_reads_splice(&[16384, 16384, 16384, 16384], Mode::Splice)]
+    #[case::big_splices_stay(&[16384, 16384, 16384, 16384, 1 << 20, 65536, 4096], Mode::Splice)]
+    #[case::a_small_splice_ends_the_burst(&[16384, 16384, 16384, 16384, 65536, 300], Mode::START)]
+    fn bulk_switches_to_splice_and_request_response_stays_buffered(
+        #[case] reads: &[usize],
+        #[case] expected: Mode,
+    ) {
+        let mode = reads.iter().fold(Mode::START, |mode, &n| mode.after(n));
+        assert_eq!(mode, expected);
     }
 
     #[rstest]

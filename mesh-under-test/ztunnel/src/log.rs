@@ -7,11 +7,9 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
 use std::str::FromStr;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -280,14 +278,88 @@ impl LogFilter {
     }
 }
 
-enum WriterMsg {
-    Line(String),
-    Flush(mpsc::SyncSender<()>),
+/// How long the writer lets a burst of lines gather before one write(2).
+const GATHER: Duration = Duration::from_millis(2);
+
+/// Lines waiting for the writer thread. Producers append and wake the writer only when it
+/// sleeps with nothing to do, so a burst of connections costs one wake-up and one write, not
+/// one of each per line; nothing on the data path ever waits for stdout.
+struct Batch {
+    state: Mutex<BatchState>,
+    /// The writer sleeps here when there is nothing to write.
+    work: Condvar,
+    /// `flush` waits here for the writer to catch up.
+    written: Condvar,
+}
+
+#[derive(Default)]
+struct BatchState {
+    bytes: Vec<u8>,
+    /// Lines appended, and lines written, since start.
+    queued: u64,
+    done: u64,
+    writer_asleep: bool,
+}
+
+impl Batch {
+    fn push(&self, line: &str) {
+        let mut state = lock(&self.state);
+        state.bytes.extend_from_slice(line.as_bytes());
+        state.bytes.push(b'\n');
+        state.queued += 1;
+        if state.writer_asleep {
+            state.writer_asleep = false;
+            self.work.notify_one();
+        }
+    }
+
+    /// The writer thread's loop; returns only if `out` fails.
+    fn write_to(&self, out: &mut impl std::io::Write) {
+        let mut spare = Vec::new();
+        loop {
+            let mut state = lock(&self.state);
+            while state.bytes.is_empty() {
+                state.writer_asleep = true;
+                state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            drop(state);
+            std::thread::sleep(GATHER);
+            let mut state = lock(&self.state);
+            std::mem::swap(&mut state.bytes, &mut spare);
+            let upto = state.queued;
+            drop(state);
+            let result = out.write_all(&spare).and_then(|()| out.flush());
+            spare.clear();
+            lock(&self.state).done = upto;
+            self.written.notify_all();
+            if result.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits (at most `limit`) until every line pushed so far is written.
+    fn flush(&self, limit: Duration) {
+        let mut state = lock(&self.state);
+        let target = state.queued;
+        let deadline = std::time::Instant::now() + limit;
+        while state.done < target {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = self
+                .written
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
 }
 
 enum Sink {
-    /// A writer thread owns stdout; sends never block.
-    Stdout(Mutex<mpsc::Sender<WriterMsg>>),
+    /// A writer thread owns stdout.
+    Stdout(Arc<Batch>),
     /// Lines kept in memory, for tests.
     Capture(Mutex<Vec<String>>),
 }
@@ -305,34 +377,20 @@ struct LoggerInner {
 }
 
 impl Logger {
-    /// Writes to stdout from a dedicated thread, flushing after each burst of lines so the
-    /// harness, which reads stdout live, sees every line promptly.
+    /// Writes to stdout from a dedicated thread, a few milliseconds after a line arrives, so
+    /// the harness, which reads stdout live, sees every line promptly.
     pub fn stdout(format: LogFormat, filter: LogFilter) -> Self {
-        let (tx, rx) = mpsc::channel::<WriterMsg>();
+        let batch = Arc::new(Batch {
+            state: Mutex::new(BatchState::default()),
+            work: Condvar::new(),
+            written: Condvar::new(),
+        });
+        let writer = Arc::clone(&batch);
         std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || {
-                let stdout = std::io::stdout();
-                while let Ok(first) = rx.recv() {
-                    let mut out = stdout.lock();
-                    let mut next = Some(first);
-                    while let Some(msg) = next {
-                        match msg {
-                            WriterMsg::Line(line) => {
-                                let _ = writeln!(out, "{line}");
-                            }
-                            WriterMsg::Flush(done) => {
-                                let _ = out.flush();
-                                let _ = done.send(());
-                            }
-                        }
-                        next = rx.try_recv().ok();
-                    }
-                    let _ = out.flush();
-                }
-            })
+            .spawn(move || writer.write_to(&mut std::io::stdout()))
             .expect("spawning the log writer thread");
-        Self::with_sink(format, filter, Sink::Stdout(Mutex::new(tx)))
+        Self::with_sink(format, filter, Sink::Stdout(batch))
     }
 
     /// Keeps lines in memory; read them with `captured`.
@@ -360,20 +418,15 @@ impl Logger {
         }
         let line = self.inner.format.render(&record, SystemTime::now());
         match &self.inner.sink {
-            Sink::Stdout(tx) => {
-                let _ = lock(tx).send(WriterMsg::Line(line));
-            }
+            Sink::Stdout(batch) => batch.push(&line),
             Sink::Capture(lines) => lock(lines).push(line),
         }
     }
 
     /// Waits until every line logged so far is written (used at exit).
     pub fn flush(&self) {
-        if let Sink::Stdout(tx) = &self.inner.sink {
-            let (done_tx, done_rx) = mpsc::sync_channel(1);
-            if lock(tx).send(WriterMsg::Flush(done_tx)).is_ok() {
-                let _ = done_rx.recv_timeout(std::time::Duration::from_secs(2));
-            }
+        if let Sink::Stdout(batch) = &self.inner.sink {
+            batch.flush(Duration::from_secs(2));
         }
     }
 
@@ -401,6 +454,60 @@ mod tests {
     use super::*;
     use rstest::rstest;
     use std::time::Duration;
+
+    /// Collects what the writer thread writes, counting its writes.
+    #[derive(Clone, Default)]
+    struct Collected(Arc<Mutex<(Vec<u8>, usize)>>);
+
+    impl std::io::Write for Collected {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut c = lock(&self.0);
+            c.0.extend_from_slice(buf);
+            c.1 += 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_burst_of_lines_is_written_whole_in_order_and_in_few_writes() {
+        let batch = Arc::new(Batch {
+            state: Mutex::new(BatchState::default()),
+            work: Condvar::new(),
+            written: Condvar::new(),
+        });
+        let out = Collected::default();
+        let (writer, mut sink) = (Arc::clone(&batch), out.clone());
+        std::thread::spawn(move || writer.write_to(&mut sink));
+        let producers: Vec<_> = (0..4)
+            .map(|t| {
+                let batch = Arc::clone(&batch);
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        batch.push(&format!("t{t} line {i}"));
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        batch.flush(Duration::from_secs(5));
+        let (bytes, writes) = lock(&out.0).clone();
+        let text = String::from_utf8(bytes).unwrap();
+        for t in 0..4 {
+            let mine: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with(&format!("t{t} ")))
+                .collect();
+            let expected: Vec<String> = (0..500).map(|i| format!("t{t} line {i}")).collect();
+            assert_eq!(mine, expected, "producer {t}");
+        }
+        assert_eq!(text.lines().count(), 2000);
+        assert!(writes < 200, "{writes} writes for 2000 lines");
+    }
 
     fn at(secs: u64, micros: u32) -> SystemTime {
         UNIX_EPOCH + Duration::new(secs, micros * 1000)

@@ -57,14 +57,12 @@ impl Outbound {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((client, _)) => {
+                    Ok((client, src)) => {
                         let this = self.clone();
-                        tokio::spawn(async move { this.handle(client).await });
+                        tokio::spawn(async move { this.handle(client, src).await });
                     }
                     Err(e) => {
-                        self.state.log(
-                            Record::new(Level::Warn, "proxy", "accept failed").str("error", e.to_string()),
-                        );
+                        self.accept_failed(&e);
                         // Out of file descriptors and the like: give the system a moment.
                         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     }
@@ -74,13 +72,18 @@ impl Outbound {
         }
     }
 
-    /// Proxies one client connection to its end.
-    pub async fn handle(&self, client: TcpStream) {
+    pub fn accept_failed(&self, e: &std::io::Error) {
+        self.state
+            .log(Record::new(Level::Warn, "proxy", "accept failed").str("error", e.to_string()));
+    }
+
+    /// Proxies one client connection, from `src`, to its end.
+    pub async fn handle(&self, client: TcpStream, src: SocketAddr) {
         let started = tokio::time::Instant::now();
-        let (Ok(src), Ok(local)) = (client.peer_addr(), client.local_addr()) else {
+        let Ok(local) = client.local_addr() else {
             return;
         };
-        let original = match self.original_dst.original_dst(&client) {
+        let original = match self.original_dst.original_dst(&client, local) {
             Ok(dst) if dst != local => dst,
             // A connection made straight to 15001 has no other destination: refuse it, as
             // upstream does, rather than loop back into ourselves.

@@ -8,14 +8,15 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// The mark on every socket the proxy opens (0x539); iptables rules match `! --mark 0x539/0xfff`.
 pub const PROXY_MARK: u32 = 1337;
 
 /// Finds where a redirected client meant to connect.
 pub trait OriginalDst: Send + Sync + 'static {
-    fn original_dst(&self, client: &TcpStream) -> io::Result<SocketAddr>;
+    /// `local` is the client socket's own address, which the caller already has.
+    fn original_dst(&self, client: &TcpStream, local: SocketAddr) -> io::Result<SocketAddr>;
 }
 
 /// Opens the sockets for upstream connections and health checks.
@@ -28,9 +29,9 @@ pub trait SocketFactory: Send + Sync + 'static {
 pub struct SoOriginalDst;
 
 impl OriginalDst for SoOriginalDst {
-    fn original_dst(&self, client: &TcpStream) -> io::Result<SocketAddr> {
+    fn original_dst(&self, client: &TcpStream, local: SocketAddr) -> io::Result<SocketAddr> {
         let fd = client.as_raw_fd();
-        match client.local_addr()? {
+        match local {
             SocketAddr::V4(_) => original_dst_v4(fd),
             SocketAddr::V6(_) => original_dst_v6(fd),
         }
@@ -42,7 +43,7 @@ impl<F> OriginalDst for F
 where
     F: Fn(&TcpStream) -> io::Result<SocketAddr> + Send + Sync + 'static,
 {
-    fn original_dst(&self, client: &TcpStream) -> io::Result<SocketAddr> {
+    fn original_dst(&self, client: &TcpStream, _local: SocketAddr) -> io::Result<SocketAddr> {
         self(client)
     }
 }
@@ -80,14 +81,18 @@ fn original_dst_v6(fd: RawFd) -> io::Result<SocketAddr> {
     )))
 }
 
-pub fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
-    let value = mark as libc::c_int;
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int and its exact size.
     let rc = unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
+            level,
+            name,
             (&value as *const libc::c_int).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -97,6 +102,21 @@ pub fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+pub fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)
+}
+
+/// TCP_NODELAY on a listener: Linux copies it to every accepted socket, which saves a
+/// setsockopt(2) per connection.
+pub fn set_listener_nodelay(listener: &TcpListener) -> io::Result<()> {
+    setsockopt_int(
+        listener.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_NODELAY,
+        1,
+    )
 }
 
 fn new_socket(dst: SocketAddr) -> io::Result<TcpSocket> {
@@ -191,7 +211,6 @@ pub async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
 
     #[tokio::test]
     async fn connect_errors_read_like_the_guide() {
@@ -213,10 +232,21 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         // Without a NAT rule the kernel either has no entry or reports the listener itself;
         // both mean "direct connection", which the proxy refuses.
-        match SoOriginalDst.original_dst(&server) {
+        match SoOriginalDst.original_dst(&server, server.local_addr().unwrap()) {
             Ok(dst) => assert_eq!(dst, addr),
             Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}"),
         }
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_inherit_the_listeners_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        set_listener_nodelay(&listener).unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 
     #[tokio::test]

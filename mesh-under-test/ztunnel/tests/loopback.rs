@@ -289,8 +289,8 @@ impl Harness {
             String::from_utf8(answer).unwrap()
         };
         let server = async {
-            let (stream, _) = self.listener.accept().await.unwrap();
-            proxy.handle(stream).await;
+            let (stream, src) = self.listener.accept().await.unwrap();
+            proxy.handle(stream, src).await;
         };
         tokio::join!(client, server).0
     }
