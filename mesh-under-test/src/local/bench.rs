@@ -1,7 +1,9 @@
 //! The data-plane benchmark: the ztunnel under test against the direct path, in one network
-//! namespace of this run. Three endpoints (three addresses of one nginx with one worker, and
-//! one iperf3 server) sit behind a service VIP that iptables REDIRECTs to 15001; wrk and iperf3
-//! run inside the namespace, direct and proxied runs interleaved, and each row is the median of
+//! namespace of this run. Three endpoints (three addresses of one nginx with one worker) sit
+//! behind a service VIP that iptables REDIRECTs to 15001. The iperf3 server is a workload of its
+//! own, reached pod-to-pod (its address REDIRECTed too) and in no service, so no health check
+//! ever connects to it: iperf3 takes any connection during a test's setup as a data stream and
+//! aborts the test. wrk and iperf3 run inside the namespace, direct and proxied runs interleaved, and each row is the median of
 //! the pair ratios with min and max. The ztunnel is started by the same launcher as every
 //! local mesh, so any binary can be measured.
 
@@ -28,6 +30,9 @@ const ENDPOINTS: [Ipv4Addr; 3] = [
     Ipv4Addr::new(10, 244, 0, 12),
     Ipv4Addr::new(10, 244, 0, 13),
 ];
+/// The iperf3 workload's address (the same server also answers on the endpoints' addresses,
+/// which the direct runs use).
+const BULK: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 14);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const HTTP_PORT: u16 = 8080;
 const SERVICE_PORT: u16 = 80;
@@ -138,8 +143,7 @@ pub fn parse_iperf(out: &str) -> Result<f64, String> {
 
 fn config() -> LocalConfig {
     let host = "backend.bench.svc.cluster.local";
-    let ports: BTreeMap<u16, u16> =
-        BTreeMap::from([(SERVICE_PORT, HTTP_PORT), (IPERF_PORT, IPERF_PORT)]);
+    let ports: BTreeMap<u16, u16> = BTreeMap::from([(SERVICE_PORT, HTTP_PORT)]);
     let workload = |name: &str, ip: Ipv4Addr, serves: bool| {
         let text = format!(
             "uid: bench//v1/Pod/bench/{name}\nname: {name}\nnamespace: bench\nserviceAccount: {name}\n\
@@ -152,7 +156,10 @@ fn config() -> LocalConfig {
         }
         w
     };
-    let mut workloads = vec![workload("bench-client", CLIENT, false)];
+    let mut workloads = vec![
+        workload("bench-client", CLIENT, false),
+        workload("bench-bulk", BULK, false),
+    ];
     for (i, ip) in ENDPOINTS.iter().enumerate() {
         workloads.push(workload(&format!("bench-backend-{}", i + 1), *ip, true));
     }
@@ -247,7 +254,7 @@ impl Bench {
         ])?;
         ip(&["-n", &netns, "link", "set", "eth1", "up"])?;
         ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
-        for addr in std::iter::once(CLIENT).chain(ENDPOINTS) {
+        for addr in [CLIENT, BULK].into_iter().chain(ENDPOINTS) {
             ip(&[
                 "-n",
                 &netns,
@@ -259,6 +266,36 @@ impl Bench {
             ])?;
         }
         ztunnel::install_redirect(&netns)?;
+        // Pod-to-pod traffic to the iperf3 workload is captured too, as ambient does.
+        let bulk = BULK.to_string();
+        let port = IPERF_PORT.to_string();
+        netns_exec(
+            &netns,
+            "iptables",
+            &[
+                "-w",
+                "5",
+                "-t",
+                "nat",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "-d",
+                &bulk,
+                "--dport",
+                &port,
+                "-m",
+                "mark",
+                "!",
+                "--mark",
+                ztunnel::ZTUNNEL_MARK,
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                "15001",
+            ],
+        )?;
         // nginx resolves relative paths against its prefix, not our directory.
         let dir = options
             .work_dir
@@ -398,7 +435,7 @@ impl Bench {
     }
 
     async fn iperf(&self, proxied: bool, options: &BenchOptions) -> Result<f64, MeshError> {
-        let target = if proxied { VIP } else { ENDPOINTS[0] };
+        let target = if proxied { BULK } else { ENDPOINTS[0] };
         let args = vec![
             "-c".to_string(),
             target.to_string(),
@@ -713,7 +750,23 @@ mod tests {
     fn the_benchmarks_config_parses_back() {
         let yaml = config().to_yaml();
         let parsed = LocalConfig::parse(&yaml, "bench.yaml").unwrap();
-        assert_eq!(parsed.workloads.len(), 4);
+        // Client, iperf3 workload, three endpoints; only the endpoints serve the service, and
+        // only on the HTTP port: health checks must never reach iperf3.
+        assert_eq!(parsed.workloads.len(), 5);
         assert_eq!(parsed.services[0].vips[0].to_string(), "/10.96.0.10");
+        assert_eq!(
+            parsed.services[0].ports,
+            BTreeMap::from([(SERVICE_PORT, HTTP_PORT)])
+        );
+        let serving: Vec<&str> = parsed
+            .workloads
+            .iter()
+            .filter(|w| !w.services.is_empty())
+            .map(|w| w.name.as_str())
+            .collect();
+        assert_eq!(
+            serving,
+            ["bench-backend-1", "bench-backend-2", "bench-backend-3"]
+        );
     }
 }

@@ -41,7 +41,7 @@ pub const ADMIN_PORT: u16 = 15000;
 pub const STATS_PORT: u16 = 15020;
 pub const READINESS_PORT: u16 = 15021;
 /// Mark ztunnel puts on its own upstream sockets, so the redirect rule skips them.
-const ZTUNNEL_MARK: &str = "0x539/0xfff";
+pub(super) const ZTUNNEL_MARK: &str = "0x539/0xfff";
 
 /// Sends the client pod's service traffic to ztunnel's outbound port: a route for the service
 /// CIDR (without it connect() fails before netfilter sees the packet) and the nat rule of the
