@@ -269,33 +269,7 @@ impl Bench {
         // Pod-to-pod traffic to the iperf3 workload is captured too, as ambient does.
         let bulk = BULK.to_string();
         let port = IPERF_PORT.to_string();
-        netns_exec(
-            &netns,
-            "iptables",
-            &[
-                "-w",
-                "5",
-                "-t",
-                "nat",
-                "-A",
-                "OUTPUT",
-                "-p",
-                "tcp",
-                "-d",
-                &bulk,
-                "--dport",
-                &port,
-                "-m",
-                "mark",
-                "!",
-                "--mark",
-                ztunnel::ZTUNNEL_MARK,
-                "-j",
-                "REDIRECT",
-                "--to-ports",
-                "15001",
-            ],
-        )?;
+        ztunnel::redirect(&netns, &["-d", &bulk, "--dport", &port])?;
         // nginx resolves relative paths against its prefix, not our directory.
         let dir = options
             .work_dir

@@ -41,38 +41,33 @@ pub const ADMIN_PORT: u16 = 15000;
 pub const STATS_PORT: u16 = 15020;
 pub const READINESS_PORT: u16 = 15021;
 /// Mark ztunnel puts on its own upstream sockets, so the redirect rule skips them.
-pub(super) const ZTUNNEL_MARK: &str = "0x539/0xfff";
+const ZTUNNEL_MARK: &str = "0x539/0xfff";
 
 /// Sends the client pod's service traffic to ztunnel's outbound port: a route for the service
 /// CIDR (without it connect() fails before netfilter sees the packet) and the nat rule of the
 /// contract. Both vanish with the namespace.
 pub fn install_redirect(netns: &str) -> Result<(), MeshError> {
     ip(&["-n", netns, "route", "add", "10.96.0.0/16", "dev", "eth0"])?;
-    netns_exec(
-        netns,
-        "iptables",
-        &[
-            "-w",
-            "5",
-            "-t",
-            "nat",
-            "-A",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "-d",
-            "10.96.0.0/16",
-            "-m",
-            "mark",
-            "!",
-            "--mark",
-            ZTUNNEL_MARK,
-            "-j",
-            "REDIRECT",
-            "--to-ports",
-            "15001",
-        ],
-    )?;
+    redirect(netns, &["-d", "10.96.0.0/16"])
+}
+
+/// REDIRECTs TCP matching `matching` (iptables match arguments) to 15001, except the
+/// ztunnel's own marked sockets.
+pub fn redirect(netns: &str, matching: &[&str]) -> Result<(), MeshError> {
+    let mut args = vec!["-w", "5", "-t", "nat", "-A", "OUTPUT", "-p", "tcp"];
+    args.extend_from_slice(matching);
+    args.extend([
+        "-m",
+        "mark",
+        "!",
+        "--mark",
+        ZTUNNEL_MARK,
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        "15001",
+    ]);
+    netns_exec(netns, "iptables", &args)?;
     Ok(())
 }
 
