@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Conformance, Counts, RunResults, format_timestamp};
+use crate::{Conformance, Counts, RunOutcome, RunResults, SkipReason, format_timestamp};
 
 pub const API_VERSION: &str = "meshcert.dev/v1alpha1";
 pub const KIND: &str = "ConformanceReport";
@@ -20,9 +20,16 @@ pub struct ConformanceReport {
     pub date: String,
     pub meshcert_version: String,
     pub implementation: Implementation,
-    /// `success` when no behaviour is NOT conformant.
-    pub result: String,
+    /// `success` only when every applicable scenario ran and passed; `failure` when one
+    /// failed; `partial` when nothing failed but some applicable scenario was skipped (or none
+    /// ran); `interrupted`; `invalid` when the feature set had errors.
+    pub result: RunOutcome,
+    /// Why, in one sentence.
+    pub result_reason: String,
     pub statistics: Statistics,
+    /// Each reason scenarios were skipped, once, with how many and which behaviours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkipReason>,
     pub areas: Vec<Area>,
 }
 
@@ -146,12 +153,10 @@ impl ConformanceReport {
                 profile: t.profile.clone(),
                 capabilities: t.capabilities.clone(),
             },
-            result: if counts.failed > 0 {
-                "failure".into()
-            } else {
-                "success".into()
-            },
+            result: results.outcome(),
+            result_reason: results.outcome_text(),
             statistics: counts.into(),
+            skipped: results.skip_reasons(),
             areas,
         }
     }

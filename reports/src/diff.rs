@@ -350,6 +350,8 @@ mod tests {
             started_at: 0,
             duration_ms: 0,
             scenarios,
+            interrupted: false,
+            feature_errors: vec![],
         }
     }
 

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::view::{Batch, Expectation, Observations};
-use crate::{Conformance, Counts, RunResults, ScenarioResult, Verdict, format_timestamp};
+use crate::{
+    Conformance, Counts, RunOutcome, RunResults, ScenarioResult, Verdict, format_timestamp,
+};
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -52,6 +54,11 @@ table.log{font-family:ui-monospace,monospace}td.warn{color:var(--skip)}td.error{
 svg text{font:11px system-ui,sans-serif;fill:#1f2328}
 .toolbar{margin:10px 0}.toolbar button{margin-right:6px}
 #js-errors{display:none}
+.banner{margin-top:8px;padding:6px 10px;border:2px solid;border-radius:6px;font-size:14px}
+.banner ul{margin:4px 0 0;padding-left:20px;font-size:13px}
+.banner.failure{border-color:var(--bad);background:#fff1f0}
+.banner.partial,.banner.interrupted{border-color:var(--skip);background:#fff8c5}
+.banner.invalid{border-color:var(--na);background:var(--bg)}
 "#;
 
 const JS: &str = r#"
@@ -82,6 +89,7 @@ fn verdict_class(v: &Verdict) -> &'static str {
 pub fn render(results: &RunResults) -> String {
     let mut out = String::new();
     let c = results.counts();
+    let outcome = results.outcome();
     let t = &results.target;
     let title = format!("meshcert: {} ({})", t.name, t.profile);
     let _ = write!(
@@ -96,8 +104,7 @@ pub fn render(results: &RunResults) -> String {
         "<header><h1>{}</h1><div class=\"meta\">{} · kind {} · version {} · profile {} · \
          capabilities: {} · {} · {:.1} s · meshcert {} · run {} (seed {})</div>\
          <div class=\"counts\"><b class=\"badge {}\">{}</b><b>{} passed</b><b>{} failed</b>\
-         <b>{} skipped</b><b>{} not applicable</b></div></header><main>\
-         <pre id=\"js-errors\" class=\"message\"></pre>",
+         <b>{} skipped</b><b>{} not applicable</b></div>",
         escape(&t.name),
         escape(&format_timestamp(results.started_at)),
         escape(&t.kind),
@@ -115,21 +122,15 @@ pub fn render(results: &RunResults) -> String {
         escape(&results.meshcert_version),
         escape(&results.run_id),
         results.seed,
-        if c.failed > 0 {
-            "not-conformant"
-        } else {
-            "conformant"
-        },
-        if c.failed > 0 {
-            "NOT CONFORMANT"
-        } else {
-            "CONFORMANT"
-        },
+        outcome_class(outcome),
+        outcome_badge(outcome),
         c.passed,
         c.failed,
         c.skipped,
         c.not_applicable
     );
+    banner(&mut out, results, outcome);
+    out.push_str("</header><main><pre id=\"js-errors\" class=\"message\"></pre>");
     summary(&mut out, results);
     out.push_str(
         "<h2>Scenarios</h2><div class=\"toolbar\">Show: \
@@ -153,6 +154,69 @@ pub fn render(results: &RunResults) -> String {
     }
     out.push_str("</main></body></html>\n");
     out
+}
+
+fn outcome_class(outcome: RunOutcome) -> &'static str {
+    match outcome {
+        RunOutcome::Success => "conformant",
+        RunOutcome::Failed => "not-conformant",
+        RunOutcome::Partial | RunOutcome::Interrupted => "skipped",
+        RunOutcome::Invalid => "not-applicable",
+    }
+}
+
+fn outcome_badge(outcome: RunOutcome) -> &'static str {
+    match outcome {
+        RunOutcome::Success => "CONFORMANT",
+        RunOutcome::Failed => "NOT CONFORMANT",
+        RunOutcome::Partial => "PARTIAL",
+        RunOutcome::Interrupted => "INTERRUPTED",
+        RunOutcome::Invalid => "NO VERDICT",
+    }
+}
+
+/// At the top, for any run that is not a plain success: what the run is, why, and each reason
+/// for skips once with its count (a reason shared by the whole suite is one line).
+fn banner(out: &mut String, results: &RunResults, outcome: RunOutcome) {
+    if outcome == RunOutcome::Success {
+        return;
+    }
+    let heading = match outcome {
+        RunOutcome::Failed => "Not conformant",
+        RunOutcome::Partial => "Partial run: not a certification",
+        RunOutcome::Interrupted => "Interrupted run: no verdict",
+        RunOutcome::Invalid => "No verdict: the feature set has errors",
+        RunOutcome::Success => unreachable!("returned above"),
+    };
+    let _ = write!(
+        out,
+        "<div class=\"banner {}\" id=\"outcome\" role=\"alert\"><b>{heading}.</b> {}.",
+        outcome.as_str(),
+        escape(&results.outcome_text())
+    );
+    let reasons = results.skip_reasons();
+    const SHOWN: usize = 5;
+    if !reasons.is_empty() {
+        out.push_str("<ul>");
+        for r in reasons.iter().take(SHOWN) {
+            let _ = write!(
+                out,
+                "<li><b>{} skipped</b> ({}): {}</li>",
+                crate::outcome::scenarios(r.scenarios),
+                escape(&crate::behaviour_list(&r.behaviours)),
+                escape(&r.reason)
+            );
+        }
+        if reasons.len() > SHOWN {
+            let _ = write!(
+                out,
+                "<li>and {} more reasons (each skipped scenario below says its own)</li>",
+                reasons.len() - SHOWN
+            );
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</div>");
 }
 
 fn summary(out: &mut String, results: &RunResults) {

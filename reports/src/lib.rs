@@ -8,7 +8,10 @@ use std::path::Path;
 pub mod conformance;
 pub mod diff;
 pub mod html;
+pub mod outcome;
 pub mod view;
+
+pub use outcome::{RunOutcome, SkipReason};
 
 use serde::{Deserialize, Serialize};
 
@@ -164,6 +167,13 @@ pub struct RunResults {
     pub started_at: u64,
     pub duration_ms: u64,
     pub scenarios: Vec<ScenarioResult>,
+    /// The run was stopped (SIGINT, SIGTERM) before every scenario ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    /// Errors of the feature set met during the run, one line each with file and line: the
+    /// run gives no verdict (`meshcert run` refuses most of them before starting).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feature_errors: Vec<String>,
 }
 
 /// The verdict of one behaviour ID over every scenario tagged with it.
@@ -232,6 +242,21 @@ impl RunResults {
         let mut counts = Counts::default();
         self.scenarios.iter().for_each(|s| counts.add(&s.verdict));
         counts
+    }
+
+    /// What the run as a whole shows: success only when every applicable scenario passed.
+    pub fn outcome(&self) -> RunOutcome {
+        RunOutcome::of(&self.counts(), self.feature_errors.len(), self.interrupted)
+    }
+
+    /// Why the run has its outcome, in one sentence.
+    pub fn outcome_text(&self) -> String {
+        outcome::explain(self.outcome(), &self.counts(), &self.feature_errors)
+    }
+
+    /// The skipped scenarios grouped by reason, most common first.
+    pub fn skip_reasons(&self) -> Vec<SkipReason> {
+        outcome::skip_reasons(&self.scenarios)
     }
 
     /// Counts per behaviour ID, sorted by ID.
@@ -312,8 +337,9 @@ impl RunResults {
         })
     }
 
-    /// The closing summary: a line per behaviour ID, then one count line whose shape CI reads
-    /// (`N passed, N failed, N skipped`).
+    /// The closing summary: a line per behaviour ID, each failed scenario, each reason for
+    /// skips once with its count, one count line whose shape CI reads (`N passed, N failed,
+    /// N skipped`), and last the run's outcome with why.
     pub fn summary_text(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
@@ -331,27 +357,48 @@ impl RunResults {
             ));
         }
         for s in &self.scenarios {
-            match &s.verdict {
-                Verdict::Failed { step, message } => out.push_str(&format!(
+            if let Verdict::Failed { step, message } = &s.verdict {
+                out.push_str(&format!(
                     "  FAILED {}:{} {}\n    step: {step}\n    {}\n",
                     s.feature,
                     s.line,
                     s.name,
                     message.lines().collect::<Vec<_>>().join("\n    ")
-                )),
-                Verdict::Skipped { reason } => out.push_str(&format!(
-                    "  skipped {}:{} {}: {reason}\n",
-                    s.feature, s.line, s.name
-                )),
-                _ => {}
+                ));
             }
+        }
+        for skip in self.skip_reasons() {
+            out.push_str(&format!(
+                "  skipped {} ({}): {}\n",
+                outcome::scenarios(skip.scenarios),
+                behaviour_list(&skip.behaviours),
+                skip.reason
+            ));
+        }
+        for error in &self.feature_errors {
+            out.push_str(&format!("  feature error: {error}\n"));
         }
         let c = self.counts();
         out.push_str(&format!(
             "scenarios: {} passed, {} failed, {} skipped, {} not applicable\n",
             c.passed, c.failed, c.skipped, c.not_applicable
         ));
+        out.push_str(&format!(
+            "result: {}: {}\n",
+            self.outcome(),
+            self.outcome_text()
+        ));
         out
+    }
+}
+
+/// A few IDs by name, many by count: a reason shared by the whole suite stays one line.
+pub(crate) fn behaviour_list(ids: &[String]) -> String {
+    const NAMED: usize = 6;
+    match ids.len() {
+        0 => "no behaviour ID".into(),
+        n if n <= NAMED => ids.join(", "),
+        n => format!("{n} behaviours: {}, ...", ids[..NAMED - 1].join(", ")),
     }
 }
 
@@ -387,6 +434,8 @@ mod tests {
             started_at: 0,
             duration_ms: 10,
             scenarios,
+            interrupted: false,
+            feature_errors: vec![],
         }
     }
 
@@ -429,7 +478,57 @@ mod tests {
         assert_eq!(by["L4-OD-3"].conformance(), Conformance::NotApplicable);
         assert_eq!(by["L4-FO-1"].conformance(), Conformance::Skipped);
         let text = r.summary_text();
-        assert!(text.ends_with("scenarios: 1 passed, 1 failed, 1 skipped, 1 not applicable\n"));
+        assert!(
+            text.contains(
+                "\nscenarios: 1 passed, 1 failed, 1 skipped, 1 not applicable\nresult: failure: "
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  skipped 1 scenario (L4-FO-1): no netns\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_reason_shared_by_every_scenario_is_said_once_and_the_run_is_partial() {
+        let why = "iptables is missing: apt-get install iptables";
+        let r = results(
+            (0..58)
+                .map(|i| {
+                    let mut s = scenario(
+                        &[&format!("@ID-{}", i % 29)],
+                        Verdict::Skipped { reason: why.into() },
+                    );
+                    s.line = i;
+                    s
+                })
+                .collect(),
+        );
+        assert_eq!(r.outcome(), RunOutcome::Partial);
+        let text = r.summary_text();
+        assert_eq!(text.matches(why).count(), 1, "{text}");
+        assert!(
+            text.contains(&format!("  skipped 58 scenarios (29 behaviours: ID-0, ID-1, ID-10, ID-11, ID-12, ...): {why}\n")),
+            "{text}"
+        );
+        assert!(text.ends_with(
+            "result: partial: nothing failed, but 58 scenarios of 58 applicable were skipped: \
+             their behaviours were not judged\n"
+        ));
+    }
+
+    #[test]
+    fn interrupted_and_feature_errors_survive_the_round_trip() {
+        let mut r = results(vec![scenario(&["@LOG-1"], Verdict::Passed)]);
+        assert_eq!(r.outcome(), RunOutcome::Success);
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains("interrupted") && !text.contains("feature_errors"));
+        r.interrupted = true;
+        r.feature_errors = vec!["x.feature:3: oops".into()];
+        let back = RunResults::parse_json(&serde_json::to_string(&r).unwrap(), "r.json").unwrap();
+        assert_eq!(back.outcome(), RunOutcome::Interrupted);
+        assert_eq!(back, r);
     }
 
     #[test]

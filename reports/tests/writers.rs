@@ -3,7 +3,7 @@
 //! self-containment, the conformance YAML read back, and the errors for bad results files.
 
 use meshcert_reports::conformance::ConformanceReport;
-use meshcert_reports::{Conformance, RunResults, format_timestamp, html};
+use meshcert_reports::{Conformance, RunOutcome, RunResults, Verdict, format_timestamp, html};
 use serde_json::json;
 
 fn dur(ms: u64) -> serde_json::Value {
@@ -143,7 +143,15 @@ fn the_conformance_yaml_reads_back_with_results_per_area_and_behaviour() {
     );
     let back: ConformanceReport = serde_saphyr::from_str(&yaml).unwrap();
     assert_eq!(back, report);
-    assert_eq!(report.result, "failure");
+    assert_eq!(report.result, RunOutcome::Failed);
+    assert!(yaml.contains("\nresult: failure\n"), "{yaml}");
+    assert_eq!(
+        report.result_reason,
+        "1 scenario of 3 applicable failed: the mesh is not conformant; 1 scenario of 3 \
+         applicable skipped"
+    );
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].behaviours, ["TD-MODE-XNET"]);
     assert_eq!(report.date, "2023-11-14T22:13:20Z");
     assert_eq!(report.implementation.profile, "solo");
     let l4 = &report.areas[0];
@@ -173,6 +181,73 @@ fn the_conformance_yaml_reads_back_with_results_per_area_and_behaviour() {
         .find(|b| b.id == "TD-MODE-XNET")
         .unwrap();
     assert_eq!(xnet.note.as_deref(), Some("needs capability cross-network"));
+}
+
+/// The fixture without its failed scenario: one passed, one skipped, one not applicable.
+fn partial() -> RunResults {
+    let mut r = results();
+    r.scenarios
+        .retain(|s| !matches!(s.verdict, Verdict::Failed { .. }));
+    r
+}
+
+#[test]
+fn a_run_with_a_skip_is_partial_at_the_top_of_the_html_and_in_the_yaml() {
+    let r = partial();
+    assert_eq!(r.outcome(), RunOutcome::Partial);
+    let html = html::render(&r);
+    let banner = html
+        .find("<div class=\"banner partial\" id=\"outcome\" role=\"alert\"><b>Partial run")
+        .expect("a partial banner");
+    assert!(
+        banner < html.find("id=\"summary\"").unwrap(),
+        "the banner comes first"
+    );
+    assert!(html.contains("<b class=\"badge skipped\">PARTIAL</b>"));
+    assert!(!html.contains(">CONFORMANT<"));
+    let end = banner + html[banner..].find("</div>").unwrap();
+    let text = &html[banner..end];
+    assert!(
+        text.contains(
+            "<li><b>1 scenario skipped</b> (TD-MODE-XNET): needs capability cross-network</li>"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 scenario of 2 applicable were skipped"),
+        "{text}"
+    );
+    let yaml = ConformanceReport::of(&r).to_yaml();
+    assert!(yaml.contains("\nresult: partial\n"), "{yaml}");
+    assert!(
+        yaml.contains("reason: needs capability cross-network"),
+        "{yaml}"
+    );
+    // Marked interrupted, the run says so instead.
+    let mut stopped = r.clone();
+    stopped.interrupted = true;
+    assert!(html::render(&stopped).contains("class=\"banner interrupted\""));
+    assert!(
+        ConformanceReport::of(&stopped)
+            .to_yaml()
+            .contains("\nresult: interrupted\n")
+    );
+}
+
+#[test]
+fn a_green_run_has_no_banner() {
+    let mut r = partial();
+    r.scenarios
+        .retain(|s| !matches!(s.verdict, Verdict::Skipped { .. }));
+    assert_eq!(r.outcome(), RunOutcome::Success);
+    let html = html::render(&r);
+    assert!(!html.contains("class=\"banner"));
+    assert!(html.contains("<b class=\"badge conformant\">CONFORMANT</b>"));
+    assert!(
+        ConformanceReport::of(&r)
+            .to_yaml()
+            .contains("\nresult: success\n")
+    );
 }
 
 #[test]

@@ -343,6 +343,8 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         scenarios,
+        interrupted: false,
+        feature_errors: Vec::new(),
     };
     let results_path = config.out_dir.join("results.json");
     results
