@@ -1,14 +1,34 @@
-@needs-topology
-Feature: ztunnel ignores DestinationRules: traffic distribution, round robin and L4-only detection hold
+Feature: ztunnel ignores DestinationRules
   Seeds 001 and 002: a DestinationRule's `outlierDetection` and `localityLbSetting` change nothing
   on the ztunnel path (L4-OD-2); seed 003: no DestinationRule changes the L4 pick (L4-RR-3);
   seed 002: a DestinationRule overrides traffic distribution at a waypoint, gateway or sidecar
   only (TD-DEF-3). fixtures/destination-rule.yaml asks for RANDOM balancing, locality failover
-  from r1 to r2, and ejection after a single 5xx; with it applied, a PreferClose service must
-  still round-robin over its P0 replicas, one of which answers HTTP 503 to every request and
-  is never ejected. Exact assertions, false-alarm rate 0.
+  from r1 to r2 (honoured, it would rank by subzone and leave b1 out), and ejection after a
+  single 5xx. Each scenario applies it and checks one of the three claims.
+  Statistical steps state their false-alarm rate for a mesh that picks evenly at random.
 
-  Background:
+  @L4-OD-2 @needs-app-faults
+  Scenario: with a DestinationRule that ejects after one 5xx, a pod answering HTTP 503 keeps being picked
+    Given the guide's apps "in-ambient" and "client-in-ambient" are deployed
+    And "in-ambient" is scaled to 3 replicas
+    And the fixture "destination-rule" is applied
+    When the first "in-ambient" pod answers every request with HTTP 503
+    And the client sends 20 requests to "http://in-ambient:8000/hostname"
+    And the client sends 32 requests to "http://in-ambient:8000/hostname"
+    Then the first "in-ambient" pod was still picked in the latest batch, as one of its 3 replicas, with a false-alarm rate of 0.00001
+    And every answer of the first "in-ambient" pod was HTTP 503
+
+  @L4-RR-3
+  Scenario: a DestinationRule asking for RANDOM balancing leaves the pick as it was
+    Given the guide's apps "in-ambient" and "client-in-ambient" are deployed
+    And "in-ambient" is scaled to 3 replicas
+    When the client sends 60 requests to "http://in-ambient:8000/hostname"
+    And the fixture "destination-rule" is applied
+    And the client sends 60 requests to "http://in-ambient:8000/hostname"
+    Then the pick did not change from the batch before, with a false-alarm rate of 0.00001
+
+  @TD-DEF-3 @needs-topology
+  Scenario: with a DestinationRule's locality settings, the ztunnel path keeps the Service's PreferClose
     Given the mesh's network is "net1"
     And nodes:
       | node   | region | zone | subzone |
@@ -22,13 +42,6 @@ Feature: ztunnel ignores DestinationRules: traffic distribution, round robin and
       | b1      | node-b |
       | e1      | node-e |
     And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferClose
-
-  @L4-OD-2 @L4-RR-3 @TD-DEF-3 @needs-app-faults
-  Scenario: with a DestinationRule, the ztunnel path keeps PreferClose, round robin and its 503 replica
-    Given the fixture "destination-rule" is applied
-    When the first "in-ambient-a1" pod answers every request with HTTP 503
-    And the client sends 12 requests to "http://in-ambient:8000/hostname"
-    Then the replicas at P0 of PreferClose answered every request, evenly
-    And the replicas answered in a repeating order
-    And the first "in-ambient-a1" pod answered its 6 requests with HTTP 503
-
+    And the fixture "destination-rule" is applied
+    When the client sends 18 requests to "http://in-ambient:8000/hostname"
+    Then the replicas at P0 of PreferClose answered every request, each at least once, with a false-alarm rate of 0.00001

@@ -1,23 +1,28 @@
-Feature: a pod blocked with iptables DROP is failed over within a bounded detection window
+Feature: a pod blocked with iptables DROP never answers, and is failed over within a detection window
   Seed 000 step 3: block port 8080 of one pod (`iptables -A INPUT -p tcp --dport 8080 -j DROP`),
-  then send requests with `curl --max-time 2`. The blocked pod never answers; while ztunnel detects
-  it a few requests may fail (2 of 12 in the guide's example); after detection every request
-  succeeds and is spread over the healthy pods only.
-  Detection deadline 1s after the block; after it, a request slower than 230ms counts as still
-  reaching the blocked pod: one connect attempt to it costs the reference's whole 240ms connect
-  timeout before the retry, while a healthy answer takes a few ms (up to ~200ms was measured with
-  60 scenarios running at once on 2 cores, which is why the bound is not tighter). The spread
-  after detection is judged by an exact multinomial test with a false-alarm rate of 0.001 for an even spread.
+  then send requests with `curl --max-time 2`. The blocked pod never answers (L4-FO-1); while
+  ztunnel detects it a few requests may fail (2 of 12 in the guide's example), and after
+  detection every request succeeds and is spread over the healthy pods only (L4-FO-2).
+  Declared thresholds (the documentation gives none): the detection window is 1s after the
+  block, and at most 2 requests may fail, as in the guide's example. "Spread over the healthy
+  pods" is judged as: every request after the window answered, only by the two healthy pods,
+  each of them at least once (false-alarm rate 0.00001 for a mesh that picks evenly at random:
+  about 40 requests start after the window; 18 suffice). The documentation promises no latency,
+  so none is asserted.
 
   Background:
     Given the guide's apps "in-ambient" and "client-in-ambient" are deployed
     And "in-ambient" is scaled to 3 replicas
 
-  @L4-FO-1 @L4-FO-2 @needs-network-faults
-  Scenario: the blocked pod never answers; after detection every request is served by the other two
+  @L4-FO-1 @needs-network-faults
+  Scenario: the blocked pod answers no request
     When I block port 8080 of the first "in-ambient" pod with iptables DROP
-    And the client sends 40 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
+    And the client sends 12 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
     Then the blocked pod answered no request
-    And at most 2 requests failed
-    And every request started 1s or more after the block was answered within 230ms
-    And the requests started 1s or more after the block are spread evenly over the other 2 "in-ambient" replicas, with a false-alarm rate of 0.001
+
+  @L4-FO-2 @needs-network-faults
+  Scenario: while the block is detected at most 2 requests fail; after it every request is served by the other two
+    When I block port 8080 of the first "in-ambient" pod with iptables DROP
+    And the client sends 60 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
+    Then at most 2 requests failed
+    And the requests started 1s or more after the block were answered by the other 2 "in-ambient" replicas, each at least once, with a false-alarm rate of 0.00001

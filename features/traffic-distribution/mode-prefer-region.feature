@@ -1,39 +1,57 @@
-@profile-solo @TD-MODE-PR @TD-FO-1 @needs-topology @needs-network-faults
+@profile-solo @needs-topology @needs-scale
 Feature: PreferRegion (Solo) ranks same region, then same network, then every cross-network endpoint
   Seed 002: the Solo value `PreferRegion` has three levels: P0 same network and region; P1 same
-  network; P2 every cross-network endpoint. Seed 001: traffic moves to the next level only when
-  no healthy endpoint is left above it (TD-FO-1).
+  network; P2 every cross-network endpoint.
+  Seed 001: traffic moves to the next level only when no healthy endpoint is left above it.
   The ladder topology (fixtures/topologies/ladder.yaml) puts one replica at every distance from
   the client, two of them on another network.
-  Each row starts with the replicas above its level blocked (none for P0), so that its level is
-  the best one left: that level must take every request, evenly. Then its replicas are blocked
-  with the guide's `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after a detection window of 1s
-  every request must reach the next level, and no level below it (failover moves exactly one
-  level). After `iptables -F` the level must take every request back within 3s. The last level
-  has no row of its own: it is the next level of the row above it.
-  False-alarm rate: 0 for the exact assertions (who answered, round robin within a level); the
-  1s detection window and 3s return deadline are those of L4-FO-2 and L4-FO-4, and at most 2
-  requests may fail while a level is being detected, as in the guide.
+
+  Ranking (TD-MODE-PR): with every replica above a level scaled to 0, so that no detection is
+  needed, that level must take every request: only its replicas answer (exact), and each of
+  them answers (false-alarm rate 0.00001 for a mesh that picks evenly at random within the
+  level; each row sends enough requests for that: 18 for two replicas, 32 for three, 45 for
+  four, 59 for five). Rows whose level is the cross-network one need a target that reaches
+  other networks.
+
+  Failover (TD-FO-1): the replicas of a level are blocked with the guide's
+  `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after a declared detection window of 1s
+  every request must reach the next level, and no other (failover moves exactly one level);
+  after `iptables -F` the level must take every request back within a declared 3s.
 
   Background:
     Given the topology "ladder"
     And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferRegion
 
+  @TD-MODE-PR
+  Scenario Outline: PreferRegion sends every request to <level> when nothing is left above it
+    Given every replica above <level> of PreferRegion is scaled to 0
+    When the client sends <requests> requests to "http://in-ambient:8000/hostname"
+    Then the replicas at <level> of PreferRegion answered every request, each at least once, with a false-alarm rate of 0.00001
+
+    Examples: levels in the client's network
+      | level | requests |
+      | P0    | 45       |
+      | P1    | 12       |
+
+    @needs-cross-network
+    Examples: the cross-network level
+      | level | requests |
+      | P2    | 18       |
+
+  @TD-FO-1 @needs-network-faults
   Scenario Outline: PreferRegion fails over from <level> to <next> and back
-    Given port 8080 of every replica above <level> of PreferRegion is blocked with iptables DROP
-    Then within 2s the replicas at <level> of PreferRegion take every request to "http://in-ambient:8000/hostname"
-    When the client sends 12 requests to "http://in-ambient:8000/hostname"
-    Then the replicas at <level> of PreferRegion answered every request, evenly
+    Given every replica above <level> of PreferRegion is scaled to 0
     When I block port 8080 of every replica at <level> of PreferRegion with iptables DROP
     And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
-    Then at most 2 requests failed
-    And every request started 1s or more after the block was answered by a replica at <next> of PreferRegion
+    Then every request started 1s or more after the block was answered by a replica at <next> of PreferRegion
     When I remove the blocks of the replicas at <level> of PreferRegion with iptables -F
     Then within 3s the replicas at <level> of PreferRegion take every request to "http://in-ambient:8000/hostname"
-    When the client sends 12 requests to "http://in-ambient:8000/hostname"
-    Then the replicas at <level> of PreferRegion answered every request, evenly
 
-    Examples:
+    Examples: next level in the client's network
       | level | next |
       | P0    | P1   |
+
+    @needs-cross-network
+    Examples: next level across networks
+      | level | next |
       | P1    | P2   |

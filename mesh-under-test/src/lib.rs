@@ -11,11 +11,11 @@ pub mod logs;
 pub mod manifest;
 pub mod mesh;
 pub mod metrics;
-pub mod stats;
 pub mod topology;
 pub mod translate;
 pub mod wait;
 
 pub use error::MeshError;
 pub use mesh::*;
+pub use meshcert_oracle::stats;
 pub use meshcert_ztunnel::local_config;

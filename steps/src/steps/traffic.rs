@@ -4,15 +4,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cucumber::{then, when};
-use meshcert_mesh::stats::UniformityTest;
 use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{RequestOutcome, RequestRecord};
+use meshcert_oracle::spread;
 
 use crate::params::{Ordinal, Rate, Span};
 use crate::world::{MeshWorld, StepFailure, StepResult, ensure};
 
 /// `curl` with no `--max-time` would wait forever; the harness bounds every request.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a failed request shows in a list of answers.
+const FAILED: &str = "<failed>";
 
 #[when(expr = "the client sends {int} request(s) to {string}")]
 async fn send(world: &mut MeshWorld, count: u32, url: String) -> StepResult {
@@ -106,7 +109,9 @@ async fn each_answered(
 #[then("the replicas answered in a repeating order")]
 async fn repeating_order(world: &mut MeshWorld) -> StepResult {
     let answers = answers(world.last_batch()?);
-    repeating_period(&answers).map(|_| ()).map_err(StepFailure)
+    meshcert_oracle::repeating_period(&answers)
+        .map(|_| ())
+        .map_err(StepFailure)
 }
 
 #[then("the blocked pod answered no request")]
@@ -126,31 +131,9 @@ async fn blocked_silent(world: &mut MeshWorld) -> StepResult {
 }
 
 #[then(
-    expr = "every request started {duration} or more after the block was answered within {duration}"
+    expr = "the requests started {duration} or more after the block were answered by the other {int} {string} replicas, each at least once, with a false-alarm rate of {rate}"
 )]
-async fn answered_quickly_after(world: &mut MeshWorld, after: Span, within: Span) -> StepResult {
-    let records = after_block(world, after.0)?;
-    let slow: Vec<String> = records
-        .iter()
-        .filter(|r| r.failed() || r.latency > within.0)
-        .map(describe)
-        .collect();
-    ensure!(
-        slow.is_empty(),
-        "{} of the {} requests started {:?} or more after the block failed or took longer than {:?}:\n{}",
-        slow.len(),
-        records.len(),
-        after.0,
-        within.0,
-        slow.join("\n")
-    );
-    Ok(())
-}
-
-#[then(
-    expr = "the requests started {duration} or more after the block are spread evenly over the other {int} {string} replicas, with a false-alarm rate of {rate}"
-)]
-async fn spread_after(
+async fn healthy_after_block(
     world: &mut MeshWorld,
     after: Span,
     others: usize,
@@ -172,39 +155,87 @@ async fn spread_after(
     );
     world.expect_even(
         healthy.clone(),
-        format!("spread evenly over the other {others} replicas after the block"),
+        format!("answered by each of the other {others} replicas after the block"),
     );
-    let records = after_block(world, after.0)?;
-    let counts = answer_counts(&records);
-    let strangers: Vec<&String> = counts.keys().filter(|p| !healthy.contains(p)).collect();
+    let records = after_block(world, scaled(after.0))?;
+    judge_members(&records, &healthy, rate.0, false).map_err(|f| {
+        StepFailure(format!(
+            "requests started {:?} or more after the block: {f}",
+            after.0
+        ))
+    })
+}
+
+#[then(
+    expr = "the {int} {string} replicas answered every request, each at least once, with a false-alarm rate of {rate}"
+)]
+async fn each_replica_answered(
+    world: &mut MeshWorld,
+    replicas: usize,
+    deployment: String,
+    rate: Rate,
+) -> StepResult {
+    let pods = replica_names(world, &deployment, replicas).await?;
+    world.expect_even(
+        pods.clone(),
+        format!("the {replicas} {deployment} replicas answered every request, each at least once"),
+    );
+    judge_members(world.last_batch()?, &pods, rate.0, false).map_err(|f| StepFailure(f.to_string()))
+}
+
+#[then(
+    expr = "the {int} {string} replicas answered every request, spread evenly with a false-alarm rate of {rate}"
+)]
+async fn spread_evenly(
+    world: &mut MeshWorld,
+    replicas: usize,
+    deployment: String,
+    rate: Rate,
+) -> StepResult {
+    let pods = replica_names(world, &deployment, replicas).await?;
+    world.expect_even(
+        pods.clone(),
+        format!("the {replicas} {deployment} replicas answered every request, spread evenly"),
+    );
+    judge_members(world.last_batch()?, &pods, rate.0, true).map_err(|f| StepFailure(f.to_string()))
+}
+
+#[then(
+    expr = "the {ordinal} {string} pod was still picked in the latest batch, as one of its {int} replicas, with a false-alarm rate of {rate}"
+)]
+async fn still_picked(
+    world: &mut MeshWorld,
+    which: Ordinal,
+    deployment: String,
+    replicas: usize,
+    rate: Rate,
+) -> StepResult {
+    let pod = world.pod(&deployment, which.0).await?.name;
+    let batch = world.last_batch()?;
+    let answered = batch.iter().filter(|r| r.replica() == Some(&pod)).count() as u32;
+    spread::still_picked(&pod, answered, batch.len(), replicas, rate.0)
+        .map_err(|f| StepFailure(format!("{f} (answers in order: {:?})", answers(batch))))
+}
+
+#[then(expr = "the pick did not change from the batch before, with a false-alarm rate of {rate}")]
+async fn pick_unchanged(world: &mut MeshWorld, rate: Rate) -> StepResult {
+    let batches = &world.observations.batches;
     ensure!(
-        strangers.is_empty(),
-        "requests after detection were answered by {strangers:?}, not only by {healthy:?}"
+        batches.len() >= 2,
+        "this step compares the latest two batches; {} were sent",
+        batches.len()
     );
-    let observed: Vec<u32> = healthy
-        .iter()
-        .map(|p| counts.get(p).copied().unwrap_or(0) as u32)
-        .collect();
-    let test = UniformityTest {
-        n: observed.iter().sum(),
-        k: others as u32,
-        alpha: rate.0,
-    };
-    ensure!(
-        test.n >= 2 * test.k,
-        "only {} requests after detection: too few to judge a spread",
-        test.n
-    );
-    let verdict = test.check(&observed);
-    ensure!(
-        !verdict.reject,
-        "answers after detection are not spread evenly over {healthy:?}: counts {observed:?}, exact multinomial \
-         p-value {:.2e} < false-alarm rate {} (this sample detects a skew of {:.2} with power 0.9)",
-        verdict.p_value,
-        rate.0,
-        test.min_detectable_skew(0.9)
-    );
-    Ok(())
+    let [before, after] =
+        [&batches[batches.len() - 2], &batches[batches.len() - 1]].map(|b| answers(&b.records));
+    for (name, batch) in [("before", &before), ("after", &after)] {
+        ensure!(
+            !batch.iter().any(|a| a == FAILED),
+            "a request of the batch {name} failed: {batch:?}"
+        );
+    }
+    spread::same_pick(&before, &after, rate.0)
+        .map(|_| ())
+        .map_err(StepFailure)
 }
 
 #[then(expr = "within {duration} the formerly blocked pod answers again")]
@@ -236,12 +267,11 @@ async fn answers_again(world: &mut MeshWorld, within: Span) -> StepResult {
     }
 }
 
-#[then(expr = "the {ordinal} {string} pod answered its {int} requests with HTTP {int}")]
+#[then(expr = "every answer of the {ordinal} {string} pod was HTTP {int}")]
 async fn answered_with_status(
     world: &mut MeshWorld,
     which: Ordinal,
     deployment: String,
-    count: usize,
     status: u16,
 ) -> StepResult {
     let pod = world.pod(&deployment, which.0).await?.name;
@@ -254,10 +284,47 @@ async fn answered_with_status(
         })
         .collect();
     ensure!(
-        statuses.len() == count && statuses.iter().all(|s| *s == status),
-        "{pod} answered {} requests with statuses {statuses:?}, expected {count} with HTTP {status}",
-        statuses.len()
+        !statuses.is_empty() && statuses.iter().all(|s| *s == status),
+        "{pod} answered with statuses {statuses:?}, expected at least one answer and every one HTTP {status}"
     );
+    Ok(())
+}
+
+/// The pod names of a deployment, which must have `replicas` of them.
+async fn replica_names(
+    world: &mut MeshWorld,
+    deployment: &str,
+    replicas: usize,
+) -> Result<Vec<String>, StepFailure> {
+    let pods: Vec<String> = world
+        .pods(deployment)
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    ensure!(
+        pods.len() == replicas,
+        "{deployment} has {} pods, not {replicas}: {pods:?}",
+        pods.len()
+    );
+    Ok(pods)
+}
+
+/// Every request answered, only by `members`, each of them at least once, and with `evenly`
+/// a spread consistent with an even one: the oracle's verdicts at false-alarm rate `alpha`.
+fn judge_members(
+    records: &[RequestRecord],
+    members: &[String],
+    alpha: f64,
+    evenly: bool,
+) -> Result<(), spread::Finding> {
+    let answers: Vec<Option<&str>> = records.iter().map(|r| r.replica()).collect();
+    let names: Vec<&str> = members.iter().map(String::as_str).collect();
+    let counts = spread::answered_only_by(&answers, &names)?;
+    spread::every_member_answered(&counts, alpha)?;
+    if evenly {
+        spread::spread_evenly(&counts, alpha)?;
+    }
     Ok(())
 }
 
@@ -292,7 +359,7 @@ fn answers(records: &[RequestRecord]) -> Vec<String> {
         .map(|r| {
             r.replica()
                 .map(str::to_string)
-                .unwrap_or_else(|| "<failed>".into())
+                .unwrap_or_else(|| FAILED.into())
         })
         .collect()
 }
@@ -316,63 +383,6 @@ fn describe(r: &RequestRecord) -> String {
                 "  #{} at {:?}: failed ({failure}) after {:?}",
                 r.index, r.started_at, r.latency
             )
-        }
-    }
-}
-
-/// The period of a round-robin sequence: its first `p` answers are distinct and every later
-/// answer repeats the one `p` before it, where `p` is the number of distinct answers.
-fn repeating_period(answers: &[String]) -> Result<usize, String> {
-    let mut distinct: Vec<&String> = answers.iter().collect();
-    distinct.sort();
-    distinct.dedup();
-    let period = distinct.len();
-    if period == 0 || answers.len() < 2 * period {
-        return Err(format!(
-            "{} answers over {period} replicas are too few to show a repeating order",
-            answers.len()
-        ));
-    }
-    let head = &answers[..period];
-    let mut sorted_head: Vec<&String> = head.iter().collect();
-    sorted_head.sort();
-    sorted_head.dedup();
-    if sorted_head.len() != period {
-        return Err(format!(
-            "the first {period} answers {head:?} are not {period} different replicas"
-        ));
-    }
-    if let Some(i) = (period..answers.len()).find(|&i| answers[i] != answers[i - period]) {
-        return Err(format!(
-            "answer #{i} ({}) breaks the repeating order {head:?} (answers: {answers:?})",
-            answers[i]
-        ));
-    }
-    Ok(period)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rstest::rstest;
-
-    fn seq(s: &str) -> Vec<String> {
-        s.chars().map(|c| c.to_string()).collect()
-    }
-
-    #[rstest]
-    #[case("abcabcabcabc", Ok(3))]
-    #[case("bcabcabca", Ok(3))]
-    #[case("abab", Ok(2))]
-    #[case("abcacbabc", Err("breaks"))]
-    #[case("aabbcc", Err("are not 3 different"))]
-    #[case("abc", Err("too few"))]
-    #[case("aaaa", Ok(1))]
-    fn periods(#[case] answers: &str, #[case] expected: Result<usize, &str>) {
-        match (repeating_period(&seq(answers)), expected) {
-            (Ok(p), Ok(e)) => assert_eq!(p, e),
-            (Err(m), Err(e)) => assert!(m.contains(e), "{m}"),
-            (got, want) => panic!("{answers}: got {got:?}, want {want:?}"),
         }
     }
 }
