@@ -16,7 +16,8 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
   Failover (TD-FO-1): the replicas of a level are blocked with the guide's
   `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after a declared detection window of 1s
   every request must reach the next level, and no other (failover moves exactly one level);
-  after `iptables -F` the level must take every request back within a declared 3s.
+  after `iptables -F` the level must take every request back within a declared 3s. And the
+  edge: with one replica of P0 blocked and the others healthy, traffic stays at P0.
 
   Background:
     Given the topology "ladder"
@@ -57,3 +58,9 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
     Examples: next level across networks
       | level | next |
       | P2    | P3   |
+
+  @TD-FO-1 @needs-network-faults
+  Scenario: with one replica of P0 blocked and the others healthy, traffic stays at P0
+    When I block port 8080 of one replica at P0 of PreferClose with iptables DROP
+    And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
+    Then every request started 1s or more after the block was answered by a replica at P0 of PreferClose

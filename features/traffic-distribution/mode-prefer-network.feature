@@ -13,10 +13,8 @@ Feature: PreferNetwork (Solo) keeps traffic in the client's network while any en
   four, 59 for five). Rows whose level is the cross-network one need a target that reaches
   other networks.
 
-  Failover (TD-FO-1): the replicas of a level are blocked with the guide's
-  `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after a declared detection window of 1s
-  every request must reach the next level, and no other (failover moves exactly one level);
-  after `iptables -F` the level must take every request back within a declared 3s.
+  Failover between levels (TD-FO-1) is checked on PreferSameNode, whose six levels include
+  every kind of step, and on PreferClose.
 
   Background:
     Given the topology "ladder"
@@ -36,17 +34,3 @@ Feature: PreferNetwork (Solo) keeps traffic in the client's network while any en
     Examples: the cross-network level
       | level | requests |
       | P1    | 18       |
-
-  @TD-FO-1 @needs-network-faults
-  Scenario Outline: PreferNetwork fails over from <level> to <next> and back
-    Given every replica above <level> of PreferNetwork is scaled to 0
-    When I block port 8080 of every replica at <level> of PreferNetwork with iptables DROP
-    And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
-    Then every request started 1s or more after the block was answered by a replica at <next> of PreferNetwork
-    When I remove the blocks of the replicas at <level> of PreferNetwork with iptables -F
-    Then within 3s the replicas at <level> of PreferNetwork take every request to "http://in-ambient:8000/hostname"
-
-    @needs-cross-network
-    Examples: next level across networks
-      | level | next |
-      | P0    | P1   |

@@ -13,10 +13,8 @@ Feature: PreferRegion (Solo) ranks same region, then same network, then every cr
   four, 59 for five). Rows whose level is the cross-network one need a target that reaches
   other networks.
 
-  Failover (TD-FO-1): the replicas of a level are blocked with the guide's
-  `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after a declared detection window of 1s
-  every request must reach the next level, and no other (failover moves exactly one level);
-  after `iptables -F` the level must take every request back within a declared 3s.
+  Failover between levels (TD-FO-1) is checked on PreferSameNode, whose six levels include
+  every kind of step, and on PreferClose.
 
   Background:
     Given the topology "ladder"
@@ -37,21 +35,3 @@ Feature: PreferRegion (Solo) ranks same region, then same network, then every cr
     Examples: the cross-network level
       | level | requests |
       | P2    | 18       |
-
-  @TD-FO-1 @needs-network-faults
-  Scenario Outline: PreferRegion fails over from <level> to <next> and back
-    Given every replica above <level> of PreferRegion is scaled to 0
-    When I block port 8080 of every replica at <level> of PreferRegion with iptables DROP
-    And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
-    Then every request started 1s or more after the block was answered by a replica at <next> of PreferRegion
-    When I remove the blocks of the replicas at <level> of PreferRegion with iptables -F
-    Then within 3s the replicas at <level> of PreferRegion take every request to "http://in-ambient:8000/hostname"
-
-    Examples: next level in the client's network
-      | level | next |
-      | P0    | P1   |
-
-    @needs-cross-network
-    Examples: next level across networks
-      | level | next |
-      | P1    | P2   |

@@ -1,4 +1,4 @@
-@TD-PREC-3 @needs-topology
+@needs-topology
 Feature: a ServiceEntry takes its mode from its annotation, with every mode available
   Seeds 002 and 003: a ServiceEntry has no `spec.trafficDistribution`; the annotation
   `networking.istio.io/traffic-distribution` sets its mode, and every mode is available. The
@@ -12,6 +12,7 @@ Feature: a ServiceEntry takes its mode from its annotation, with every mode avai
     Given the topology "ladder"
     And the fixture "service-entry" is applied
 
+  @TD-PREC-3
   Scenario Outline: the ServiceEntry's annotation sets <value>
     Given the ServiceEntry "in-ambient-se" has annotation networking.istio.io/traffic-distribution: <value>
     When the client sends <requests> requests to "http://in-ambient.mesh.example/hostname"

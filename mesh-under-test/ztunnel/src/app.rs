@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinSet;
@@ -20,9 +19,6 @@ use crate::reload;
 use crate::shutdown;
 use crate::socket::{MarkedSockets, OriginalDst, SoOriginalDst, SocketFactory};
 use crate::state::{ProxyState, defect_records};
-
-/// How long in-flight tasks get to finish after shutdown is signalled.
-const DRAIN: Duration = Duration::from_secs(2);
 
 /// Reads the environment and runs until SIGTERM or SIGINT. What the binary calls.
 pub fn run_from_env() -> Result<(), ZtunnelError> {
@@ -157,8 +153,15 @@ async fn run_with_logger(
         source,
     })?;
     let model = reload::build_model(&text, &origin, &config.workload_info, &config.defects)?;
+    if let Some(workload) = &model.proxy.workload {
+        for problem in config.placement.disagreements(workload) {
+            logger.log(Record::new(Level::Warn, "ztunnel", problem));
+        }
+    }
 
-    let marked = MarkedSockets::default();
+    let marked = MarkedSockets {
+        mark: config.packet_mark,
+    };
     marked.check().map_err(ZtunnelError::io(
         "checking that upstream sockets can be marked",
     ))?;
@@ -175,6 +178,7 @@ async fn run_with_logger(
         model.config().workloads.len(),
         model.config().services.len(),
     );
+    let drain = config.drain;
     let state = ProxyState::new(config, model, logger.clone());
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = JoinSet::new();
@@ -225,7 +229,7 @@ async fn run_with_logger(
     logger.log(Record::new(Level::Info, "ztunnel", "shutting down"));
     trigger.fire();
     let drained =
-        tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+        tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         logger.log(Record::new(
             Level::Warn,

@@ -1,5 +1,5 @@
 //! The proxy's mutable load-balancing state: one round-robin counter per service, the random
-//! generator of the `random-pick` defect, and the outlier state of every endpoint. No I/O:
+//! generator of the random-pick defects, and the outlier state of every endpoint. No I/O:
 //! callers pass the time in and log the events that come out.
 
 use std::collections::HashMap;
@@ -9,13 +9,14 @@ use std::time::Instant;
 use crate::defects::{Defect, Defects};
 use crate::model::{Endpoint, EndpointKey, Route};
 use crate::outlier::{EndpointHealth, HealthEvent, Outcome, OutlierSettings};
-use crate::picker::{LevelOrder, PickPolicy, XorShift64, pick};
+use crate::picker::{LevelOrder, PickPolicy, XorShift64, pick, pick_weighted};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Policy {
     RoundRobin,
     First,
     Random,
+    WeightedRandom,
 }
 
 #[derive(Debug)]
@@ -36,6 +37,8 @@ impl Balancer {
             Policy::First
         } else if defects.is_on(Defect::RandomPick) {
             Policy::Random
+        } else if defects.is_on(Defect::WeightedRandom) {
+            Policy::WeightedRandom
         } else {
             Policy::RoundRobin
         };
@@ -50,7 +53,7 @@ impl Balancer {
             policy,
             level_order,
             counters: HashMap::new(),
-            rng: XorShift64::new(XorShift64::SEED),
+            rng: XorShift64::from_clock(),
             health: HashMap::new(),
         }
     }
@@ -75,21 +78,26 @@ impl Balancer {
         counter: u64,
         tried: &[EndpointKey],
     ) -> Option<Arc<Endpoint>> {
+        let draw = self.rng.next_u64();
+        let available = |e: &Arc<Endpoint>| self.is_available(&e.key);
+        let is_tried = |e: &Arc<Endpoint>| tried.contains(&e.key);
         let policy = match self.policy {
             Policy::RoundRobin => PickPolicy::RoundRobin { counter },
             Policy::First => PickPolicy::First,
-            Policy::Random => PickPolicy::Random {
-                draw: self.rng.next_u64(),
-            },
+            Policy::Random => PickPolicy::Random { draw },
+            Policy::WeightedRandom => {
+                return pick_weighted(
+                    &route.levels,
+                    draw,
+                    self.level_order,
+                    available,
+                    is_tried,
+                    |e| u64::from(e.workload.capacity),
+                )
+                .cloned();
+            }
         };
-        pick(
-            &route.levels,
-            policy,
-            self.level_order,
-            |e| self.is_available(&e.key),
-            |e| tried.contains(&e.key),
-        )
-        .cloned()
+        pick(&route.levels, policy, self.level_order, available, is_tried).cloned()
     }
 
     pub fn is_available(&self, key: &EndpointKey) -> bool {

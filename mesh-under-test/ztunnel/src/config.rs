@@ -2,10 +2,12 @@
 //! variable, small parse helpers, then one `validate()` for rules across fields.
 //!
 //! The upstream part (`LOCAL_XDS_PATH`, `PROXY_MODE`, `PROXY_WORKLOAD_INFO`, `FAKE_CA`,
-//! `XDS_ADDRESS`) is exactly upstream istio/ztunnel's no-Kubernetes contract; the rest are
-//! reference-only knobs with defaults matching the Solo guide.
+//! `XDS_ADDRESS`) is exactly upstream istio/ztunnel's no-Kubernetes contract, and the
+//! variables a cluster gives a ztunnel about where it runs (`NETWORK`, `CLUSTER_ID`,
+//! `PACKET_MARK`, `NODE_NAME`, ...; see [`Placement`]) are read as upstream reads them; the
+//! rest are reference-only knobs with defaults matching the Solo guide.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,6 +37,21 @@ pub const RUST_LOG: &str = "RUST_LOG";
 pub const MESHCERT_REFERENCE_DEFECT: &str = "MESHCERT_REFERENCE_DEFECT";
 /// Data-plane threads, upstream's name and default.
 pub const ZTUNNEL_WORKER_THREADS: &str = "ZTUNNEL_WORKER_THREADS";
+/// Where the proxy runs, upstream's names (what the meshcert launcher gives every binary).
+pub const NETWORK: &str = "NETWORK";
+pub const CLUSTER_ID: &str = "CLUSTER_ID";
+/// Wins over `CLUSTER_ID`, as upstream.
+pub const ISTIO_META_CLUSTER_ID: &str = "ISTIO_META_CLUSTER_ID";
+pub const CLUSTER_DOMAIN: &str = "CLUSTER_DOMAIN";
+pub const NODE_NAME: &str = "NODE_NAME";
+pub const INSTANCE_IP: &str = "INSTANCE_IP";
+pub const POD_NAME: &str = "POD_NAME";
+pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+pub const SERVICE_ACCOUNT: &str = "SERVICE_ACCOUNT";
+/// The mark on the proxy's own upstream sockets (a decimal u32, as upstream parses it).
+pub const PACKET_MARK: &str = "PACKET_MARK";
+pub const ENABLE_ORIG_SRC: &str = "ENABLE_ORIG_SRC";
+pub const TERMINATION_GRACE_PERIOD_SECONDS: &str = "TERMINATION_GRACE_PERIOD_SECONDS";
 
 const PROXY_MODE_DEDICATED: &str = "dedicated";
 const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -50,6 +67,11 @@ const DEFAULT_EWMA_ALPHA: f64 = 0.35;
 const DEFECT_EWMA_ALPHA: f64 = 0.5;
 const DEFAULT_CONFIG_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
 const DEFAULT_WORKER_THREADS: usize = 2;
+/// Upstream marks nothing in dedicated mode unless told; the reference always runs behind a
+/// `REDIRECT` that exempts 0x539, so that is its default.
+const DEFAULT_PACKET_MARK: u32 = crate::socket::PROXY_MARK;
+/// How long in-flight connections get after SIGTERM when no grace period is given.
+const DEFAULT_DRAIN: Duration = Duration::from_secs(2);
 
 /// Upstream's fixed ports.
 pub const OUTBOUND_PORT: u16 = 15001;
@@ -83,6 +105,44 @@ impl std::str::FromStr for WorkloadInfo {
                       httpbin/client-in-ambient-6b5c96c4f8-x2j9k/client-in-ambient"
                 .to_string()),
         }
+    }
+}
+
+/// Where the proxy runs, as a cluster tells upstream ztunnel (`NETWORK`, `CLUSTER_ID` or
+/// `ISTIO_META_CLUSTER_ID`, `NODE_NAME`, `INSTANCE_IP`). The reference routes by its own
+/// workload entry in the config (the control plane's word); these are checked against it,
+/// so a launcher that gives a binary the wrong network is caught in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Placement {
+    pub network: Option<String>,
+    pub cluster_id: Option<String>,
+    pub node: Option<String>,
+    pub instance_ip: Option<IpAddr>,
+}
+
+impl Placement {
+    /// One line per variable that disagrees with the proxy's workload entry.
+    pub fn disagreements(&self, workload: &crate::local_config::LocalWorkload) -> Vec<String> {
+        let who = format!("{}/{}", workload.namespace, workload.name);
+        let mut problems = Vec::new();
+        let mut check = |var: &str, given: &Option<String>, field: &str, config: &str| {
+            if let Some(given) = given.as_deref().filter(|g| *g != config) {
+                problems.push(format!(
+                    "{var}={given:?} but the config puts {who} on {field} {config:?}; \
+                     the reference follows the config"
+                ));
+            }
+        };
+        check(NETWORK, &self.network, "network", &workload.network);
+        check(CLUSTER_ID, &self.cluster_id, "cluster", &workload.cluster_id);
+        check(NODE_NAME, &self.node, "node", &workload.node);
+        if let Some(ip) = self.instance_ip.filter(|ip| !workload.workload_ips.contains(ip)) {
+            problems.push(format!(
+                "{INSTANCE_IP}={ip} is not an address of {who} in the config ({:?})",
+                workload.workload_ips
+            ));
+        }
+        problems
     }
 }
 
@@ -131,6 +191,12 @@ pub struct Config {
     pub defects: Defects,
     pub listeners: Listeners,
     pub worker_threads: usize,
+    pub placement: Placement,
+    /// `SO_MARK` of every upstream socket and health check (`PACKET_MARK`; 0: unmarked).
+    pub packet_mark: u32,
+    /// Time in-flight connections get after SIGTERM: from
+    /// `TERMINATION_GRACE_PERIOD_SECONDS` as upstream derives it, else 2 s.
+    pub drain: Duration,
 }
 
 impl Config {
@@ -196,7 +262,38 @@ impl Config {
                 .unwrap_or_default(),
             listeners: Listeners::default(),
             worker_threads: env.number(ZTUNNEL_WORKER_THREADS, DEFAULT_WORKER_THREADS)?,
+            placement: Placement {
+                network: env.get(NETWORK),
+                cluster_id: env.get(ISTIO_META_CLUSTER_ID).or_else(|| env.get(CLUSTER_ID)),
+                node: env.get(NODE_NAME),
+                instance_ip: env.parse_with(INSTANCE_IP, |s| {
+                    s.parse().map_err(|_| "expected the pod's IP address".to_string())
+                })?,
+            },
+            packet_mark: env.parse_with(PACKET_MARK, |s| {
+                s.parse::<u32>()
+                    .map_err(|_| "expected a decimal number, e.g. 1337 (0x539)".to_string())
+            })?
+            .unwrap_or(DEFAULT_PACKET_MARK),
+            drain: env
+                .parse_with(TERMINATION_GRACE_PERIOD_SECONDS, |s| {
+                    s.parse::<u64>()
+                        .map_err(|_| "expected whole seconds, e.g. 30".to_string())
+                })?
+                .map_or(DEFAULT_DRAIN, upstream_drain),
         };
+        // CLUSTER_DOMAIN, POD_NAME, POD_NAMESPACE and SERVICE_ACCOUNT are accepted and
+        // unused: the reference runs no DNS proxy and no identity of its own (upstream uses
+        // them for those, its own identity in shared mode only).
+        if env.parse_with(ENABLE_ORIG_SRC, parse_bool)? == Some(true) {
+            return Err(ZtunnelError::InvalidEnv {
+                var: ENABLE_ORIG_SRC,
+                value: "true".into(),
+                hint: "the reference does not keep the client's source address; \
+                       set ENABLE_ORIG_SRC=false or leave it unset"
+                    .into(),
+            });
+        }
         config.validate()?;
         Ok(config)
     }
@@ -269,6 +366,17 @@ impl Config {
             self.connect_attempts
         }
     }
+}
+
+/// Upstream's drain deadline for a pod grace period: 5 s less above 10 s, else 1 s less,
+/// never under 1 s (what is left before the kubelet's SIGKILL).
+fn upstream_drain(grace_secs: u64) -> Duration {
+    let secs = if grace_secs > 10 {
+        grace_secs - 5
+    } else {
+        grace_secs.saturating_sub(1)
+    };
+    Duration::from_secs(secs.max(1))
 }
 
 /// The environment seen through a lookup function; empty values count as unset.
@@ -457,6 +565,97 @@ mod tests {
     fn names_missing_variables(#[case] var: &str, #[case] expected: &str) {
         let err = config_without(var).unwrap_err().to_string();
         assert!(err.contains(expected), "{err}");
+    }
+
+    #[test]
+    fn the_variables_a_cluster_gives_are_read_as_upstream_reads_them() {
+        let plain = config_with(&[]).unwrap();
+        assert_eq!(plain.placement, Placement::default());
+        assert_eq!(plain.packet_mark, 1337);
+        assert_eq!(plain.drain, Duration::from_secs(2));
+        let config = config_with(&[
+            (NETWORK, "net1"),
+            (CLUSTER_ID, "cluster1"),
+            (CLUSTER_DOMAIN, "cluster.local"),
+            (NODE_NAME, "node-1"),
+            (INSTANCE_IP, "10.244.1.2"),
+            (POD_NAME, "client-1"),
+            (POD_NAMESPACE, "httpbin"),
+            (SERVICE_ACCOUNT, "client"),
+            (PACKET_MARK, "0"),
+            (ENABLE_ORIG_SRC, "false"),
+            (TERMINATION_GRACE_PERIOD_SECONDS, "30"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.placement,
+            Placement {
+                network: Some("net1".into()),
+                cluster_id: Some("cluster1".into()),
+                node: Some("node-1".into()),
+                instance_ip: Some("10.244.1.2".parse().unwrap()),
+            }
+        );
+        assert_eq!(config.packet_mark, 0, "0 leaves sockets unmarked");
+        assert_eq!(config.drain, Duration::from_secs(25));
+        let meta = config_with(&[(CLUSTER_ID, "a"), (ISTIO_META_CLUSTER_ID, "b")]).unwrap();
+        assert_eq!(meta.placement.cluster_id.as_deref(), Some("b"));
+    }
+
+    #[rstest]
+    #[case(30, 25)]
+    #[case(10, 9)]
+    #[case(1, 1)]
+    #[case(0, 1)]
+    fn drain_leaves_what_upstream_leaves_before_sigkill(#[case] grace: u64, #[case] secs: u64) {
+        assert_eq!(upstream_drain(grace), Duration::from_secs(secs));
+    }
+
+    #[rstest]
+    #[case(&[(PACKET_MARK, "0x539")], "PACKET_MARK=\"0x539\" is invalid")]
+    #[case(&[(INSTANCE_IP, "pod")], "INSTANCE_IP=\"pod\"")]
+    #[case(&[(ENABLE_ORIG_SRC, "true")], "does not keep the client's source address")]
+    #[case(&[(TERMINATION_GRACE_PERIOD_SECONDS, "1m")], "whole seconds")]
+    fn rejects_bad_cluster_variables(
+        #[case] overrides: &[(&'static str, &'static str)],
+        #[case] expected: &str,
+    ) {
+        let err = config_with(overrides).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+
+    #[test]
+    fn placement_that_disagrees_with_the_workload_entry_is_named() {
+        let workload: crate::local_config::LocalWorkload = serde_saphyr::from_str(
+            "uid: cluster1//v1/Pod/httpbin/client-1\nname: client-1\nnamespace: httpbin\n\
+             workloadIps: [\"10.244.1.2\"]\nnode: node-1\nnetwork: net1\nclusterId: cluster1\n\
+             services: {}\n",
+        )
+        .unwrap();
+        let agreeing = Placement {
+            network: Some("net1".into()),
+            cluster_id: Some("cluster1".into()),
+            node: Some("node-1".into()),
+            instance_ip: Some("10.244.1.2".parse().unwrap()),
+        };
+        assert!(agreeing.disagreements(&workload).is_empty());
+        assert!(Placement::default().disagreements(&workload).is_empty());
+        let wrong = Placement {
+            network: Some("net2".into()),
+            cluster_id: Some("Kubernetes".into()),
+            node: None,
+            instance_ip: Some("10.244.9.9".parse().unwrap()),
+        };
+        let problems = wrong.disagreements(&workload);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "NETWORK=\"net2\" but the config puts httpbin/client-1 on network \"net1\""
+            ),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("on cluster \"cluster1\""));
+        assert!(problems[2].contains("INSTANCE_IP=10.244.9.9 is not an address"));
     }
 
     #[test]

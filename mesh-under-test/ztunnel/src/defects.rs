@@ -13,6 +13,11 @@ pub enum Defect {
     FirstEndpoint,
     /// Pick uniformly at random among the available endpoints (breaks the exact round-robin order).
     RandomPick,
+    /// Pick at random, weighted by workload capacity (upstream's pick; breaks only the exact
+    /// round-robin order).
+    WeightedRandom,
+    /// No health checks, no EWMA, no circuit breaker (upstream's data plane); retries stay.
+    NoDetection,
     /// On a failed connect, close the client connection instead of trying another endpoint.
     NoRetry,
     /// The circuit breaker never opens; failures are still counted and the EWMA still logged.
@@ -44,9 +49,11 @@ pub enum Defect {
 }
 
 impl Defect {
-    pub const ALL: [Defect; 16] = [
+    pub const ALL: [Defect; 18] = [
         Defect::FirstEndpoint,
         Defect::RandomPick,
+        Defect::WeightedRandom,
+        Defect::NoDetection,
         Defect::NoRetry,
         Defect::NeverEject,
         Defect::NeverRestore,
@@ -67,6 +74,8 @@ impl Defect {
         match self {
             Defect::FirstEndpoint => "first-endpoint",
             Defect::RandomPick => "random-pick",
+            Defect::WeightedRandom => "weighted-random",
+            Defect::NoDetection => "no-detection",
             Defect::NoRetry => "no-retry",
             Defect::NeverEject => "never-eject",
             Defect::NeverRestore => "never-restore",

@@ -17,7 +17,7 @@ use crate::state::ProxyState;
 
 /// Checks every interval until shutdown. Does nothing when outlier detection is off.
 pub async fn run(state: Arc<ProxyState>, sockets: Arc<dyn SocketFactory>, mut shutdown: Shutdown) {
-    if !state.config.outlier_detection {
+    if !state.config.outlier_detection || state.config.defects.is_on(Defect::NoDetection) {
         return;
     }
     let mut ticker = tokio::time::interval(state.config.health_check_interval);

@@ -51,6 +51,57 @@ pub fn pick<T>(
     is_available: impl Fn(&T) -> bool,
     is_tried: impl Fn(&T) -> bool,
 ) -> Option<&T> {
+    let candidates = candidates(levels, order, is_available, &is_tried)?;
+    let n = candidates.len();
+    match policy {
+        PickPolicy::RoundRobin { counter } => {
+            let start = (counter % n as u64) as usize;
+            (0..n)
+                .map(|i| candidates[(start + i) % n])
+                .find(|e| !is_tried(e))
+        }
+        PickPolicy::First => candidates.iter().copied().find(|e| !is_tried(e)),
+        PickPolicy::Random { draw } => {
+            let untried: Vec<&T> = candidates.into_iter().filter(|e| !is_tried(e)).collect();
+            Some(untried[(draw % untried.len() as u64) as usize])
+        }
+    }
+}
+
+/// The `weighted-random` defect (upstream's pick): among the untried candidates of the level
+/// [`pick`] would use, one at random with probability proportional to `weight` (capacity).
+pub fn pick_weighted<T>(
+    levels: &[Vec<T>],
+    draw: u64,
+    order: LevelOrder,
+    is_available: impl Fn(&T) -> bool,
+    is_tried: impl Fn(&T) -> bool,
+    weight: impl Fn(&T) -> u64,
+) -> Option<&T> {
+    let untried: Vec<&T> = candidates(levels, order, is_available, &is_tried)?
+        .into_iter()
+        .filter(|e| !is_tried(e))
+        .collect();
+    let total: u64 = untried.iter().map(|e| weight(e).max(1)).sum();
+    let mut point = draw % total.max(1);
+    for e in &untried {
+        let w = weight(e).max(1);
+        if point < w {
+            return Some(e);
+        }
+        point -= w;
+    }
+    untried.last().copied()
+}
+
+/// The endpoints of the first level, in `order`, that has one not yet tried: available
+/// endpoints of every level first, unavailable ones only when no available one is left.
+fn candidates<'a, T>(
+    levels: &'a [Vec<T>],
+    order: LevelOrder,
+    is_available: impl Fn(&T) -> bool,
+    is_tried: &impl Fn(&T) -> bool,
+) -> Option<Vec<&'a T>> {
     for want_available in [true, false] {
         for i in 0..levels.len() {
             let level = &levels[order.level(i, levels.len())];
@@ -58,39 +109,31 @@ pub fn pick<T>(
                 .iter()
                 .filter(|e| is_available(e) == want_available)
                 .collect();
-            if candidates.iter().all(|e| is_tried(e)) {
-                continue;
-            }
-            let n = candidates.len();
-            let chosen = match policy {
-                PickPolicy::RoundRobin { counter } => {
-                    let start = (counter % n as u64) as usize;
-                    (0..n)
-                        .map(|i| candidates[(start + i) % n])
-                        .find(|e| !is_tried(e))
-                }
-                PickPolicy::First => candidates.iter().copied().find(|e| !is_tried(e)),
-                PickPolicy::Random { draw } => {
-                    let untried: Vec<&T> =
-                        candidates.into_iter().filter(|e| !is_tried(e)).collect();
-                    Some(untried[(draw % untried.len() as u64) as usize])
-                }
-            };
-            if chosen.is_some() {
-                return chosen;
+            if !candidates.iter().all(|e| is_tried(e)) {
+                return Some(candidates);
             }
         }
     }
     None
 }
 
-/// xorshift64: a small deterministic generator for the `random-pick` defect.
+/// xorshift64: a small generator for the random-pick defects.
 #[derive(Debug, Clone)]
 pub struct XorShift64(u64);
 
 impl XorShift64 {
-    /// The fixed seed, so a defective run is reproducible.
+    /// The seed of tests, so they are reproducible.
     pub const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    /// A seed from the clock and the process: every defective run draws a new sample, as a
+    /// random picker in the field would.
+    pub fn from_clock() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Self::new(nanos ^ (u64::from(std::process::id()) << 32))
+    }
 
     pub fn new(seed: u64) -> Self {
         Self(if seed == 0 { Self::SEED } else { seed })
@@ -293,5 +336,27 @@ mod tests {
         let ys: Vec<u64> = (0..4).map(|_| b.next_u64()).collect();
         assert_eq!(xs, ys);
         assert!(xs.iter().all(|x| *x != 0));
+    }
+
+    #[test]
+    fn weighted_pick_follows_capacity_within_the_best_level() {
+        let levels = vec![vec![("a", 1u64), ("b", 3)], vec![("c", 100)]];
+        let mut rng = XorShift64::new(XorShift64::SEED);
+        let mut b = 0;
+        for _ in 0..4000 {
+            let e =
+                pick_weighted(&levels, rng.next_u64(), BEST, |_| true, |_| false, |e| e.1).unwrap();
+            assert_ne!(
+                e.0, "c",
+                "the next level is used only when the best one has none left"
+            );
+            b += usize::from(e.0 == "b");
+        }
+        assert!(
+            (2800..3200).contains(&b),
+            "b (capacity 3 of 4) was picked {b} of 4000 times"
+        );
+        let tried = pick_weighted(&levels, 7, BEST, |_| true, |e| e.0 != "c", |e| e.1).unwrap();
+        assert_eq!(tried.0, "c");
     }
 }

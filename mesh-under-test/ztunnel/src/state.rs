@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::balancer::Balancer;
 use crate::config::Config;
+use crate::defects::Defect;
 use crate::log::{Level, Logger, Record, lock};
 use crate::metrics::Metrics;
 use crate::model::{Endpoint, EndpointKey, Model, Route};
@@ -35,7 +36,7 @@ impl ProxyState {
         }
         let balancer = Balancer::new(
             config.outlier_settings(),
-            config.outlier_detection,
+            config.outlier_detection && !config.defects.is_on(Defect::NoDetection),
             &config.defects,
         );
         Arc::new(Self {

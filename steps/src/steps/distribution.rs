@@ -209,6 +209,21 @@ async fn block_at(world: &mut MeshWorld, port: u16, level: Priority, mode: Mode)
     Ok(())
 }
 
+#[when(expr = "I block port {int} of one replica at {priority} of {mode} with iptables DROP")]
+async fn block_one_at(world: &mut MeshWorld, port: u16, level: Priority, mode: Mode) -> StepResult {
+    let client = world.client()?;
+    let pods = replica_pods(world, &client, mode.0, |l| l == level.0).await?;
+    ensure!(
+        pods.len() >= 2,
+        "{} of {} has {} replica(s) for this client: blocking one must leave another healthy",
+        level.0,
+        mode.0,
+        pods.len()
+    );
+    let first = pods.into_iter().next().expect("checked above");
+    world.inject(first, FaultKind::IptablesDrop { port }).await
+}
+
 #[when(expr = "I remove the blocks of the replicas at {priority} of {mode} with iptables -F")]
 async fn unblock_at(world: &mut MeshWorld, level: Priority, mode: Mode) -> StepResult {
     let client = world.client()?;
