@@ -134,13 +134,35 @@ pub struct Expectation {
 /// Everything the ztunnel said during a failed scenario.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FailureEvidence {
-    /// Every log line since the mesh was deployed.
+    /// The log lines since the mesh was deployed: the first [`LOG_HEAD`] and the last
+    /// [`LOG_TAIL`] of a longer log (a runaway ztunnel writes millions).
     pub ztunnel_log: Vec<LogLine>,
+    /// Lines left out between the head and the tail.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_log_lines: usize,
     /// The client ztunnel's metrics at the end of the scenario.
     pub metrics: Vec<MetricSample>,
     /// Evidence that could not be read, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unavailable: Vec<String>,
+}
+
+/// Log lines a failed scenario keeps from the start and from the end of a long log.
+pub const LOG_HEAD: usize = 200;
+pub const LOG_TAIL: usize = 800;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The first `head` and last `tail` items, and how many were left out between them.
+fn head_and_tail<T>(mut items: Vec<T>, head: usize, tail: usize) -> (Vec<T>, usize) {
+    if items.len() <= head + tail {
+        return (items, 0);
+    }
+    let omitted = items.len() - head - tail;
+    items.drain(head..head + omitted);
+    (items, omitted)
 }
 
 #[derive(cucumber::World)]
@@ -197,7 +219,10 @@ impl MeshWorld {
         }
         let mut evidence = FailureEvidence::default();
         match mesh.ztunnel_logs().await {
-            Ok(lines) => evidence.ztunnel_log = lines,
+            Ok(lines) => {
+                (evidence.ztunnel_log, evidence.omitted_log_lines) =
+                    head_and_tail(lines, LOG_HEAD, LOG_TAIL)
+            }
             Err(e) => evidence.unavailable.push(format!("ztunnel log: {e}")),
         }
         match mesh.metrics().await {
@@ -475,5 +500,19 @@ impl MeshWorld {
 
     pub fn elapsed(&self) -> Duration {
         self.mesh.as_ref().map(|m| m.elapsed()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_log_keeps_its_head_and_tail() {
+        let (kept, omitted) = head_and_tail((0..10).collect(), 2, 3);
+        assert_eq!(kept, [0, 1, 7, 8, 9]);
+        assert_eq!(omitted, 5);
+        let (kept, omitted) = head_and_tail((0..5).collect::<Vec<_>>(), 2, 3);
+        assert_eq!((kept.len(), omitted), (5, 0));
     }
 }
