@@ -312,8 +312,13 @@ impl fmt::Display for FaultKind {
 pub struct FaultHandle {
     pub id: u64,
     pub fault: Fault,
-    /// When it took effect, on the mesh's clock.
+    /// When the driver had made it take effect, on the mesh's clock: windows that a mesh gets
+    /// to react start here.
     pub injected_at: Duration,
+    /// When the driver began to inject it: it took effect between this and `injected_at`, so
+    /// what the mesh logs about it is looked for from here.
+    #[serde(default)]
+    pub requested_at: Duration,
 }
 
 /// The mesh under test. Every method is bounded in time; everything a driver creates is

@@ -621,6 +621,7 @@ impl MeshUnderTest for KubeMesh {
                 id,
                 fault: fault.clone(),
                 injected_at: Duration::ZERO,
+                requested_at: self.elapsed(),
             },
             namespace: namespace.clone(),
             pod: fault.pod.name.clone(),

@@ -1128,6 +1128,7 @@ impl MeshUnderTest for LocalMesh {
 
     async fn inject(&mut self, fault: &Fault) -> Result<FaultHandle, MeshError> {
         self.check_live()?;
+        let requested_at = self.elapsed();
         let pod = self.pods.get(&fault.pod).ok_or_else(|| {
             MeshError::InvalidRequest(format!("cannot inject into {}: no such pod", fault.pod))
         })?;
@@ -1161,6 +1162,7 @@ impl MeshUnderTest for LocalMesh {
             id: self.next_fault,
             fault: fault.clone(),
             injected_at: self.elapsed(),
+            requested_at,
         };
         self.next_fault += 1;
         tracing::info!(fault = %fault.kind, pod = %fault.pod, at = ?handle.injected_at, "fault injected");

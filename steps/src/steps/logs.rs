@@ -194,7 +194,8 @@ async fn outlier_line(
 ) -> StepResult {
     let fault = world.network_fault()?.clone();
     let pod = fault.pod.name.clone();
-    let since = fault.handle.injected_at;
+    // The fault took effect somewhere after the driver began to inject it.
+    let since = fault.handle.requested_at;
     let mesh = world.mesh().await?;
     let line = eventually(
         &format!("a {} {target} line \"{message}\" about {pod}", level.0),
