@@ -33,6 +33,11 @@ const RANDOM_RUNS: u32 = 5;
 /// that each replica of a set answers (a level, the healthy replicas, new replicas) fails too.
 const ONE_ENDPOINT: &str = "every member of a set must answer, and one endpoint is always picked";
 
+/// Without a retry, each connection to a blocked endpoint fails until it is detected: whether
+/// that exceeds the failure budget depends on how fast the mesh detects.
+const FAILS_WHILE_DETECTING: &str =
+    "without a retry, every connection to the blocked pod fails until it is detected";
+
 /// Moving to the next level needs the level's endpoints to be found unhealthy first.
 const NEEDS_DETECTION: &str = "failing over a level needs its endpoints to be found unhealthy";
 
@@ -81,8 +86,8 @@ const DEFECTS: &[Defect] = &[
     },
     Defect {
         name: "no-retry",
-        fails: &["L4-FO-2", "L4-FO-3"],
-        follows: &[],
+        fails: &["L4-FO-3"],
+        follows: &[(&["L4-FO-2"], FAILS_WHILE_DETECTING)],
         runs: 1,
     },
     Defect {
