@@ -44,6 +44,31 @@ pub enum ReportError {
     },
 }
 
+/// The temporary name `write_atomically` uses for `path`: hidden, beside it (so the rename
+/// stays on one file system), and naming this process.
+pub fn temporary_path(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes a whole file or nothing: a temporary file in the same directory, then a rename, so
+/// a reader (or a run killed halfway) never sees half of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let tmp = temporary_path(path);
+    let error = |source| ReportError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error(e));
+    }
+    Ok(())
+}
+
 /// RFC 3339 UTC time of Unix seconds.
 pub fn format_timestamp(secs: u64) -> String {
     i64::try_from(secs)
@@ -279,11 +304,7 @@ impl RunResults {
                 conformance::ConformanceReport::of(self).to_yaml(),
             ),
         ] {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|source| ReportError::Write {
-                path: path.display().to_string(),
-                source,
-            })?;
+            write_atomically(&dir.join(name), text.as_bytes())?;
         }
         Ok(())
     }
@@ -296,10 +317,7 @@ impl RunResults {
                 source,
             })?;
         }
-        std::fs::write(path, text).map_err(|source| ReportError::Write {
-            path: path.display().to_string(),
-            source,
-        })
+        write_atomically(path, text.as_bytes())
     }
 
     pub fn read_json(path: &Path) -> Result<Self, ReportError> {
@@ -406,6 +424,29 @@ pub(crate) fn behaviour_list(ids: &[String]) -> String {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[test]
+    fn atomic_writes_replace_the_whole_file_and_leave_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("meshcert-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.json");
+        std::fs::write(&path, "stale").unwrap();
+        write_atomically(&path, b"fresh").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "fresh");
+        assert_eq!(
+            temporary_path(&path),
+            dir.join(format!(".results.json.tmp-{}", std::process::id()))
+        );
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["results.json"]);
+        // A directory that does not exist: an error naming the file, and nothing written.
+        let err = write_atomically(&dir.join("no/such/x.json"), b"x").unwrap_err();
+        assert!(err.to_string().contains("no/such/x.json"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn scenario(tags: &[&str], verdict: Verdict) -> ScenarioResult {
         ScenarioResult {

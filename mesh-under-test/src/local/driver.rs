@@ -238,6 +238,8 @@ impl std::fmt::Debug for LocalMesh {
 impl LocalMesh {
     /// Creates the mesh's fabric and node namespaces and its work directory.
     pub fn new(run: Arc<Run>, options: LocalOptions) -> Result<LocalMesh, MeshError> {
+        // No new mesh (scenario) once the run is closing.
+        drop(run.creating("a local mesh")?);
         let created = Instant::now();
         let number = run.next_mesh_number();
         let dir = options.work_dir.join(format!("mesh-{number}"));
@@ -589,12 +591,20 @@ impl LocalMesh {
         let app = if ports.is_empty() {
             None
         } else {
-            match BackendApp::start(&self.sockets, &pod_netns.netns, pod_netns.ip, &ports, &name)
-                .await
-            {
-                Ok(app) => {
+            let started = match self.run.creating(&format!("the app of pod {name}")) {
+                Ok(creating) => {
+                    BackendApp::start(&self.sockets, &pod_netns.netns, pod_netns.ip, &ports, &name)
+                        .await
+                        .map(|app| (app, creating))
+                }
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok((app, creating)) => {
                     let switch = app.switch();
-                    Some((switch, self.ledger.record(Box::new(app))))
+                    let entry = self.ledger.record(Box::new(app));
+                    drop(creating);
+                    Some((switch, entry))
                 }
                 Err(e) => {
                     let (ledger, entry) = (self.ledger.clone(), pod_netns.entry);
@@ -846,7 +856,12 @@ impl LocalMesh {
             .expect("caller made the client ztunnel");
         if !z.redirected {
             let netns = z.spec.netns.clone();
-            blocking(move || ztunnel::install_redirect(&netns)).await?;
+            let run = self.run.clone();
+            blocking(move || {
+                let _creating = run.creating(&format!("the redirect in {netns}"))?;
+                ztunnel::install_redirect(&netns)
+            })
+            .await?;
             z.redirected = true;
         }
         let (command, spec, output) = (
@@ -854,8 +869,16 @@ impl LocalMesh {
             z.spec.clone(),
             z.output.clone(),
         );
-        let process = blocking(move || ZtunnelProcess::launch(&command, &spec, output)).await?;
-        let entry = self.ledger.record(Box::new(process.clone()));
+        let (run, ledger) = (self.run.clone(), self.ledger.clone());
+        // Launched and recorded under one permission, so a closing run either sees it in the
+        // ledger or it never started.
+        let (process, entry) = blocking(move || {
+            let _creating = run.creating(&format!("a ztunnel in {}", spec.netns))?;
+            let process = ZtunnelProcess::launch(&command, &spec, output)?;
+            let entry = ledger.record(Box::new(process.clone()));
+            Ok((process, entry))
+        })
+        .await?;
         z.running = Some((process.clone(), entry));
         let admin = Admin {
             sockets: self.sockets.clone(),
@@ -1132,6 +1155,10 @@ impl MeshUnderTest for LocalMesh {
         let pod = self.pods.get(&fault.pod).ok_or_else(|| {
             MeshError::InvalidRequest(format!("cannot inject into {}: no such pod", fault.pod))
         })?;
+        // Held until the fault is in the ledger: a closing run undoes it or it never happened.
+        let creating = self
+            .run
+            .creating(&format!("fault {} on {}", fault.kind, fault.pod))?;
         let item: Box<dyn Undo> = match (&fault.kind, faults::iptables_rule(&fault.kind)) {
             (_, Some(rule)) => {
                 let netns = pod.netns.netns.clone();
@@ -1158,6 +1185,7 @@ impl MeshUnderTest for LocalMesh {
             }
         };
         let entry = self.ledger.record(item);
+        drop(creating);
         let handle = FaultHandle {
             id: self.next_fault,
             fault: fault.clone(),

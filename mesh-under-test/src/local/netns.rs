@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -37,12 +38,15 @@ fn in_cidr(ip: Ipv4Addr, (net, len): (Ipv4Addr, u8)) -> bool {
     u32::from(ip) & mask == u32::from(net) & mask
 }
 
-/// Runs a command to completion; its stdout on success.
+/// Runs a command to completion; its stdout on success. In a process group of its own, so
+/// the terminal's Ctrl-C (sent to meshcert's group) cannot kill the `ip` or `iptables` that
+/// a cleanup is running.
 pub(crate) fn command(program: &str, args: &[&str]) -> Result<String, MeshError> {
     let shown = || format!("{program} {}", args.join(" "));
     let output = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
+        .process_group(0)
         .output()
         .map_err(|source| MeshError::Io {
             context: format!(
@@ -124,9 +128,13 @@ pub fn preflight() -> Result<(), String> {
     let run = Run::acquire().map_err(one_line)?;
     let name = run.netns_name(0, "preflight");
     let result = (|| {
+        let creating = run
+            .creating(&format!("network namespace {name}"))
+            .map_err(one_line)?;
         ip(&["netns", "add", &name])
             .map_err(|e| format!("`ip netns` is not usable: {}", one_line(e)))?;
         run.netns_created(&name);
+        drop(creating);
         command("bridge", &["-n", &name, "link", "show"]).map_err(|e| {
             format!(
                 "`bridge` (iproute2) is not usable: {}; install iproute2",
@@ -145,6 +153,7 @@ pub fn preflight() -> Result<(), String> {
     })();
     let cleanup = delete_netns(&name).map_err(one_line);
     run.netns_deleted(&name);
+    run.close();
     result.and(cleanup)
 }
 
@@ -167,18 +176,20 @@ impl Undo for NetnsEntry {
 }
 
 /// Creates a namespace with `lo` up and records it in the ledger before anything else is done
-/// to it, so a failure halfway still removes it.
+/// to it, so a failure halfway still removes it. Refused once the run is closing.
 pub(crate) fn create_netns(
     run: &Arc<Run>,
     ledger: &Ledger,
     name: &str,
 ) -> Result<EntryId, MeshError> {
+    let creating = run.creating(&format!("network namespace {name}"))?;
     ip(&["netns", "add", name])?;
     run.netns_created(name);
     let entry = ledger.record(Box::new(NetnsEntry {
         run: run.clone(),
         name: name.to_string(),
     }));
+    drop(creating);
     ip(&["-n", name, "link", "set", "lo", "up"])?;
     Ok(entry)
 }

@@ -3,16 +3,24 @@
 //! local mesh creates so that teardown, a panic or Ctrl-C removes it again.
 //!
 //! Every network namespace is named `mc-<run id>-<mesh #>-<role>`; a run holds an exclusive
-//! `flock` on `/run/meshcert/runs/<run id>.lock` for its lifetime. A lock file that can be
-//! locked belongs to a dead run, so its namespaces (and the processes in them) can go.
+//! `flock` on `/run/meshcert/runs/<run id>.lock` (which holds its pid) for its lifetime. A
+//! lock file that can be locked belongs to a dead run, so its namespaces (and the processes in
+//! them) can go.
+//!
+//! Closing on a signal: `begin_closing` shuts the gate every creation passes (`Run::creating`),
+//! then `close_all` waits for the creations already past it, undoes every ledger, removes
+//! whatever namespace still carries a run's id and the runs' lock files, and says what it
+//! removed and what is left.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -103,6 +111,100 @@ pub struct Run {
     next_mesh: AtomicU32,
     /// Namespaces this run created and has not deleted: what the socket factory may use.
     namespaces: Mutex<BTreeSet<String>>,
+    /// Set by `close`: the run creates nothing more and its lock file is gone.
+    closed: AtomicBool,
+}
+
+/// Every run of this process that is still referenced, so a signal can close them all.
+static RUNS: Mutex<Vec<Weak<Run>>> = Mutex::new(Vec::new());
+
+/// The gate every creation passes: shut once the process is closing (a signal came), and how
+/// many creations are past it and not yet recorded.
+#[derive(Debug)]
+pub struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct GateState {
+    closing: bool,
+    in_flight: usize,
+}
+
+/// The process's gate: one process, one fate.
+static GATE: Gate = Gate::new();
+
+/// Permission to create one thing. Held from the check until what was made is recorded (in a
+/// ledger or the run's namespace set), so that once `close_all` has waited for every
+/// `Creating` to drop, the cleanup sees everything that exists.
+#[must_use = "hold it until what was created is recorded"]
+#[derive(Debug)]
+pub struct Creating(&'static Gate);
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        lock(&self.0.state).in_flight -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+impl Gate {
+    const fn new() -> Gate {
+        Gate {
+            state: Mutex::new(GateState {
+                closing: false,
+                in_flight: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Passes the gate, or says why not.
+    fn pass(&'static self, what: &str) -> Result<Creating, MeshError> {
+        let mut state = lock(&self.state);
+        if state.closing {
+            return Err(MeshError::Environment(format!(
+                "not creating {what}: meshcert is closing (interrupted)"
+            )));
+        }
+        state.in_flight += 1;
+        Ok(Creating(self))
+    }
+
+    fn close(&self) {
+        lock(&self.state).closing = true;
+        self.changed.notify_all();
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.state).closing
+    }
+
+    /// Waits (at most `timeout`) until no creation is under way; how many still are.
+    fn wait_creations(&self, timeout: Duration) -> usize {
+        let state = lock(&self.state);
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| s.in_flight > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        state.in_flight
+    }
+}
+
+/// Shuts the gate: from now on nothing (namespace, pod, ztunnel, fault, lock file) is created
+/// by this process. Returns at once; `close_all` waits for the creations under way.
+pub fn begin_closing() {
+    GATE.close();
+}
+
+/// True once `begin_closing` was called.
+pub fn is_closing() -> bool {
+    GATE.is_closed()
+}
+
+fn pass_gate(what: &str) -> Result<Creating, MeshError> {
+    GATE.pass(what)
 }
 
 impl Run {
@@ -120,6 +222,7 @@ impl Run {
 
     /// Claims a fresh run id without sweeping first.
     pub fn acquire() -> Result<Arc<Run>, MeshError> {
+        let _gate = pass_gate("a run lock file")?;
         ensure_lock_dir()?;
         // A sweeper in another run may lock and delete a lock file between our create and our
         // flock; if the path no longer names our file afterwards, start again with a new id.
@@ -149,13 +252,21 @@ impl Run {
                 .map_err(MeshError::io("cannot stat our lock file"))?;
             match fs::metadata(&path) {
                 Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => {
-                    return Ok(Arc::new(Run {
+                    // The pid tells a human (and tests) whose lock it is; the sweeper reads
+                    // only the lock itself.
+                    let _ = writeln!(&file, "{}", std::process::id());
+                    let run = Arc::new(Run {
                         id,
                         lock_path: path,
                         _lock: file,
                         next_mesh: AtomicU32::new(1),
                         namespaces: Mutex::new(BTreeSet::new()),
-                    }));
+                        closed: AtomicBool::new(false),
+                    });
+                    let mut runs = lock(&RUNS);
+                    runs.retain(|w| w.strong_count() > 0);
+                    runs.push(Arc::downgrade(&run));
+                    return Ok(run);
                 }
                 _ => continue,
             }
@@ -168,6 +279,90 @@ impl Run {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// `/run/meshcert/runs/<run id>.lock`.
+    pub fn lock_path(&self) -> &Path {
+        &self.lock_path
+    }
+
+    /// Permission to create `what` for this run: refused once the process is closing or the
+    /// run was closed. Hold it until what was created is recorded.
+    pub fn creating(&self, what: &str) -> Result<Creating, MeshError> {
+        let creating = pass_gate(what)?;
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(MeshError::Environment(format!(
+                "not creating {what}: run {} has ended",
+                self.id
+            )));
+        }
+        Ok(creating)
+    }
+
+    /// Ends the run explicitly (a `Drop` may never come, e.g. when an `Arc` lingers in a task
+    /// or the process exits): refuses further creations, kills the processes in and deletes
+    /// every namespace that still carries the run's id, and removes the lock file.
+    pub fn close(&self) -> CloseReport {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut report = CloseReport::default();
+        let mut names: BTreeSet<String> = self.live_namespaces().into_iter().collect();
+        match netns::list_netns() {
+            Ok(all) => names.extend(
+                all.into_iter()
+                    .filter(|n| run_id_of_netns(n) == Some(self.id.as_str())),
+            ),
+            Err(e) => report.problems.push(e.to_string()),
+        }
+        let me = std::process::id() as i32;
+        for name in &names {
+            match netns::netns_pids(name) {
+                Ok(pids) => {
+                    for pid in pids.into_iter().filter(|&p| p != me && p > 1) {
+                        // SAFETY: plain kill(2) with a pid read from `ip netns pids`.
+                        if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                            report.add("process");
+                        }
+                    }
+                }
+                // Gone meanwhile: a teardown on another thread got there first.
+                Err(_) if !Path::new(netns::NETNS_DIR).join(name).exists() => {}
+                Err(e) => report.problems.push(e.to_string()),
+            }
+        }
+        for name in names {
+            let existed = Path::new(netns::NETNS_DIR).join(&name).exists();
+            match netns::delete_netns(&name) {
+                Ok(()) => {
+                    if existed {
+                        report.add("network namespace");
+                    }
+                }
+                Err(e) => report.problems.push(e.to_string()),
+            }
+            self.netns_deleted(&name);
+        }
+        match fs::remove_file(&self.lock_path) {
+            Ok(()) => report.lock_files.push(self.lock_path.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report
+                .problems
+                .push(format!("cannot remove {}: {e}", self.lock_path.display())),
+        }
+        report
+    }
+
+    /// What of this run exists now: namespaces with its id and its lock file.
+    fn left(&self) -> Vec<String> {
+        let mut left: Vec<String> = netns::list_netns()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| run_id_of_netns(n) == Some(self.id.as_str()))
+            .map(|n| format!("network namespace {n}"))
+            .collect();
+        if self.lock_path.exists() {
+            left.push(format!("lock file {}", self.lock_path.display()));
+        }
+        left
     }
 
     /// The next mesh number of this run: part of every namespace name, so concurrent meshes
@@ -205,6 +400,15 @@ impl Drop for Run {
         // Removed while still locked, so no sweeper can mistake a fresh file for ours.
         let _ = fs::remove_file(&self.lock_path);
     }
+}
+
+/// True when a run with this id holds its lock now (in this process or another).
+pub fn run_is_live(id: &str) -> bool {
+    let Ok(file) = OpenOptions::new().write(true).open(lock_path(id)) else {
+        return false;
+    };
+    // Locking it proves it dead; the lock goes when `file` is dropped.
+    matches!(try_lock(&file), Ok(false) | Err(_))
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the data (names,
@@ -436,7 +640,9 @@ impl Ledger {
             };
             entries.remove(pos)
         };
-        entry.item.undo()
+        entry.item.undo()?;
+        note_undone(&entry.item.describe());
+        Ok(())
     }
 
     /// Forgets an entry without undoing it (it went away by other means).
@@ -469,9 +675,12 @@ impl Ledger {
             let Some(entry) = lock(&self.entries).pop() else {
                 break;
             };
-            if let Err(e) = entry.item.undo() {
-                tracing::warn!(ledger = %self.label, item = %entry.item.describe(), error = %e, "teardown step failed");
-                failures.push(e);
+            match entry.item.undo() {
+                Ok(()) => note_undone(&entry.item.describe()),
+                Err(e) => {
+                    tracing::warn!(ledger = %self.label, item = %entry.item.describe(), error = %e, "teardown step failed");
+                    failures.push(e);
+                }
             }
         }
         match failures.len() {
@@ -524,6 +733,163 @@ pub fn cleanup_all() -> Result<usize, MeshError> {
             failures.join("; ")
         )))
     }
+}
+
+/// What was undone since closing began, wherever it was undone (`close_all`, or the `Drop` of
+/// a mesh whose scenario was abandoned): what the closing report counts.
+static UNDONE_WHILE_CLOSING: Mutex<BTreeMap<&'static str, usize>> = Mutex::new(BTreeMap::new());
+
+fn note_undone(description: &str) {
+    if is_closing() {
+        *lock(&UNDONE_WHILE_CLOSING)
+            .entry(kind_of(description))
+            .or_default() += 1;
+    }
+}
+
+/// What a ledger entry is, from how it describes itself, for the closing counts.
+fn kind_of(description: &str) -> &'static str {
+    const KINDS: [(&str, &str); 5] = [
+        ("network namespace", "network namespace"),
+        ("ztunnel pid", "ztunnel process"),
+        ("`iptables", "fault"),
+        ("forced HTTP status", "fault"),
+        ("backend app", "backend app"),
+    ];
+    KINDS
+        .iter()
+        .find(|(prefix, _)| description.starts_with(prefix))
+        .map_or("other thing", |(_, kind)| kind)
+}
+
+/// What closing removed, and what it could not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloseReport {
+    /// Things removed, by kind (`network namespace`, `ztunnel process`, `fault`, ...).
+    pub removed: BTreeMap<&'static str, usize>,
+    pub lock_files: Vec<PathBuf>,
+    /// Failures on the way, one line each.
+    pub problems: Vec<String>,
+    /// What exists after closing (namespaces, lock files, ledger entries), one line each.
+    pub left: Vec<String>,
+}
+
+impl CloseReport {
+    fn add(&mut self, kind: &'static str) {
+        *self.removed.entry(kind).or_default() += 1;
+    }
+
+    fn merge(&mut self, other: CloseReport) {
+        for (kind, n) in other.removed {
+            *self.removed.entry(kind).or_default() += n;
+        }
+        self.lock_files.extend(other.lock_files);
+        self.problems.extend(other.problems);
+        self.left.extend(other.left);
+    }
+
+    /// How many things of `kind` were removed.
+    pub fn count(&self, kind: &str) -> usize {
+        self.removed.get(kind).copied().unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for CloseReport {
+    /// `removed 14 network namespaces, 2 ztunnel processes, 1 fault and 1 lock file`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize, kind: &str| match (n, kind) {
+            (1, _) => format!("1 {kind}"),
+            (_, k) if k.ends_with("ss") => format!("{n} {k}es"),
+            _ => format!("{n} {kind}s"),
+        };
+        let mut parts: Vec<String> = self
+            .removed
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(kind, n)| plural(*n, kind))
+            .collect();
+        if !self.lock_files.is_empty() {
+            parts.push(plural(self.lock_files.len(), "lock file"));
+        }
+        match parts.len() {
+            0 => f.write_str("removed nothing (nothing was left to remove)")?,
+            1 => write!(f, "removed {}", parts[0])?,
+            n => write!(
+                f,
+                "removed {} and {}",
+                parts[..n - 1].join(", "),
+                parts[n - 1]
+            )?,
+        }
+        if !self.problems.is_empty() {
+            write!(f, "; problems: {}", self.problems.join("; "))?;
+        }
+        if self.left.is_empty() {
+            f.write_str("; nothing of this run is left")
+        } else {
+            write!(
+                f,
+                "; LEFT: {}; run `meshcert sweep` once this process has exited",
+                self.left.join(", ")
+            )
+        }
+    }
+}
+
+/// Closes everything of this process after `begin_closing`: waits (at most `wait`) for the
+/// creations under way, undoes every ledger (processes, faults, apps, namespaces), closes
+/// every run (`Run::close`), and reports what was removed and what is left.
+pub fn close_all(wait: Duration) -> CloseReport {
+    begin_closing();
+    let mut report = CloseReport::default();
+    let started = Instant::now();
+    let still = GATE.wait_creations(wait);
+    if still > 0 {
+        report.problems.push(format!(
+            "{still} creation(s) still under way after {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    let ledgers: Vec<Arc<Ledger>> = lock(&LEDGERS).iter().filter_map(Weak::upgrade).collect();
+    for ledger in &ledgers {
+        if let Err(e) = ledger.teardown() {
+            report.problems.push(e.to_string());
+        }
+    }
+    let runs: Vec<Arc<Run>> = lock(&RUNS).iter().filter_map(Weak::upgrade).collect();
+    for run in &runs {
+        report.merge(run.close());
+    }
+    for (kind, n) in std::mem::take(&mut *lock(&UNDONE_WHILE_CLOSING)) {
+        *report.removed.entry(kind).or_default() += n;
+    }
+    report.left = leftovers_of(&ledgers, &runs);
+    report
+}
+
+/// What this process made and has not removed: ledger entries, namespaces and lock files of
+/// its runs. Printed before a forced exit.
+pub fn leftovers() -> Vec<String> {
+    let ledgers: Vec<Arc<Ledger>> = lock(&LEDGERS).iter().filter_map(Weak::upgrade).collect();
+    let runs: Vec<Arc<Run>> = lock(&RUNS).iter().filter_map(Weak::upgrade).collect();
+    leftovers_of(&ledgers, &runs)
+}
+
+fn leftovers_of(ledgers: &[Arc<Ledger>], runs: &[Arc<Run>]) -> Vec<String> {
+    let mut left: Vec<String> = Vec::new();
+    for ledger in ledgers {
+        // Namespaces are listed from the machine below, once.
+        left.extend(
+            ledger
+                .describe()
+                .into_iter()
+                .filter(|d| kind_of(d) != "network namespace"),
+        );
+    }
+    for run in runs {
+        left.extend(run.left());
+    }
+    left
 }
 
 #[cfg(test)]
@@ -611,6 +977,74 @@ mod tests {
         assert!(
             err.contains("c failed") && err.contains("a failed"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_shut_gate_refuses_creations_and_closing_waits_for_those_under_way() {
+        // A gate of its own: shutting the process's would stop every other test.
+        let gate: &'static Gate = Box::leak(Box::new(Gate::new()));
+        let first = gate.pass("a namespace").unwrap();
+        let second = gate.pass("a ztunnel").unwrap();
+        gate.close();
+        let refused = gate.pass("a fault").unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "not creating a fault: meshcert is closing (interrupted)"
+        );
+        assert_eq!(gate.wait_creations(Duration::from_millis(10)), 2);
+        drop(first);
+        let waiter = std::thread::spawn(move || gate.wait_creations(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(20));
+        drop(second);
+        assert_eq!(waiter.join().unwrap(), 0);
+        assert!(gate.is_closed());
+    }
+
+    #[rstest]
+    #[case("network namespace mc-ab12cd-1-fabric", "network namespace")]
+    #[case("ztunnel pid 42 in pod client", "ztunnel process")]
+    #[case("`iptables -A INPUT -j DROP` in mc-ab12cd-1-x", "fault")]
+    #[case("forced HTTP status Some(500) of httpbin/x", "fault")]
+    #[case("backend app of x on 10.244.1.10:[8080]", "backend app")]
+    #[case("something new", "other thing")]
+    fn ledger_entries_are_counted_by_kind(#[case] description: &str, #[case] kind: &str) {
+        assert_eq!(kind_of(description), kind);
+    }
+
+    #[test]
+    fn the_closing_report_says_counts_and_what_is_left() {
+        let mut report = CloseReport::default();
+        assert_eq!(
+            report.to_string(),
+            "removed nothing (nothing was left to remove); nothing of this run is left"
+        );
+        for _ in 0..3 {
+            report.add("network namespace");
+        }
+        report.add("ztunnel process");
+        report.add("fault");
+        report
+            .lock_files
+            .push("/run/meshcert/runs/ab12cd.lock".into());
+        assert_eq!(
+            report.to_string(),
+            "removed 1 fault, 3 network namespaces, 1 ztunnel process and 1 lock file; \
+             nothing of this run is left"
+        );
+        report.add("ztunnel process");
+        report.problems.push("ip netns del x: busy".into());
+        report
+            .left
+            .push("network namespace mc-ab12cd-2-fabric".into());
+        let text = report.to_string();
+        assert!(text.contains("2 ztunnel processes"), "{text}");
+        assert!(
+            text.ends_with(
+                "; problems: ip netns del x: busy; LEFT: network namespace \
+                 mc-ab12cd-2-fabric; run `meshcert sweep` once this process has exited"
+            ),
+            "{text}"
         );
     }
 
