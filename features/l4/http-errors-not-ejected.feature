@@ -2,7 +2,7 @@ Feature: ztunnel's outlier detection is L4 only: HTTP errors do not eject a back
   Seed 001: "This outlier detection is still L4 only; the ztunnel does not use HTTP status codes."
   A backend that answered HTTP 500 to its share of a first batch of 20 requests is still picked in
   the next 32: a mesh that kept it as one of three even picks leaves it out with probability
-  (2/3)^32 = 2.3e-6 (false-alarm rate 0.00001); an ejected one never answers.
+  (2/3)^32 = 2.3e-6 (the declared false-alarm rate, 0.00001 as bundled); an ejected one never answers.
 
   Background:
     Given the guide's apps "in-ambient" and "client-in-ambient" are deployed
@@ -13,5 +13,5 @@ Feature: ztunnel's outlier detection is L4 only: HTTP errors do not eject a back
     When the first "in-ambient" pod answers every request with HTTP 500
     And the client sends 20 requests to "http://in-ambient:8000/hostname"
     And the client sends 32 requests to "http://in-ambient:8000/hostname"
-    Then the first "in-ambient" pod was still picked in the latest batch, as one of its 3 replicas, with a false-alarm rate of 0.00001
+    Then the first "in-ambient" pod was still picked in the latest batch, as one of its 3 replicas, with the declared false-alarm rate
     And every answer of the first "in-ambient" pod was HTTP 500

@@ -13,7 +13,7 @@ Feature: after consecutive failures the circuit breaker opens, on by default
   Scenario: three consecutive failures open the blocked pod's circuit breaker
     When I block port 8080 of the first "in-ambient" pod with iptables DROP
     And the client sends 20 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
-    Then within 2s ztunnel logs at warn a "circuit_breaker" line "endpoint marked unhealthy" about the blocked pod, with fields:
+    Then within the log deadline ztunnel logs at warn a "circuit_breaker" line "endpoint marked unhealthy" about the blocked pod, with fields:
       | consecutive_failures | 3    |
       | status               | open |
 
@@ -21,5 +21,5 @@ Feature: after consecutive failures the circuit breaker opens, on by default
   Scenario: with nothing configured, outlier detection opens the blocked pod's circuit breaker
     When I block port 8080 of the first "in-ambient" pod with iptables DROP
     And the client sends 20 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
-    Then within 2s ztunnel logs at warn a "circuit_breaker" line "endpoint marked unhealthy" about the blocked pod, with fields:
+    Then within the log deadline ztunnel logs at warn a "circuit_breaker" line "endpoint marked unhealthy" about the blocked pod, with fields:
       | status | open |

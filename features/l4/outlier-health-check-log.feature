@@ -12,7 +12,7 @@ Feature: a failed health check is logged with the endpoint and the error
   Scenario: blocking a pod makes ztunnel log a failed health check against it
     When I block port 8080 of the first "in-ambient" pod with iptables DROP
     And the client sends 20 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
-    Then within 2s ztunnel logs at warn a "health_check" line "connection failed to endpoint" about the blocked pod, with fields:
+    Then within the log deadline ztunnel logs at warn a "health_check" line "connection failed to endpoint" about the blocked pod, with fields:
       | dst.addr    | <blocked pod IP>:8080                |
       | dst.service | in-ambient.httpbin.svc.cluster.local |
       | error       | <any>                                |

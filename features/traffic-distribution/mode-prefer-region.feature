@@ -8,7 +8,7 @@ Feature: PreferRegion (Solo) ranks same region, then same network, then every cr
 
   Ranking (TD-MODE-PR): with every replica above a level scaled to 0, so that no detection is
   needed, that level must take every request: only its replicas answer (exact), and each of
-  them answers (false-alarm rate 0.00001 for a mesh that picks evenly at random within the
+  them answers (the declared false-alarm rate, 0.00001 as bundled, for a mesh that picks evenly at random within the
   level; each row sends enough requests for that: 18 for two replicas, 32 for three, 45 for
   four, 59 for five). Rows whose level is the cross-network one need a target that reaches
   other networks.
@@ -24,7 +24,7 @@ Feature: PreferRegion (Solo) ranks same region, then same network, then every cr
   Scenario Outline: PreferRegion sends every request to <level> when nothing is left above it
     Given every replica above <level> of PreferRegion is scaled to 0
     When the client sends <requests> requests to "http://in-ambient:8000/hostname"
-    Then the replicas at <level> of PreferRegion answered every request, each at least once, with a false-alarm rate of 0.00001
+    Then the replicas at <level> of PreferRegion answered every request, each at least once, with the declared false-alarm rate
 
     Examples: levels in the client's network
       | level | requests |

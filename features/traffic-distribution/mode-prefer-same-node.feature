@@ -9,15 +9,15 @@ Feature: PreferSameNode ranks same node, subzone, zone, region, network, then ev
 
   Ranking (TD-MODE-PSN): with every replica above a level scaled to 0, so that no detection is
   needed, that level must take every request: only its replicas answer (exact), and each of
-  them answers (false-alarm rate 0.00001 for a mesh that picks evenly at random within the
+  them answers (the declared false-alarm rate, 0.00001 as bundled, for a mesh that picks evenly at random within the
   level; each row sends enough requests for that: 18 for two replicas, 32 for three, 45 for
   four, 59 for five). Rows whose level is the cross-network one need a target that reaches
   other networks.
 
   Failover (TD-FO-1): the replicas of a level are blocked with the guide's
-  `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after a declared detection window of 1s
+  `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after the declared detection window (1s as bundled)
   every request must reach the next level, and no other (failover moves exactly one level);
-  after `iptables -F` the level must take every request back within a declared 3s.
+  after `iptables -F` the level must take every request back within the declared recovery window (3s as bundled).
 
   Background:
     Given the topology "ladder"
@@ -27,7 +27,7 @@ Feature: PreferSameNode ranks same node, subzone, zone, region, network, then ev
   Scenario Outline: PreferSameNode sends every request to <level> when nothing is left above it
     Given every replica above <level> of PreferSameNode is scaled to 0
     When the client sends <requests> requests to "http://in-ambient:8000/hostname"
-    Then the replicas at <level> of PreferSameNode answered every request, each at least once, with a false-alarm rate of 0.00001
+    Then the replicas at <level> of PreferSameNode answered every request, each at least once, with the declared false-alarm rate
 
     Examples: levels in the client's network
       | level | requests |
@@ -47,9 +47,9 @@ Feature: PreferSameNode ranks same node, subzone, zone, region, network, then ev
     Given every replica above <level> of PreferSameNode is scaled to 0
     When I block port 8080 of every replica at <level> of PreferSameNode with iptables DROP
     And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
-    Then every request started 1s or more after the block was answered by a replica at <next> of PreferSameNode
+    Then every request started after the detection window was answered by a replica at <next> of PreferSameNode
     When I remove the blocks of the replicas at <level> of PreferSameNode with iptables -F
-    Then within 3s the replicas at <level> of PreferSameNode take every request to "http://in-ambient:8000/hostname"
+    Then within the recovery window the replicas at <level> of PreferSameNode take every request to "http://in-ambient:8000/hostname"
 
     Examples: next level in the client's network
       | level | next |

@@ -9,6 +9,7 @@ mod results;
 mod steps;
 pub mod suite;
 pub mod target;
+pub mod thresholds;
 mod world;
 
 pub use suite::{SuiteConfig, SuiteOutcome, run_suite};

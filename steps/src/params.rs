@@ -4,6 +4,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use cucumber::Parameter;
+
+use crate::thresholds::{Thresholds, WindowName};
 use meshcert_mesh::levels::PriorityLevel;
 use meshcert_mesh::translate::TrafficDistribution;
 
@@ -59,19 +61,121 @@ impl FromStr for Span {
     }
 }
 
-/// A false-alarm rate: a probability strictly between 0 and 0.5.
+/// A false-alarm rate: `a false-alarm rate of 0.001` (a probability strictly between 0 and 0.5)
+/// or `the declared false-alarm rate` (the thresholds file's).
 #[derive(Debug, Clone, Copy, PartialEq, Parameter)]
-#[param(name = "rate", regex = r"0\.\d+")]
-pub struct Rate(pub f64);
+#[param(
+    name = "rate",
+    regex = r"a false-alarm rate of 0\.\d+|the declared false-alarm rate"
+)]
+pub enum Rate {
+    Stated(f64),
+    Declared,
+}
+
+impl Rate {
+    pub fn resolve(self, thresholds: &Thresholds) -> f64 {
+        match self {
+            Rate::Stated(p) => p,
+            Rate::Declared => thresholds.false_alarm_rate,
+        }
+    }
+}
 
 impl FromStr for Rate {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let p: f64 = s.parse().map_err(|e| format!("bad rate {s:?}: {e}"))?;
+        if s == "the declared false-alarm rate" {
+            return Ok(Rate::Declared);
+        }
+        let number = s.strip_prefix("a false-alarm rate of ").unwrap_or(s);
+        let p: f64 = number
+            .parse()
+            .map_err(|e| format!("bad rate {number:?}: {e}"))?;
         if !(p > 0.0 && p < 0.5) {
             return Err(format!("a false-alarm rate must be in (0, 0.5), got {p}"));
         }
-        Ok(Rate(p))
+        Ok(Rate::Stated(p))
+    }
+}
+
+/// A time bound: `2s`, `150ms`, or a declared one by name (`the detection window`, `the
+/// recovery window`, `the log deadline`, `the drop deadline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
+#[param(
+    name = "window",
+    regex = r"\d+(?:\.\d+)?(?:ms|s)|the detection window|the recovery window|the log deadline|the drop deadline"
+)]
+pub enum Window {
+    Stated(Duration),
+    Declared(WindowName),
+}
+
+impl Window {
+    pub fn resolve(self, thresholds: &Thresholds) -> Duration {
+        match self {
+            Window::Stated(d) => d,
+            Window::Declared(name) => thresholds.window(name),
+        }
+    }
+}
+
+impl FromStr for Window {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("the ") {
+            s.parse().map(Window::Declared)
+        } else {
+            s.parse::<Span>().map(|d| Window::Stated(d.0))
+        }
+    }
+}
+
+/// When a request started, relative to the latest block: `1s or more after the block`, or
+/// `after the detection window` (declared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
+#[param(
+    name = "after",
+    regex = r"\d+(?:\.\d+)?(?:ms|s) or more after the block|after the detection window"
+)]
+pub struct After(pub Window);
+
+impl FromStr for After {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_suffix(" or more after the block") {
+            Some(span) => span.parse().map(After),
+            None => Ok(After(Window::Declared(WindowName::Detection))),
+        }
+    }
+}
+
+/// How many requests may fail: a number, or `the failure budget` (declared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
+#[param(name = "budget", regex = r"\d+|the failure budget")]
+pub enum Budget {
+    Stated(usize),
+    Declared,
+}
+
+impl Budget {
+    pub fn resolve(self, thresholds: &Thresholds) -> usize {
+        match self {
+            Budget::Stated(n) => n,
+            Budget::Declared => thresholds.failure_budget as usize,
+        }
+    }
+}
+
+impl FromStr for Budget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "the failure budget" {
+            return Ok(Budget::Declared);
+        }
+        s.parse()
+            .map(Budget::Stated)
+            .map_err(|e| format!("bad request count {s:?}: {e}"))
     }
 }
 

@@ -15,7 +15,7 @@ use cucumber::{World, WriterExt, writer};
 use futures::FutureExt;
 use meshcert_mesh::kube::{self as mkube, ClusterReport, KubeMesh, KubeOptions};
 use meshcert_mesh::local::{self, LocalMesh, LocalOptions, Run};
-use meshcert_mesh::{MeshError, MeshUnderTest, TargetInfo};
+use meshcert_mesh::{MeshError, MeshUnderTest, Profile, TargetInfo};
 use meshcert_reports::{RunResults, SCHEMA_VERSION, TargetSummary};
 use meshcert_ztunnel::defects::Defects;
 
@@ -23,6 +23,7 @@ use crate::applicability::{Gate, GatedParser, marker};
 use crate::probe;
 use crate::results::{Collected, ResultsCollector, ScenarioKey, feature_path};
 use crate::target::{TargetKind, TargetSpec};
+use crate::thresholds::Thresholds;
 use crate::world::MeshWorld;
 
 #[derive(Debug, Clone)]
@@ -74,6 +75,7 @@ pub struct SuiteContext {
     cluster: Option<(kube::Client, String)>,
     next_mesh: AtomicU32,
     observations: Arc<Mutex<HashMap<ScenarioKey, serde_json::Value>>>,
+    thresholds: Arc<Thresholds>,
 }
 
 static CONTEXT: RwLock<Option<Arc<SuiteContext>>> = RwLock::new(None);
@@ -88,6 +90,11 @@ pub fn context() -> Arc<SuiteContext> {
 }
 
 impl SuiteContext {
+    /// The declared thresholds the steps judge with.
+    pub fn thresholds(&self) -> Arc<Thresholds> {
+        self.thresholds.clone()
+    }
+
     pub fn fixtures_dir(&self) -> &Path {
         &self.config.fixtures
     }
@@ -161,6 +168,10 @@ impl SuiteOutcome {
 
 pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
     config.validate()?;
+    let thresholds_of = |profile: Profile| {
+        Thresholds::load(&Thresholds::path_for(&config.features, &profile.to_string()))
+    };
+    let mut thresholds = thresholds_of(config.target.info().profile)?;
     let started = Instant::now();
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -207,6 +218,11 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         (None, Some((_, id))) => id.clone(),
         (None, None) => String::new(),
     };
+    if thresholds.source != Thresholds::path_for(&config.features, &target.profile.to_string()) {
+        // A cluster's profile is known once connected.
+        thresholds = thresholds_of(target.profile)?;
+    }
+    settings.extend(thresholds.settings());
     let context = Arc::new(SuiteContext {
         config: config.clone(),
         target: target.clone(),
@@ -214,6 +230,7 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         cluster,
         next_mesh: AtomicU32::new(0),
         observations: Arc::default(),
+        thresholds: Arc::new(thresholds),
     });
     *CONTEXT.write().unwrap() = Some(context.clone());
     if context.run.is_some() {

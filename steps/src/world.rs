@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use meshcert_mesh::logs::LogLine;
@@ -17,6 +18,7 @@ use meshcert_mesh::{
 use serde::Serialize;
 
 use crate::suite;
+use crate::thresholds::Thresholds;
 
 /// Why a step failed: a sentence for the report.
 #[derive(Debug)]
@@ -418,6 +420,11 @@ impl MeshWorld {
             share,
             statement: statement.into(),
         });
+    }
+
+    /// The declared thresholds of this run.
+    pub fn thresholds(&self) -> Arc<Thresholds> {
+        suite::context().thresholds()
     }
 
     pub fn last_batch(&self) -> Result<&[RequestRecord], StepFailure> {

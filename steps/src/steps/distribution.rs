@@ -16,7 +16,7 @@ use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{DeploymentRef, FaultKind, PodInfo, RequestRecord};
 use meshcert_oracle::spread;
 
-use crate::params::{Mode, Priority, Rate, Setting, SettingField, Span};
+use crate::params::{After, Mode, Priority, Rate, Setting, SettingField, Window};
 use crate::suite;
 use crate::world::{MeshWorld, RequestBatch, StepFailure, StepResult, ensure};
 
@@ -282,7 +282,7 @@ async fn remove_above(world: &mut MeshWorld, level: Priority, mode: Mode) -> Ste
 /// The level claim of a mode: every answer came from the level (exact), and every replica of
 /// the level answered (statistical, at the step's false-alarm rate).
 #[then(
-    expr = "the replicas at {priority} of {mode} answered every request, each at least once, with a false-alarm rate of {rate}"
+    expr = "the replicas at {priority} of {mode} answered every request, each at least once, with {rate}"
 )]
 async fn level_took_all(
     world: &mut MeshWorld,
@@ -315,7 +315,9 @@ async fn level_took_all(
         .collect();
     let names: Vec<&str> = members.iter().map(String::as_str).collect();
     spread::answered_only_by(&answers, &names)
-        .and_then(|counts| spread::every_member_answered(&counts, rate.0))
+        .and_then(|counts| {
+            spread::every_member_answered(&counts, rate.resolve(&world.thresholds()))
+        })
         .map_err(|finding| {
             StepFailure(format!(
                 "the replicas at {} of {} for {}: {finding}. Levels: {}",
@@ -327,16 +329,15 @@ async fn level_took_all(
         })
 }
 
-#[then(
-    expr = "every request started {duration} or more after the block was answered by a replica at {priority} of {mode}"
-)]
+#[then(expr = "every request started {after} was answered by a replica at {priority} of {mode}")]
 async fn after_block_at(
     world: &mut MeshWorld,
-    after: Span,
+    after: After,
     level: Priority,
     mode: Mode,
 ) -> StepResult {
-    let from = world.network_fault()?.handle.injected_at + scaled(after.0);
+    let after = after.0.resolve(&world.thresholds());
+    let from = world.network_fault()?.handle.injected_at + scaled(after);
     let batch = last_batch(world)?;
     let late: Vec<&RequestRecord> = batch
         .records
@@ -346,7 +347,7 @@ async fn after_block_at(
     ensure!(
         !late.is_empty(),
         "no request started {:?} or more after the block: send for longer",
-        after.0
+        after
     );
     let levels = Levels::of(world, &batch.plan.client, mode.0).await?;
     let wrong: Vec<String> = late
@@ -371,7 +372,7 @@ async fn after_block_at(
          {wrong:?}. Levels: {}",
         wrong.len(),
         late.len(),
-        after.0,
+        after,
         level.0,
         mode.0,
         levels.at(level.0).join(", "),
@@ -381,11 +382,11 @@ async fn after_block_at(
 }
 
 #[then(
-    expr = "within {duration} the replicas at {priority} of {mode} take every request to {string}"
+    expr = "within {window} the replicas at {priority} of {mode} take every request to {string}"
 )]
 async fn level_takes_over(
     world: &mut MeshWorld,
-    within: Span,
+    within: Window,
     level: Priority,
     mode: Mode,
     url: String,
@@ -403,7 +404,8 @@ async fn level_takes_over(
     // Paced probes, bounded by the deadline: the level has taken over once one full round
     // (one request per member) lands there and nothing lands elsewhere.
     let every = Duration::from_millis(50);
-    let deadline = scaled(within.0);
+    let within = within.resolve(&world.thresholds());
+    let deadline = scaled(within);
     let count = (deadline.as_millis() / every.as_millis()).clamp(1, 200) as u32;
     let started = world.elapsed();
     world
@@ -427,7 +429,7 @@ async fn level_takes_over(
         _ => Err(StepFailure(format!(
             "within {:?} the replicas at {} of {} ({}) did not take every request; answers in \
              order: {:?}. Levels: {}",
-            within.0,
+            within,
             level.0,
             mode.0,
             members.join(", "),
@@ -443,19 +445,20 @@ async fn level_takes_over(
     }
 }
 
-#[then(expr = "every request failed within {duration}")]
-async fn failed_fast(world: &mut MeshWorld, within: Span) -> StepResult {
+#[then(expr = "every request failed within {window}")]
+async fn failed_fast(world: &mut MeshWorld, within: Window) -> StepResult {
+    let within = within.resolve(&world.thresholds());
     let slow: Vec<String> = world
         .last_batch()?
         .iter()
-        .filter(|r| !r.failed() || r.latency > scaled(within.0))
+        .filter(|r| !r.failed() || r.latency > scaled(within))
         .map(|r| format!("#{} {:?} after {:?}", r.index, r.outcome, r.latency))
         .collect();
     ensure!(
         slow.is_empty(),
         "every request should have failed within {:?} (the connection dropped, not left to \
          time out); these did not: {slow:?}",
-        within.0
+        within
     );
     Ok(())
 }

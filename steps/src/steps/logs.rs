@@ -7,7 +7,7 @@ use cucumber::then;
 use meshcert_mesh::logs::LogLine;
 use meshcert_mesh::wait::{Probe, eventually};
 
-use crate::params::{Level, Span};
+use crate::params::{Level, Window};
 use crate::world::{MeshWorld, StepFailure, StepResult, ensure};
 
 /// How long an access line may trail the end of its connection.
@@ -182,11 +182,11 @@ async fn access_names_answering_replica(world: &mut MeshWorld) -> StepResult {
 }
 
 #[then(
-    expr = "within {duration} ztunnel logs at {level} a {string} line {string} about the blocked pod, with fields:"
+    expr = "within {window} ztunnel logs at {level} a {string} line {string} about the blocked pod, with fields:"
 )]
 async fn outlier_line(
     world: &mut MeshWorld,
-    within: Span,
+    within: Window,
     level: Level,
     target: String,
     message: String,
@@ -196,10 +196,11 @@ async fn outlier_line(
     let pod = fault.pod.name.clone();
     // The fault took effect somewhere after the driver began to inject it.
     let since = fault.handle.requested_at;
+    let within = within.resolve(&world.thresholds());
     let mesh = world.mesh().await?;
     let line = eventually(
         &format!("a {} {target} line \"{message}\" about {pod}", level.0),
-        within.0,
+        within,
         Duration::from_millis(20),
         || async {
             match mesh.ztunnel_logs().await {

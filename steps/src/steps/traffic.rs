@@ -8,7 +8,7 @@ use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{RequestOutcome, RequestRecord};
 use meshcert_oracle::spread;
 
-use crate::params::{Ordinal, Rate, Span};
+use crate::params::{After, Budget, Ordinal, Rate, Span, Window};
 use crate::world::{MeshWorld, StepFailure, StepResult, ensure};
 
 /// `curl` with no `--max-time` would wait forever; the harness bounds every request.
@@ -59,8 +59,10 @@ async fn all_answered(world: &mut MeshWorld) -> StepResult {
     Ok(())
 }
 
-#[then(expr = "at most {int} request(s) failed")]
-async fn at_most_failed(world: &mut MeshWorld, bound: usize) -> StepResult {
+#[then(expr = "at most {budget} request(s) failed")]
+#[then(expr = "no more requests failed than {budget}")]
+async fn at_most_failed(world: &mut MeshWorld, bound: Budget) -> StepResult {
+    let bound = bound.resolve(&world.thresholds());
     let failed = failures(world.last_batch()?);
     ensure!(
         failed.len() <= bound,
@@ -131,11 +133,11 @@ async fn blocked_silent(world: &mut MeshWorld) -> StepResult {
 }
 
 #[then(
-    expr = "the requests started {duration} or more after the block were answered by the other {int} {string} replicas, each at least once, with a false-alarm rate of {rate}"
+    expr = "the requests started {after} were answered by the other {int} {string} replicas, each at least once, with {rate}"
 )]
 async fn healthy_after_block(
     world: &mut MeshWorld,
-    after: Span,
+    after: After,
     others: usize,
     deployment: String,
     rate: Rate,
@@ -157,17 +159,18 @@ async fn healthy_after_block(
         healthy.clone(),
         format!("answered by each of the other {others} replicas after the block"),
     );
-    let records = after_block(world, scaled(after.0))?;
-    judge_members(&records, &healthy, rate.0, false).map_err(|f| {
+    let thresholds = world.thresholds();
+    let after = after.0.resolve(&thresholds);
+    let records = after_block(world, scaled(after))?;
+    judge_members(&records, &healthy, rate.resolve(&thresholds), false).map_err(|f| {
         StepFailure(format!(
-            "requests started {:?} or more after the block: {f}",
-            after.0
+            "requests started {after:?} or more after the block: {f}"
         ))
     })
 }
 
 #[then(
-    expr = "the {int} {string} replicas answered every request, each at least once, with a false-alarm rate of {rate}"
+    expr = "the {int} {string} replicas answered every request, each at least once, with {rate}"
 )]
 async fn each_replica_answered(
     world: &mut MeshWorld,
@@ -180,12 +183,16 @@ async fn each_replica_answered(
         pods.clone(),
         format!("the {replicas} {deployment} replicas answered every request, each at least once"),
     );
-    judge_members(world.last_batch()?, &pods, rate.0, false).map_err(|f| StepFailure(f.to_string()))
+    judge_members(
+        world.last_batch()?,
+        &pods,
+        rate.resolve(&world.thresholds()),
+        false,
+    )
+    .map_err(|f| StepFailure(f.to_string()))
 }
 
-#[then(
-    expr = "the {int} {string} replicas answered every request, spread evenly with a false-alarm rate of {rate}"
-)]
+#[then(expr = "the {int} {string} replicas answered every request, spread evenly, with {rate}")]
 async fn spread_evenly(
     world: &mut MeshWorld,
     replicas: usize,
@@ -197,11 +204,17 @@ async fn spread_evenly(
         pods.clone(),
         format!("the {replicas} {deployment} replicas answered every request, spread evenly"),
     );
-    judge_members(world.last_batch()?, &pods, rate.0, true).map_err(|f| StepFailure(f.to_string()))
+    judge_members(
+        world.last_batch()?,
+        &pods,
+        rate.resolve(&world.thresholds()),
+        true,
+    )
+    .map_err(|f| StepFailure(f.to_string()))
 }
 
 #[then(
-    expr = "the {ordinal} {string} pod was still picked in the latest batch, as one of its {int} replicas, with a false-alarm rate of {rate}"
+    expr = "the {ordinal} {string} pod was still picked in the latest batch, as one of its {int} replicas, with {rate}"
 )]
 async fn still_picked(
     world: &mut MeshWorld,
@@ -213,11 +226,17 @@ async fn still_picked(
     let pod = world.pod(&deployment, which.0).await?.name;
     let batch = world.last_batch()?;
     let answered = batch.iter().filter(|r| r.replica() == Some(&pod)).count() as u32;
-    spread::still_picked(&pod, answered, batch.len(), replicas, rate.0)
-        .map_err(|f| StepFailure(format!("{f} (answers in order: {:?})", answers(batch))))
+    spread::still_picked(
+        &pod,
+        answered,
+        batch.len(),
+        replicas,
+        rate.resolve(&world.thresholds()),
+    )
+    .map_err(|f| StepFailure(format!("{f} (answers in order: {:?})", answers(batch))))
 }
 
-#[then(expr = "the pick did not change from the batch before, with a false-alarm rate of {rate}")]
+#[then(expr = "the pick did not change from the batch before, with {rate}")]
 async fn pick_unchanged(world: &mut MeshWorld, rate: Rate) -> StepResult {
     let batches = &world.observations.batches;
     ensure!(
@@ -233,13 +252,14 @@ async fn pick_unchanged(world: &mut MeshWorld, rate: Rate) -> StepResult {
             "a request of the batch {name} failed: {batch:?}"
         );
     }
-    spread::same_pick(&before, &after, rate.0)
+    spread::same_pick(&before, &after, rate.resolve(&world.thresholds()))
         .map(|_| ())
         .map_err(StepFailure)
 }
 
-#[then(expr = "within {duration} the formerly blocked pod answers again")]
-async fn answers_again(world: &mut MeshWorld, within: Span) -> StepResult {
+#[then(expr = "within {window} the formerly blocked pod answers again")]
+async fn answers_again(world: &mut MeshWorld, within: Window) -> StepResult {
+    let within = within.resolve(&world.thresholds());
     let pod = world.network_fault()?.pod.name.clone();
     let url = world
         .observations
@@ -249,7 +269,7 @@ async fn answers_again(world: &mut MeshWorld, within: Span) -> StepResult {
         .ok_or_else(|| StepFailure("no requests were sent yet".into()))?;
     // Probe with paced requests, bounded in count and time by the deadline.
     let every = Duration::from_millis(50);
-    let count = (scaled(within.0).as_millis() / every.as_millis()).max(1) as u32;
+    let count = (scaled(within).as_millis() / every.as_millis()).max(1) as u32;
     let started = world.elapsed();
     world
         .send(&url, count.min(200), every, Duration::from_secs(2))
@@ -257,11 +277,11 @@ async fn answers_again(world: &mut MeshWorld, within: Span) -> StepResult {
     let batch = world.last_batch()?;
     let first = batch.iter().find(|r| r.replica() == Some(&pod));
     match first {
-        Some(r) if r.started_at - started <= scaled(within.0) => Ok(()),
+        Some(r) if r.started_at - started <= scaled(within) => Ok(()),
         _ => Err(StepFailure(format!(
             "{pod} did not answer any of {} requests sent over {:?} after the block was removed (answers: {:?})",
             batch.len(),
-            within.0,
+            within,
             answers(batch)
         ))),
     }
