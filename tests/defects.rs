@@ -33,6 +33,10 @@ const RANDOM_RUNS: u32 = 5;
 /// that each replica of a set answers (a level, the healthy replicas, new replicas) fails too.
 const ONE_ENDPOINT: &str = "every member of a set must answer, and one endpoint is always picked";
 
+/// The endpoint a connection is re-opened to is chosen by the traffic distribution.
+const RETRY_BY_DISTRIBUTION: &str =
+    "a retry goes to an endpoint the traffic distribution chooses, which this defect ignores";
+
 /// Without a retry, each connection to a blocked endpoint fails until it is detected: whether
 /// that exceeds the failure budget depends on how fast the mesh detects.
 const FAILS_WHILE_DETECTING: &str =
@@ -163,7 +167,7 @@ const DEFECTS: &[Defect] = &[
             "LOC-1",
             "LOC-4",
         ],
-        follows: &[],
+        follows: &[(&["L4-FO-3"], RETRY_BY_DISTRIBUTION)],
         runs: 1,
     },
     Defect {
