@@ -285,6 +285,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
+            // Signals are taken over before anything is created, and nothing of the previous
+            // run may look current, even if this one is stopped.
+            if let Err(e) = runtime
+                .block_on(async { meshcert_steps::interrupt::listen() })
+                .and_then(|_| meshcert_steps::remove_previous_outputs(&args.out))
+            {
+                eprintln!("meshcert run: {e}");
+                return ExitCode::from(2);
+            }
             let target = match args.target() {
                 Ok(target) => target,
                 Err(e) => {
@@ -293,7 +302,16 @@ fn main() -> ExitCode {
                 }
             };
             let config = args.common.suite(target, args.out.clone());
-            match runtime.block_on(run_suite(config)) {
+            let result = runtime.block_on(run_suite(config));
+            if let Some(signal) = meshcert_steps::interrupt::received() {
+                if let Err(e) = &result {
+                    // The run stopped before its own cleanup: what it made goes here.
+                    eprintln!("meshcert run: interrupted: {e}");
+                    runtime.block_on(meshcert_steps::interrupt::close_everything(signal));
+                }
+                return interrupted_exit();
+            }
+            match result {
                 Ok(outcome) if outcome.failed() => ExitCode::FAILURE,
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -303,6 +321,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Diff(args) => match runtime.block_on(diff(&args)) {
+            _ if meshcert_steps::interrupt::received().is_some() => interrupted_exit(),
             Ok(diff) if diff.differing.is_empty() => ExitCode::SUCCESS,
             Ok(_) => ExitCode::FAILURE,
             Err(e) => {
@@ -313,9 +332,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// 130 or 143: the run was stopped by SIGINT or SIGTERM and has removed what it made.
+fn interrupted_exit() -> ExitCode {
+    ExitCode::from(meshcert_steps::interrupt::received().map_or(130, |s| s.exit_code()))
+}
+
 /// Runs both sides one after the other (they would share the machine's two cores otherwise)
 /// and prints where they differ.
 async fn diff(args: &DiffArgs) -> Result<Diff, String> {
+    meshcert_steps::interrupt::listen()?;
     let reference = args.common.reference_bin();
     let a = TargetSpec::parse(&args.a, &reference).map_err(|e| format!("--a: {e}"))?;
     let b = TargetSpec::parse(&args.b, &reference).map_err(|e| format!("--b: {e}"))?;
@@ -328,6 +353,9 @@ async fn diff(args: &DiffArgs) -> Result<Diff, String> {
         let outcome = run_suite(args.common.suite(spec.clone(), args.out.join(side)))
             .await
             .map_err(|e| format!("{side}: {e}"))?;
+        if outcome.results.interrupted {
+            return Err(format!("{side}: interrupted"));
+        }
         if outcome.parse_errors > 0 {
             return Err(format!(
                 "{side}: {} feature file(s) did not parse",
