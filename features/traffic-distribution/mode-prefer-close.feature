@@ -1,4 +1,4 @@
-@needs-topology @needs-scale
+@needs-topology
 Feature: PreferClose ranks same zone, then same region, then same network, then every cross-network endpoint
   Seed 002: `PreferClose` (and `PreferSameZone`) has four levels: P0 same network, region and
   zone; P1 same network and region; P2 same network; P3 every cross-network endpoint.
@@ -6,8 +6,8 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
   The ladder topology (fixtures/topologies/ladder.yaml) puts one replica at every distance from
   the client, two of them on another network.
 
-  Ranking (TD-MODE-PC): with every replica above a level scaled to 0, so that no detection is
-  needed, that level must take every request: only its replicas answer (exact), and each of
+  Ranking (TD-MODE-PC): with the ladder's replicas above a level left out, so that no fault,
+  detection or scale-down is involved, that level must take every request: only its replicas answer (exact), and each of
   them answers (the declared false-alarm rate, 0.00001 as bundled, for a mesh that picks evenly at random within the
   level; each row sends enough requests for that: 18 for two replicas, 32 for three, 45 for
   four, 59 for five). Rows whose level is the cross-network one need a target that reaches
@@ -19,13 +19,10 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
   after `iptables -F` the level must take every request back within the declared recovery window (3s as bundled). And the
   edge: with one replica of P0 blocked and the others healthy, traffic stays at P0.
 
-  Background:
-    Given the topology "ladder"
-    And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferClose
-
   @TD-MODE-PC
   Scenario Outline: PreferClose sends every request to <level> when nothing is left above it
-    Given every replica above <level> of PreferClose is scaled to 0
+    Given the topology "ladder" without the replicas above <level> of PreferClose
+    And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferClose
     When the client sends <requests> requests to "http://in-ambient:8000/hostname"
     Then the replicas at <level> of PreferClose answered every request, each at least once, with the declared false-alarm rate
 
@@ -42,7 +39,8 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
 
   @TD-FO-1 @needs-network-faults
   Scenario Outline: PreferClose fails over from <level> to <next> and back
-    Given every replica above <level> of PreferClose is scaled to 0
+    Given the topology "ladder" without the replicas above <level> of PreferClose
+    And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferClose
     When I block port 8080 of every replica at <level> of PreferClose with iptables DROP
     And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
     Then every request started after the detection window was answered by a replica at <next> of PreferClose
@@ -61,6 +59,8 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
 
   @TD-FO-1 @needs-network-faults
   Scenario: with one replica of P0 blocked and the others healthy, traffic stays at P0
+    Given the topology "ladder"
+    And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferClose
     When I block port 8080 of one replica at P0 of PreferClose with iptables DROP
     And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
     Then every request started after the detection window was answered by a replica at P0 of PreferClose

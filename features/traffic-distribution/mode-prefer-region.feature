@@ -1,4 +1,4 @@
-@profile-solo @needs-topology @needs-scale
+@profile-solo @needs-topology
 Feature: PreferRegion (Solo) ranks same region, then same network, then every cross-network endpoint
   Seed 002: the Solo value `PreferRegion` has three levels: P0 same network and region; P1 same
   network; P2 every cross-network endpoint.
@@ -6,8 +6,8 @@ Feature: PreferRegion (Solo) ranks same region, then same network, then every cr
   The ladder topology (fixtures/topologies/ladder.yaml) puts one replica at every distance from
   the client, two of them on another network.
 
-  Ranking (TD-MODE-PR): with every replica above a level scaled to 0, so that no detection is
-  needed, that level must take every request: only its replicas answer (exact), and each of
+  Ranking (TD-MODE-PR): with the ladder's replicas above a level left out, so that no fault,
+  detection or scale-down is involved, that level must take every request: only its replicas answer (exact), and each of
   them answers (the declared false-alarm rate, 0.00001 as bundled, for a mesh that picks evenly at random within the
   level; each row sends enough requests for that: 18 for two replicas, 32 for three, 45 for
   four, 59 for five). Rows whose level is the cross-network one need a target that reaches
@@ -16,13 +16,10 @@ Feature: PreferRegion (Solo) ranks same region, then same network, then every cr
   Failover between levels (TD-FO-1) is checked on PreferSameNode, whose six levels include
   every kind of step, and on PreferClose.
 
-  Background:
-    Given the topology "ladder"
-    And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferRegion
-
   @TD-MODE-PR
   Scenario Outline: PreferRegion sends every request to <level> when nothing is left above it
-    Given every replica above <level> of PreferRegion is scaled to 0
+    Given the topology "ladder" without the replicas above <level> of PreferRegion
+    And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferRegion
     When the client sends <requests> requests to "http://in-ambient:8000/hostname"
     Then the replicas at <level> of PreferRegion answered every request, each at least once, with the declared false-alarm rate
 

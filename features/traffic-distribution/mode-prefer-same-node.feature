@@ -1,4 +1,4 @@
-@needs-topology @needs-scale
+@needs-topology
 Feature: PreferSameNode ranks same node, subzone, zone, region, network, then every cross-network endpoint
   Seed 002: `PreferSameNode` has six levels: P0 same network, region, zone, subzone and node;
   P1 ... and subzone; P2 ... and zone; P3 ... and region; P4 same network; P5 every
@@ -7,8 +7,8 @@ Feature: PreferSameNode ranks same node, subzone, zone, region, network, then ev
   The ladder topology (fixtures/topologies/ladder.yaml) puts one replica at every distance from
   the client, two of them on another network.
 
-  Ranking (TD-MODE-PSN): with every replica above a level scaled to 0, so that no detection is
-  needed, that level must take every request: only its replicas answer (exact), and each of
+  Ranking (TD-MODE-PSN): with the ladder's replicas above a level left out, so that no fault,
+  detection or scale-down is involved, that level must take every request: only its replicas answer (exact), and each of
   them answers (the declared false-alarm rate, 0.00001 as bundled, for a mesh that picks evenly at random within the
   level; each row sends enough requests for that: 18 for two replicas, 32 for three, 45 for
   four, 59 for five). Rows whose level is the cross-network one need a target that reaches
@@ -19,13 +19,10 @@ Feature: PreferSameNode ranks same node, subzone, zone, region, network, then ev
   every request must reach the next level, and no other (failover moves exactly one level);
   after `iptables -F` the level must take every request back within the declared recovery window (3s as bundled).
 
-  Background:
-    Given the topology "ladder"
-    And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferSameNode
-
   @TD-MODE-PSN
   Scenario Outline: PreferSameNode sends every request to <level> when nothing is left above it
-    Given every replica above <level> of PreferSameNode is scaled to 0
+    Given the topology "ladder" without the replicas above <level> of PreferSameNode
+    And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferSameNode
     When the client sends <requests> requests to "http://in-ambient:8000/hostname"
     Then the replicas at <level> of PreferSameNode answered every request, each at least once, with the declared false-alarm rate
 
@@ -44,7 +41,8 @@ Feature: PreferSameNode ranks same node, subzone, zone, region, network, then ev
 
   @TD-FO-1 @needs-network-faults
   Scenario Outline: PreferSameNode fails over from <level> to <next> and back
-    Given every replica above <level> of PreferSameNode is scaled to 0
+    Given the topology "ladder" without the replicas above <level> of PreferSameNode
+    And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferSameNode
     When I block port 8080 of every replica at <level> of PreferSameNode with iptables DROP
     And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
     Then every request started after the detection window was answered by a replica at <next> of PreferSameNode

@@ -2,7 +2,7 @@
 //! generator of the random-pick defects, and the outlier state of every endpoint. No I/O:
 //! callers pass the time in and log the events that come out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +29,10 @@ pub struct Balancer {
     counters: HashMap<String, u64>,
     rng: XorShift64,
     health: HashMap<EndpointKey, EndpointHealth>,
+    /// The `eject-on-http-5xx` defect: answers in a row that were HTTP 5xx, per endpoint, and
+    /// the endpoints ejected for it (for good, as a DestinationRule's long ejection would).
+    http_5xx_streak: HashMap<EndpointKey, u32>,
+    http_ejected: HashSet<EndpointKey>,
 }
 
 impl Balancer {
@@ -55,6 +59,8 @@ impl Balancer {
             counters: HashMap::new(),
             rng: XorShift64::from_clock(),
             health: HashMap::new(),
+            http_5xx_streak: HashMap::new(),
+            http_ejected: HashSet::new(),
         }
     }
 
@@ -101,11 +107,23 @@ impl Balancer {
     }
 
     pub fn is_available(&self, key: &EndpointKey) -> bool {
-        !self.outlier_detection
+        let tcp = !self.outlier_detection
             || self
                 .health
                 .get(key)
-                .is_none_or(EndpointHealth::is_available)
+                .is_none_or(EndpointHealth::is_available);
+        tcp && !self.http_ejected.contains(key)
+    }
+
+    /// The `eject-on-http-5xx` defect: an answer of an endpoint, 5xx or not. After as many 5xx
+    /// in a row as the breaker's consecutive failures, the endpoint leaves the rotation; TCP
+    /// detection and recovery are untouched.
+    pub fn observe_answer(&mut self, key: &EndpointKey, answered_5xx: bool) {
+        let streak = self.http_5xx_streak.entry(key.clone()).or_insert(0);
+        *streak = if answered_5xx { *streak + 1 } else { 0 };
+        if *streak >= self.settings.consecutive_failures {
+            self.http_ejected.insert(key.clone());
+        }
     }
 
     pub fn observe(
@@ -143,6 +161,8 @@ impl Balancer {
     /// Forgets endpoints that left the config; the others keep their state across a reload.
     pub fn retain(&mut self, keep: impl Fn(&EndpointKey) -> bool) {
         self.health.retain(|k, _| keep(k));
+        self.http_5xx_streak.retain(|k, _| keep(k));
+        self.http_ejected.retain(|k| keep(k));
     }
 }
 
@@ -338,5 +358,25 @@ mod tests {
             b.pick(&r, c, &[first.key.clone(), second.key.clone()]),
             None
         );
+    }
+
+    #[test]
+    fn consecutive_5xx_answers_eject_for_good() {
+        let r = route(&["a", "b"]);
+        let mut b = Balancer::new(OutlierSettings::default(), true, &Defects::none());
+        let a = key(&r, "a");
+        b.observe_answer(&a, true);
+        b.observe_answer(&a, true);
+        b.observe_answer(&a, false);
+        b.observe_answer(&a, true);
+        b.observe_answer(&a, true);
+        assert!(
+            b.is_available(&a),
+            "a streak broken by a good answer starts again"
+        );
+        b.observe_answer(&a, true);
+        assert!(!b.is_available(&a));
+        b.observe(&a, Outcome::Success, Instant::now());
+        assert!(!b.is_available(&a), "TCP successes do not bring it back");
     }
 }

@@ -28,7 +28,9 @@ pub enum Defect {
     LogWrongWorkload,
     /// The access log omits `src.identity`.
     LogMissingIdentity,
-    /// An upstream answer starting `HTTP/1.x 5` counts as an outlier failure (L7 detection).
+    /// After as many upstream answers starting `HTTP/1.x 5` in a row as the breaker's
+    /// consecutive failures, the endpoint leaves the rotation for good (L7 detection, as a
+    /// DestinationRule's long ejection); TCP detection and recovery are untouched.
     EjectOnHttp5xx,
     /// The local config file is never re-read after start.
     IgnoreConfigReload,

@@ -42,10 +42,7 @@ pub async fn check_round(state: &Arc<ProxyState>, sockets: &Arc<dyn SocketFactor
             match connect(&*sockets, endpoint.addr, state.config.health_check_timeout).await {
                 Ok(stream) => {
                     drop(stream);
-                    // Under L7 detection (a defect) a TCP handshake proves nothing about answers.
-                    if !state.config.defects.is_on(Defect::EjectOnHttp5xx) {
-                        state.observe(&endpoint, Outcome::Success);
-                    }
+                    state.observe(&endpoint, Outcome::Success);
                 }
                 Err(e) => {
                     state.log(failure_record(

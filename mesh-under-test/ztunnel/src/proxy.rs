@@ -157,10 +157,7 @@ impl Outbound {
             };
             match connect(&*self.sockets, endpoint.addr, config.connect_timeout).await {
                 Ok(upstream) => {
-                    // With L7 detection (a defect here), the answer decides the outcome, not the connect.
-                    if !config.defects.is_on(Defect::EjectOnHttp5xx) {
-                        self.state.observe(&endpoint, Outcome::Success);
-                    }
+                    self.state.observe(&endpoint, Outcome::Success);
                     let target = Target {
                         addr: endpoint.addr,
                         service: Some(&route.hostname),
@@ -257,12 +254,8 @@ impl Outbound {
         if let Some(endpoint) = target.endpoint
             && defects.is_on(Defect::EjectOnHttp5xx)
         {
-            let outcome = if transfer.upstream_answered_5xx() {
-                Outcome::Failure
-            } else {
-                Outcome::Success
-            };
-            self.state.observe(endpoint, outcome);
+            self.state
+                .observe_answer(endpoint, transfer.upstream_answered_5xx());
         }
         summary.bytes_sent = transfer.sent;
         summary.bytes_recv = transfer.received;

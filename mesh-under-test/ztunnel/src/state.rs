@@ -91,6 +91,11 @@ impl ProxyState {
         self.log_events(&endpoint.workload.name, &events);
     }
 
+    /// An endpoint's answer, for the `eject-on-http-5xx` defect.
+    pub fn observe_answer(&self, endpoint: &Endpoint, answered_5xx: bool) {
+        lock(&self.balancer).observe_answer(&endpoint.key, answered_5xx);
+    }
+
     /// Lets time pass for every breaker (before each health-check round).
     pub fn poll_breakers(&self) {
         let events = lock(&self.balancer).poll(now());

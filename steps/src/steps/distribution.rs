@@ -22,12 +22,47 @@ use crate::world::{MeshWorld, RequestBatch, StepFailure, StepResult, ensure};
 
 #[given(expr = "the topology {string}")]
 async fn topology(world: &mut MeshWorld, name: String) -> StepResult {
+    world.scene.topology = load_topology(&name)?;
+    world.apply_topology().await
+}
+
+/// The topology with no replica ranked above `level` for its client: the level is then the
+/// best one left without a fault, a detection or a scale-down (each a behaviour of its own).
+#[given(expr = "the topology {string} without the replicas above {priority} of {mode}")]
+async fn topology_without_above(
+    world: &mut MeshWorld,
+    name: String,
+    level: Priority,
+    mode: Mode,
+) -> StepResult {
+    let mut topology = load_topology(&name)?;
+    let client = topology
+        .clients
+        .first()
+        .and_then(|c| topology.placement(&c.node, None))
+        .ok_or_else(|| StepFailure(format!("topology {name} places no client on a node")))?;
+    let ranks = |r: &ReplicaPlacement| {
+        topology
+            .placement(&r.node, r.network.as_deref())
+            .and_then(|at| priority_level(mode.0, &client, &at))
+    };
+    let kept: Vec<ReplicaPlacement> = topology
+        .replicas
+        .iter()
+        .filter(|r| ranks(r).is_none_or(|l| l >= level.0))
+        .cloned()
+        .collect();
+    topology.replicas = kept;
+    world.scene.topology = topology;
+    world.apply_topology().await
+}
+
+fn load_topology(name: &str) -> Result<Topology, StepFailure> {
     let path = suite::context()
         .fixtures_dir()
         .join("topologies")
         .join(format!("{name}.yaml"));
-    world.scene.topology = Topology::load(&path)?;
-    world.apply_topology().await
+    Ok(Topology::load(&path)?)
 }
 
 #[given(expr = "the mesh's network is {string}")]
@@ -252,31 +287,6 @@ async fn named_client_sends(
             scaled(Duration::from_secs(5)),
         )
         .await
-}
-
-#[given(expr = "every replica above {priority} of {mode} is scaled to 0")]
-async fn remove_above(world: &mut MeshWorld, level: Priority, mode: Mode) -> StepResult {
-    let client = world.client()?;
-    let levels = Levels::of(world, &client, mode.0).await?;
-    let above: Vec<String> = levels
-        .replicas
-        .iter()
-        .filter(|(_, _, l)| l.is_some_and(|l| l < level.0))
-        .map(|(name, _, _)| name.clone())
-        .collect();
-    let deployments: Vec<String> = world
-        .scene
-        .topology
-        .replicas
-        .iter()
-        .filter(|r| above.contains(&r.name))
-        .map(|r| r.deployment_name())
-        .collect();
-    for name in deployments {
-        let deployment = world.deployment(&name);
-        world.mesh().await?.scale(&deployment, 0).await?;
-    }
-    Ok(())
 }
 
 /// The level claim of a mode: every answer came from the level (exact), and every replica of
