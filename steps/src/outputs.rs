@@ -112,6 +112,8 @@ impl Drop for Pending {
 pub struct WorkDirs {
     /// The run's own directory, when kept.
     pub kept: Option<PathBuf>,
+    /// The run's own directory was removed.
+    pub removed: bool,
     /// Older runs' directories removed to keep the newest `KEEP_RUNS`.
     pub pruned: usize,
 }
@@ -119,9 +121,10 @@ pub struct WorkDirs {
 impl WorkDirs {
     /// For the closing line.
     pub fn describe(&self, why_kept: &str) -> String {
-        match &self.kept {
-            Some(dir) => format!("its work files ({why_kept}) are kept in {}", dir.display()),
-            None => "its work files were removed (the run passed)".to_string(),
+        match (&self.kept, self.removed) {
+            (Some(dir), _) => format!("its work files ({why_kept}) are kept in {}", dir.display()),
+            (None, true) => "its work files were removed (nothing failed)".to_string(),
+            (None, false) => "it made no work files".to_string(),
         }
     }
 }
@@ -130,11 +133,10 @@ impl WorkDirs {
 /// beyond the newest `KEEP_RUNS` (never one of a run that is still going on).
 pub fn settle_work_dirs(runs: &Path, id: &str, keep: bool) -> WorkDirs {
     let own = runs.join(id);
-    let kept = if keep {
-        own.is_dir().then_some(own)
-    } else {
-        let _ = std::fs::remove_dir_all(&own);
-        None
+    let (kept, removed) = match (keep, own.is_dir()) {
+        (true, true) => (Some(own), false),
+        (false, true) => (None, std::fs::remove_dir_all(&own).is_ok()),
+        (_, false) => (None, false),
     };
     let mut dirs: Vec<(SystemTime, PathBuf, String)> = std::fs::read_dir(runs)
         .map(|entries| {
@@ -161,7 +163,11 @@ pub fn settle_work_dirs(runs: &Path, id: &str, keep: bool) -> WorkDirs {
             pruned += 1;
         }
     }
-    WorkDirs { kept, pruned }
+    WorkDirs {
+        kept,
+        removed,
+        pruned,
+    }
 }
 
 #[cfg(test)]
@@ -255,8 +261,11 @@ mod tests {
         );
         assert_eq!(
             settled.describe("unused"),
-            "its work files were removed (the run passed)"
+            "its work files were removed (nothing failed)"
         );
+        // A run stopped before it made any: nothing to keep or remove.
+        let settled = settle_work_dirs(&runs, "none01", true);
+        assert_eq!(settled.describe("unused"), "it made no work files");
         std::fs::remove_dir_all(&runs).unwrap();
     }
 }
