@@ -30,6 +30,9 @@ pub struct ConformanceReport {
     /// Each reason scenarios were skipped, once, with how many and which behaviours.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkipReason>,
+    /// The declared thresholds the verdicts were given with (`features/thresholds/`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds: BTreeMap<String, String>,
     pub areas: Vec<Area>,
 }
 
@@ -81,11 +84,58 @@ pub struct Behaviour {
     /// Why it was skipped or not applicable (the first scenario's reason), or the failed step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The assertions (the `Then` steps of its scenarios) that decided it, each with its worst
+    /// outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assertions: Vec<Assertion>,
+}
+
+/// One assertion step and how it came out across the behaviour's scenarios.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assertion {
+    pub step: String,
+    /// `failed` if it failed in any scenario, else `skipped` if it never ran, else `passed`.
+    pub outcome: String,
+}
+
+/// The assertion steps of a scenario: from each `Then` up to the next `When` or `Given`.
+fn assertions(scenario: &crate::ScenarioResult) -> impl Iterator<Item = (&str, &str)> {
+    let mut asserting = false;
+    scenario.steps.iter().filter_map(move |s| {
+        let (keyword, text) = s.step.split_once(' ').unwrap_or((s.step.as_str(), ""));
+        match keyword {
+            "Then" => asserting = true,
+            "When" | "Given" => asserting = false,
+            _ => {}
+        }
+        asserting.then_some((text, s.outcome.as_str()))
+    })
+}
+
+/// Adds a scenario's assertions to a behaviour's, keeping each step once with its worst outcome.
+pub(crate) fn merge_assertions(into: &mut Vec<Assertion>, scenario: &crate::ScenarioResult) {
+    let rank = |o: &str| match o {
+        "failed" => 2,
+        "passed" => 0,
+        _ => 1,
+    };
+    for (step, outcome) in assertions(scenario) {
+        match into.iter_mut().find(|a| a.step == step) {
+            Some(a) if rank(outcome) > rank(&a.outcome) => a.outcome = outcome.to_string(),
+            Some(_) => {}
+            None => into.push(Assertion {
+                step: step.to_string(),
+                outcome: outcome.to_string(),
+            }),
+        }
+    }
 }
 
 impl ConformanceReport {
     pub fn of(results: &RunResults) -> Self {
-        let mut areas: BTreeMap<&str, BTreeMap<String, (Counts, Option<String>)>> = BTreeMap::new();
+        type Entry = (Counts, Option<String>, Vec<Assertion>);
+        let mut areas: BTreeMap<&str, BTreeMap<String, Entry>> = BTreeMap::new();
         for s in &results.scenarios {
             for id in s.behaviours() {
                 let entry = areas
@@ -94,6 +144,7 @@ impl ConformanceReport {
                     .entry(id.to_string())
                     .or_default();
                 entry.0.add(&s.verdict);
+                merge_assertions(&mut entry.2, s);
                 let note = match &s.verdict {
                     crate::Verdict::Failed { step, .. } => Some(format!("failed at {step}")),
                     crate::Verdict::Skipped { reason }
@@ -118,7 +169,7 @@ impl ConformanceReport {
                 let mut total = Counts::default();
                 let behaviours = ids
                     .into_iter()
-                    .map(|(id, (counts, note))| {
+                    .map(|(id, (counts, note, assertions))| {
                         total.merge(&counts);
                         let result = counts.conformance();
                         Behaviour {
@@ -128,6 +179,7 @@ impl ConformanceReport {
                             note: (result != Conformance::Conformant)
                                 .then_some(note)
                                 .flatten(),
+                            assertions,
                         }
                     })
                     .collect();
@@ -157,11 +209,67 @@ impl ConformanceReport {
             result_reason: results.outcome_text(),
             statistics: counts.into(),
             skipped: results.skip_reasons(),
+            thresholds: t
+                .settings
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("threshold ")?.to_string(), v.clone())))
+                .collect(),
             areas,
         }
     }
 
     pub fn to_yaml(&self) -> String {
         serde_saphyr::to_string(self).expect("a conformance report always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ScenarioResult, StepTiming, Verdict};
+
+    fn step(text: &str, outcome: &str) -> StepTiming {
+        StepTiming {
+            step: text.into(),
+            outcome: outcome.into(),
+            duration_ms: 1,
+        }
+    }
+
+    #[test]
+    fn assertions_are_the_then_steps_with_their_worst_outcome() {
+        let scenario = |outcome: &str| ScenarioResult {
+            feature: "l4/x.feature".into(),
+            name: "x".into(),
+            line: 3,
+            tags: vec!["@L4-FO-4".into()],
+            behaviour_ids: vec!["L4-FO-4".into()],
+            verdict: Verdict::Passed,
+            duration_ms: 5,
+            steps: vec![
+                step("Given apps", "passed"),
+                step("When I block", "passed"),
+                step("Then the pod answers again", "passed"),
+                step("When the client sends", "passed"),
+                step("Then every replica answered", outcome),
+                step("And nothing failed", "skipped"),
+            ],
+            observations: serde_json::Value::Null,
+        };
+        let mut merged = Vec::new();
+        merge_assertions(&mut merged, &scenario("passed"));
+        merge_assertions(&mut merged, &scenario("failed"));
+        let got: Vec<(&str, &str)> = merged
+            .iter()
+            .map(|a| (a.step.as_str(), a.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("the pod answers again", "passed"),
+                ("every replica answered", "failed"),
+                ("nothing failed", "skipped"),
+            ]
+        );
     }
 }

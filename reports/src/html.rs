@@ -244,11 +244,21 @@ fn summary(out: &mut String, results: &RunResults) {
             total.conformance()
         );
         for (id, (counts, scenarios)) in ids {
+            // The assertions that decided it, on hover: the Then steps of its scenarios.
+            let mut decided_by = Vec::new();
+            for &i in scenarios {
+                crate::conformance::merge_assertions(&mut decided_by, &results.scenarios[i]);
+            }
+            let decided_by: Vec<String> = decided_by
+                .iter()
+                .map(|a| format!("{}: {}", a.outcome, a.step))
+                .collect();
             let _ = write!(
                 out,
-                "<tr><td><a href=\"#s-{}\">{}</a></td><td><span class=\"badge {}\">{}</span></td>\
+                "<tr><td><a href=\"#s-{}\" title=\"decided by:\n{}\">{}</a></td><td><span class=\"badge {}\">{}</span></td>\
                  <td class=\"n\" title=\"passed / failed / skipped / not applicable\">{}/{}/{}/{}</td></tr>",
                 scenarios[0],
+                escape(&decided_by.join("\n")),
                 escape(id),
                 class(counts.conformance()),
                 counts.conformance(),
