@@ -1,8 +1,11 @@
 //! A run killed with SIGKILL in the middle of the failover scenario leaves nothing behind once the
 //! next run (or `meshcert sweep`) starts: no network namespace, no iptables rule, no ztunnel.
+//! Only the killed run's own things are counted (its run ids from its lock files, its processes
+//! by an inherited variable): other runs may be going on on the same machine.
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -27,9 +30,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Inherited by every process the run starts.
+const MARKER: &str = "MESHCERT_CRASH_TEST";
+
 fn crash_then_sweep() -> Result<String, String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let before = support::harness_namespaces();
+    let marker = std::process::id().to_string();
     let mut run = Command::new(env!("CARGO_BIN_EXE_meshcert"))
         .args([
             "run",
@@ -42,17 +48,27 @@ fn crash_then_sweep() -> Result<String, String> {
         ])
         .arg("--out")
         .arg(root.join("target/meshcert/crash"))
+        .env(MARKER, &marker)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start meshcert: {e}"))?;
 
+    // The run's ids, from the lock files that hold its pid (they stay after SIGKILL).
+    let pid = run.id();
+    let mut ids: BTreeSet<String> = BTreeSet::new();
+    let ours = |ids: &BTreeSet<String>| -> Vec<String> {
+        support::harness_namespaces()
+            .into_iter()
+            .filter(|ns| support::run_id_of(ns).is_some_and(|id| ids.contains(id)))
+            .collect()
+    };
     // Wait, bounded, until the fault is in force: a DROP rule inside one of the run's pods.
     let started = Instant::now();
     loop {
-        let found = support::harness_namespaces()
+        ids.extend(support::lock_files_of(pid).into_iter().map(|(id, _)| id));
+        let found = ours(&ids)
             .into_iter()
-            .filter(|ns| !before.contains(ns))
             .find(|ns| rules(ns).contains("-j DROP"));
         if found.is_some() {
             break;
@@ -68,7 +84,6 @@ fn crash_then_sweep() -> Result<String, String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = run.id();
     // SAFETY: plain syscall on a child we own.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     run.wait().map_err(|e| e.to_string())?;
@@ -76,13 +91,10 @@ fn crash_then_sweep() -> Result<String, String> {
 
     // The ztunnel dies with its parent (PR_SET_PDEATHSIG); give the kernel a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while count_processes("meshcert-ztunnel") > 0 && Instant::now() < deadline {
+    while !support::processes_with_env(MARKER, &marker).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let left = support::harness_namespaces()
-        .into_iter()
-        .filter(|ns| !before.contains(ns))
-        .count();
+    let left = ours(&ids).len();
 
     let sweep = Command::new(env!("CARGO_BIN_EXE_meshcert"))
         .arg("sweep")
@@ -94,18 +106,20 @@ fn crash_then_sweep() -> Result<String, String> {
             String::from_utf8_lossy(&sweep.stderr)
         ));
     }
-    let after: Vec<String> = support::harness_namespaces()
-        .into_iter()
-        .filter(|ns| !before.contains(ns))
-        .collect();
+    let after = ours(&ids);
     if !after.is_empty() {
         return Err(format!("namespaces left after the sweep: {after:?}"));
     }
-    let processes = count_processes("meshcert-ztunnel");
-    if processes > 0 {
+    let processes = support::processes_with_env(MARKER, &marker);
+    if !processes.is_empty() {
         return Err(format!(
-            "{processes} meshcert-ztunnel process(es) still running"
+            "{} process(es) of the killed run still running: {processes:?}",
+            processes.len()
         ));
+    }
+    let locks = support::lock_files_of(pid);
+    if !locks.is_empty() {
+        return Err(format!("lock files left after the sweep: {locks:?}"));
     }
     Ok(format!(
         "killed mid-failover with {left} namespaces in place; sweep removed them in {:.2}s; no ztunnel left",
@@ -120,26 +134,4 @@ fn rules(ns: &str) -> String {
         .map(|o| o.stdout)
         .unwrap_or_default();
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Processes whose command name is `name` (the kernel keeps its first 15 bytes).
-fn count_processes(name: &str) -> usize {
-    let comm = &name[..name.len().min(15)];
-    std::fs::read_dir("/proc")
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .chars()
-                        .all(|c| c.is_ascii_digit())
-                })
-                .filter(|e| {
-                    std::fs::read_to_string(e.path().join("comm"))
-                        .map(|c| c.trim() == comm)
-                        .unwrap_or(false)
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
