@@ -6,10 +6,32 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use meshcert_mesh::Profile;
-use meshcert_reports::RunResults;
 use meshcert_reports::conformance::ConformanceReport;
 use meshcert_reports::diff::Diff;
+use meshcert_reports::{RunOutcome, RunResults};
 use meshcert_steps::{SuiteConfig, TargetSpec, run_suite};
+
+/// Exit codes of a run that gives a verdict, agreed across meshcert's commands.
+const RUN_EXIT_CODES: &str = "\
+Exit codes:
+  0    every applicable scenario ran and passed
+  1    some scenario failed: the mesh is not conformant
+  2    bad input (arguments, feature files, fixtures, a binary that cannot be tested); no verdict
+  3    partial: nothing failed, but some applicable scenario was skipped (0 with --allow-skipped)
+  4    this machine cannot run the target (e.g. no iptables, not root); no verdict
+  130  interrupted by SIGINT (Ctrl-C), after cleanup
+  143  interrupted by SIGTERM, after cleanup";
+
+const DIFF_EXIT_CODES: &str = "\
+Exit codes:
+  0    every behaviour ID has the same verdict on both sides
+  1    some behaviour ID differs
+  2    bad input (arguments, feature files, fixtures, a binary that cannot be tested)
+  3    partial: no verdict differs, but a side skipped some applicable scenario (0 with
+       --allow-skipped)
+  4    this machine cannot run a local target (e.g. no iptables, not root)
+  130  interrupted by SIGINT (Ctrl-C), after cleanup
+  143  interrupted by SIGTERM, after cleanup";
 
 #[derive(Parser)]
 #[command(
@@ -25,9 +47,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the Gherkin suite and write results.json, junit.xml and cucumber.json.
+    #[command(after_help = RUN_EXIT_CODES)]
     Run(RunArgs),
     /// Run the suite against two targets and show, per behaviour ID, where the verdicts
     /// differ, with both runs' observations side by side.
+    #[command(after_help = DIFF_EXIT_CODES)]
     Diff(DiffArgs),
     /// Measure the ztunnel's data plane against the direct path (wrk, iperf3, nginx in one
     /// network namespace; direct and proxied runs interleaved) and print the table.
@@ -182,6 +206,10 @@ struct CommonArgs {
     /// Scenarios run at once.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Exit 0 instead of 3 when nothing failed but some applicable scenario was skipped
+    /// (the reports still say partial).
+    #[arg(long)]
+    allow_skipped: bool,
 }
 
 impl CommonArgs {
@@ -251,6 +279,10 @@ impl RunArgs {
             spec.set("ready-timeout", timeout)
                 .map_err(flag("--ready-timeout"))?;
         }
+        if !self.reference_defect.is_empty() {
+            meshcert_ztunnel::defects::Defects::parse(&self.reference_defect.join(","))
+                .map_err(flag("--reference-defect (or MESHCERT_REFERENCE_DEFECT)"))?;
+        }
         spec.defects = self.reference_defect.clone();
         Ok(spec)
     }
@@ -285,15 +317,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            // Signals are taken over before anything is created, and nothing of the previous
-            // run may look current, even if this one is stopped.
-            if let Err(e) = runtime
-                .block_on(async { meshcert_steps::interrupt::listen() })
-                .and_then(|_| meshcert_steps::remove_previous_outputs(&args.out))
-            {
-                eprintln!("meshcert run: {e}");
-                return ExitCode::from(2);
-            }
             let target = match args.target() {
                 Ok(target) => target,
                 Err(e) => {
@@ -302,18 +325,8 @@ fn main() -> ExitCode {
                 }
             };
             let config = args.common.suite(target, args.out.clone());
-            let result = runtime.block_on(run_suite(config));
-            if let Some(signal) = meshcert_steps::interrupt::received() {
-                if let Err(e) = &result {
-                    // The run stopped before its own cleanup: what it made goes here.
-                    eprintln!("meshcert run: interrupted: {e}");
-                    runtime.block_on(meshcert_steps::interrupt::close_everything(signal));
-                }
-                return interrupted_exit();
-            }
-            match result {
-                Ok(outcome) if outcome.failed() => ExitCode::FAILURE,
-                Ok(_) => ExitCode::SUCCESS,
+            match runtime.block_on(run_suite(config)) {
+                Ok(outcome) => outcome_exit(outcome.outcome(), args.common.allow_skipped),
                 Err(e) => {
                     eprintln!("meshcert run: {e}");
                     ExitCode::from(2)
@@ -321,9 +334,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Diff(args) => match runtime.block_on(diff(&args)) {
-            _ if meshcert_steps::interrupt::received().is_some() => interrupted_exit(),
-            Ok(diff) if diff.differing.is_empty() => ExitCode::SUCCESS,
-            Ok(_) => ExitCode::FAILURE,
+            Ok((diff, _)) if !diff.differing.is_empty() => ExitCode::FAILURE,
+            Ok((_, skipped)) if skipped > 0 && !args.common.allow_skipped => {
+                println!(
+                    "meshcert diff: partial: {skipped} applicable scenario(s) were skipped on a \
+                     side and not compared; exit code 3 (--allow-skipped accepts skips)"
+                );
+                ExitCode::from(3)
+            }
+            Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("meshcert diff: {e}");
                 ExitCode::from(2)
@@ -332,15 +351,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// 130 or 143: the run was stopped by SIGINT or SIGTERM and has removed what it made.
-fn interrupted_exit() -> ExitCode {
-    ExitCode::from(meshcert_steps::interrupt::received().map_or(130, |s| s.exit_code()))
+/// The agreed exit code of a run's outcome; a partial run says why it is not 0.
+fn outcome_exit(outcome: RunOutcome, allow_skipped: bool) -> ExitCode {
+    let code = outcome.exit_code(allow_skipped);
+    if outcome == RunOutcome::Partial {
+        if allow_skipped {
+            println!("meshcert run: partial run accepted (--allow-skipped): exit code 0");
+        } else {
+            println!(
+                "meshcert run: partial run (see the skip reasons above): exit code 3; \
+                 --allow-skipped accepts skips"
+            );
+        }
+    }
+    ExitCode::from(code)
 }
 
 /// Runs both sides one after the other (they would share the machine's two cores otherwise)
-/// and prints where they differ.
-async fn diff(args: &DiffArgs) -> Result<Diff, String> {
-    meshcert_steps::interrupt::listen()?;
+/// and prints where they differ; also how many applicable scenarios a side skipped (those
+/// were not compared).
+async fn diff(args: &DiffArgs) -> Result<(Diff, usize), String> {
     let reference = args.common.reference_bin();
     let a = TargetSpec::parse(&args.a, &reference).map_err(|e| format!("--a: {e}"))?;
     let b = TargetSpec::parse(&args.b, &reference).map_err(|e| format!("--b: {e}"))?;
@@ -353,14 +383,8 @@ async fn diff(args: &DiffArgs) -> Result<Diff, String> {
         let outcome = run_suite(args.common.suite(spec.clone(), args.out.join(side)))
             .await
             .map_err(|e| format!("{side}: {e}"))?;
-        if outcome.results.interrupted {
-            return Err(format!("{side}: interrupted"));
-        }
-        if outcome.parse_errors > 0 {
-            return Err(format!(
-                "{side}: {} feature file(s) did not parse",
-                outcome.parse_errors
-            ));
+        if outcome.parse_errors > 0 || outcome.outcome() == RunOutcome::Invalid {
+            return Err(format!("{side}: {}", outcome.results.outcome_text()));
         }
         results.push(outcome.results);
     }
@@ -370,7 +394,8 @@ async fn diff(args: &DiffArgs) -> Result<Diff, String> {
     std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("\n{}", diff.render(args.width));
     println!("meshcert diff: details in {}", path.display());
-    Ok(diff)
+    let skipped = results.iter().map(|r| r.counts().skipped).sum();
+    Ok((diff, skipped))
 }
 
 async fn sweep(args: &SweepArgs) -> Result<(), String> {

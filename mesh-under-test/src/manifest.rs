@@ -467,16 +467,47 @@ fn parse_document(doc: &Document) -> Result<Option<(Manifest, u64)>, String> {
         )
     };
 
+    // k8s-openapi's types ignore fields they do not know: read them strictly, so a misspelt
+    // field (`tagetPort`) is refused here instead of silently changing what is deployed.
+    let strict = |object: &dyn erased::Serialize| -> Result<(), String> {
+        let located: Located = serde_saphyr::from_str(&doc.text).map_err(typed_error)?;
+        let typed = object.to_json();
+        match first_unknown(&located, &typed, "") {
+            None => Ok(()),
+            Some((field, key_line)) => Err(format!(
+                "document at line {line}: {what}: line {}: field `{field}` is not a field of \
+                 {kind}: check its spelling and indentation",
+                key_line + offset
+            )),
+        }
+    };
     let mut object = match kind.as_str() {
-        "Namespace" => Manifest::Namespace(serde_saphyr::from_str(&doc.text).map_err(typed_error)?),
+        "Namespace" => {
+            let o: Namespace = serde_saphyr::from_str(&doc.text).map_err(typed_error)?;
+            strict(&o)?;
+            Manifest::Namespace(o)
+        }
         "ServiceAccount" => {
-            Manifest::ServiceAccount(serde_saphyr::from_str(&doc.text).map_err(typed_error)?)
+            let o: ServiceAccount = serde_saphyr::from_str(&doc.text).map_err(typed_error)?;
+            strict(&o)?;
+            Manifest::ServiceAccount(o)
         }
-        "Service" => Manifest::Service(serde_saphyr::from_str(&doc.text).map_err(typed_error)?),
-        "Node" => Manifest::Node(serde_saphyr::from_str(&doc.text).map_err(typed_error)?),
+        "Service" => {
+            let o: Service = serde_saphyr::from_str(&doc.text).map_err(typed_error)?;
+            strict(&o)?;
+            Manifest::Service(o)
+        }
+        "Node" => {
+            let o: Node = serde_saphyr::from_str(&doc.text).map_err(typed_error)?;
+            strict(&o)?;
+            Manifest::Node(o)
+        }
         "Deployment" => {
-            Manifest::Deployment(serde_saphyr::from_str(&doc.text).map_err(typed_error)?)
+            let o: Deployment = serde_saphyr::from_str(&doc.text).map_err(typed_error)?;
+            strict(&o)?;
+            Manifest::Deployment(o)
         }
+        // Istio's kinds are typed here with `deny_unknown_fields`.
         "ServiceEntry" => {
             Manifest::ServiceEntry(serde_saphyr::from_str(&doc.text).map_err(typed_error)?)
         }
@@ -500,6 +531,120 @@ fn parse_document(doc: &Document) -> Result<Option<(Manifest, u64)>, String> {
     }
     check(&object).map_err(|m| format!("document at line {line}: {what}: {m}"))?;
     Ok(Some((object, line)))
+}
+
+/// `&dyn Serialize` for the strict check's closure: serde's trait is not object safe.
+mod erased {
+    pub trait Serialize {
+        fn to_json(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> Serialize for T {
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+}
+
+/// A YAML document as written, with the line of every mapping key (lines of the document's
+/// text): what the strict check compares the typed object against.
+#[derive(Debug)]
+enum Located {
+    Map(Vec<(String, u64, Located)>),
+    Seq(Vec<Located>),
+    /// `null`, `~` or no value: such a key sets nothing, so it is never reported.
+    Null,
+    Scalar,
+}
+
+impl<'de> Deserialize<'de> for Located {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{MapAccess, SeqAccess, Visitor};
+        struct LocatedVisitor;
+        impl<'de> Visitor<'de> for LocatedVisitor {
+            type Value = Located;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<Located, E> {
+                Ok(Located::Null)
+            }
+            fn visit_none<E>(self) -> Result<Located, E> {
+                Ok(Located::Null)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Located, D::Error> {
+                Located::deserialize(d)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Located, E> {
+                Ok(Located::Scalar)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Located, E> {
+                Ok(Located::Scalar)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Located, E> {
+                Ok(Located::Scalar)
+            }
+            fn visit_i128<E>(self, _: i128) -> Result<Located, E> {
+                Ok(Located::Scalar)
+            }
+            fn visit_u128<E>(self, _: u128) -> Result<Located, E> {
+                Ok(Located::Scalar)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Located, E> {
+                Ok(Located::Scalar)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Located, E> {
+                Ok(Located::Scalar)
+            }
+            fn visit_bytes<E>(self, _: &[u8]) -> Result<Located, E> {
+                Ok(Located::Scalar)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Located, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Located::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Located, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    let value = map.next_value()?;
+                    entries.push((key.value, key.referenced.line(), value));
+                }
+                Ok(Located::Map(entries))
+            }
+        }
+        deserializer.deserialize_any(LocatedVisitor)
+    }
+}
+
+/// The first key (`spec.ports[0].tagetPort`) and its line that the input has and the typed
+/// object, serialised back, lacks: a field its type does not know. Values are not compared
+/// (an int-or-string reads either way); only the keys the input sets.
+fn first_unknown(input: &Located, typed: &serde_json::Value, path: &str) -> Option<(String, u64)> {
+    match (input, typed) {
+        (Located::Map(entries), serde_json::Value::Object(fields)) => {
+            entries.iter().find_map(|(key, line, value)| {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match (value, fields.get(key)) {
+                    (Located::Null, _) => None,
+                    (_, None) => Some((here, *line)),
+                    (value, Some(typed)) => first_unknown(value, typed, &here),
+                }
+            })
+        }
+        (Located::Seq(items), serde_json::Value::Array(typed)) => items
+            .iter()
+            .zip(typed)
+            .enumerate()
+            .find_map(|(i, (item, typed))| first_unknown(item, typed, &format!("{path}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// The key path (`spec.template.spec.containers[].name`) of the block-style YAML line `line`
@@ -997,10 +1142,15 @@ spec:
     #[case::missing_service_port("kind: ServiceAccount\nmetadata:\n  name: sa\n", "kind: Service\nmetadata:\n  name: sa\nspec:\n  ports:\n  - name: http\n", &["Service default/sa", "`spec.ports[0].port` is 0"])]
     #[case::selector_mismatch("      labels:\n        app: web", "      labels:\n        app: other", &["`spec.selector.matchLabels`", "app: web"])]
     #[case::negative_replicas("replicas: 2", "replicas: -1", &["`spec.replicas`"])]
-    #[case::no_spec("spec:\n  replicas: 2", "status:\n  replicas: 2", &["Deployment demo/web", "`spec` is missing"])]
+    #[case::no_spec("spec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: web\n        image: img\n        ports:\n        - containerPort: 8080\n", "status:\n  replicas: 2\n", &["Deployment demo/web", "`spec` is missing"])]
+    #[case::misspelt_spec("spec:\n  replicas: 2", "spce:\n  replicas: 2", &["Deployment demo/web", "line 11", "field `spce` is not a field of Deployment"])]
     #[case::scalar_document("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n", "just words\n", &["document at line 1", "not a Kubernetes object"])]
     #[case::bad_yaml("  replicas: 2\n", "  replicas: [2\n", &["not valid YAML", "line 1"])]
     #[case::cluster_scoped_with_namespace("kind: ServiceAccount\nmetadata:\n  name: sa\n", "kind: Node\nmetadata:\n  name: sa\n  namespace: x\n", &["Node sa", "`metadata.namespace`", "cluster-scoped"])]
+    #[case::unknown_field_in_a_list("        - containerPort: 8080", "        - containerPort: 8080\n          protcol: TCP", &["Deployment demo/web", "line 26", "field `spec.template.spec.containers[0].ports[0].protcol` is not a field of Deployment"])]
+    #[case::unknown_field_in_spec("  replicas: 2", "  replcas: 2", &["Deployment demo/web", "line 12", "field `spec.replcas` is not a field"])]
+    #[case::unknown_top_level_field("kind: Deployment", "kind: Deployment\nstatuss: {}", &["line 8", "field `statuss`"])]
+    #[case::unknown_field_of_a_service_port("kind: ServiceAccount\nmetadata:\n  name: sa\n", "kind: Service\nmetadata:\n  name: sa\nspec:\n  ports:\n  - port: 8000\n    tagetPort: 8080\n", &["Service default/sa", "line 8", "field `spec.ports[0].tagetPort` is not a field of Service"])]
     #[case::duplicate("kind: ServiceAccount\nmetadata:\n  name: sa\n", "kind: ServiceAccount\nmetadata:\n  name: sa\n  namespace: default\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n", &["ServiceAccount default/sa is already defined by the document at line 1"])]
     fn bad_inputs_are_named(#[case] from: &str, #[case] to: &str, #[case] expected: &[&str]) {
         assert!(DEPLOY.contains(from), "test edit {from:?} does not apply");

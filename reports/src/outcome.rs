@@ -138,9 +138,10 @@ pub fn explain(outcome: RunOutcome, counts: &Counts, feature_errors: &[String]) 
             scenarios(counts.not_applicable)
         ),
         RunOutcome::Partial => format!(
-            "nothing failed, but {} of {applicable} applicable were skipped: their behaviours \
+            "nothing failed, but {} of {applicable} applicable {} skipped: their behaviours \
              were not judged",
-            scenarios(counts.skipped)
+            scenarios(counts.skipped),
+            if counts.skipped == 1 { "was" } else { "were" }
         ),
         RunOutcome::Interrupted => format!(
             "the run was interrupted after {} ({} passed, {} failed, {} skipped): no verdict",

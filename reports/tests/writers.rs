@@ -214,7 +214,7 @@ fn a_run_with_a_skip_is_partial_at_the_top_of_the_html_and_in_the_yaml() {
         "{text}"
     );
     assert!(
-        text.contains("1 scenario of 2 applicable were skipped"),
+        text.contains("1 scenario of 2 applicable was skipped"),
         "{text}"
     );
     let yaml = ConformanceReport::of(&r).to_yaml();

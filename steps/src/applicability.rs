@@ -13,6 +13,35 @@ use meshcert_mesh::{Capability, Profile, TargetInfo};
 pub const NOT_APPLICABLE: &str = "this scenario is not applicable: ";
 pub const SKIPPED: &str = "this scenario is skipped: ";
 
+/// Checks a scenario's applicability tags before anything runs: `@profile-<p>` must name a
+/// profile and `@needs-<c>` a capability. A typo there would otherwise skip the scenario on
+/// every target, silently.
+pub fn check_tags(tags: &[String]) -> Result<(), String> {
+    for tag in tags {
+        let tag = tag.trim_start_matches('@');
+        if let Some(profile) = tag.strip_prefix("profile-") {
+            profile
+                .parse::<Profile>()
+                .map_err(|e| format!("tag @{tag}: {e}"))?;
+        }
+        if let Some(name) = tag.strip_prefix("needs-")
+            && name.parse::<Capability>().is_err()
+        {
+            let known: Vec<String> = Capability::LOCAL
+                .iter()
+                .chain(&[Capability::Waypoint])
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .filter_map(|v| v.as_str().map(|s| format!("@needs-{s}")))
+                .collect();
+            return Err(format!(
+                "tag @{tag} names no capability (known: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Why a scenario will not run, or `None` when it will.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applicability {
@@ -260,6 +289,32 @@ mod tests {
             .map(|s| s.value.as_str())
             .collect();
         assert_eq!(steps, ["a", "c"]);
+    }
+
+    #[test]
+    fn applicability_tags_must_name_a_profile_or_capability() {
+        assert_eq!(
+            check_tags(&tags(&[
+                "@L4-RR-1",
+                "@profile-solo",
+                "@needs-scale",
+                "@serial"
+            ])),
+            Ok(())
+        );
+        let err = check_tags(&tags(&["@needs-teleport"])).unwrap_err();
+        assert!(
+            err.starts_with(
+                "tag @needs-teleport names no capability (known: @needs-network-faults,"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("@needs-waypoint)"), "{err}");
+        let err = check_tags(&tags(&["@profile-soloo"])).unwrap_err();
+        assert!(
+            err.contains("tag @profile-soloo: unknown profile \"soloo\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,8 +3,7 @@
 //! results collector, and `run_suite`, which the test harness and the `meshcert` CLI both call.
 
 mod applicability;
-pub mod interrupt;
-mod outputs;
+mod inputs;
 mod params;
 mod probe;
 mod results;
@@ -14,7 +13,6 @@ pub mod target;
 pub mod thresholds;
 mod world;
 
-pub use outputs::remove_previous as remove_previous_outputs;
 pub use suite::{SuiteConfig, SuiteOutcome, run_suite};
 pub use target::{TargetKind, TargetSpec};
 pub use world::MeshWorld;

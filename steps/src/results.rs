@@ -20,6 +20,8 @@ pub type ScenarioKey = (String, usize);
 struct Pending {
     started: Option<SystemTime>,
     failure: Option<(String, String)>,
+    /// A step no definition matched: the feature set's error, not a verdict.
+    unmatched: Option<String>,
     /// The step running now and when it began.
     step_started: Option<SystemTime>,
     steps: Vec<StepTiming>,
@@ -43,7 +45,12 @@ impl Pending {
 
 /// Shared with the suite, which reads the scenarios when the run ends.
 #[derive(Clone, Default)]
-pub struct Collected(pub Arc<Mutex<Vec<ScenarioResult>>>);
+pub struct Collected {
+    pub scenarios: Arc<Mutex<Vec<ScenarioResult>>>,
+    /// Errors of the feature set met while running, one line each: they give no verdict
+    /// (the suite refuses them before it starts; these are the ones it could not foresee).
+    pub feature_errors: Arc<Mutex<Vec<String>>>,
+}
 
 pub struct ResultsCollector {
     features_dir: PathBuf,
@@ -108,25 +115,28 @@ impl ResultsCollector {
                     .failure
                     .get_or_insert_with(|| (format!("{kind} hook"), panic_text(info)));
             }
+            // Not the mesh's failure but the feature set's: the scenario is skipped with the
+            // reason and the run gives no verdict.
             Scenario::Step(step, Step::Skipped) | Scenario::Background(step, Step::Skipped)
                 if marker(scenario).is_none() =>
             {
                 pending.step_ended(at, step, "skipped");
-                pending.failure.get_or_insert_with(|| {
-                    (
-                        format!("{}{}", step.keyword, step.value),
-                        "no step definition matches this step".into(),
-                    )
-                });
+                let error = format!(
+                    "{}:{}: no step definition matches \"{}{}\"",
+                    key.0, step.position.line, step.keyword, step.value
+                );
+                pending.unmatched.get_or_insert(error.clone());
+                self.out.feature_errors.lock().unwrap().push(error);
             }
             Scenario::Finished => {
                 let pending = self.pending.remove(&key).unwrap_or_default();
-                let verdict = match (marker(scenario), pending.failure) {
-                    (Some(Applicability::NotApplicable(reason)), _) => {
+                let verdict = match (marker(scenario), pending.unmatched, pending.failure) {
+                    (Some(Applicability::NotApplicable(reason)), _, _) => {
                         Verdict::NotApplicable { reason }
                     }
-                    (Some(Applicability::Skipped(reason)), _) => Verdict::Skipped { reason },
-                    (_, Some((step, message))) => Verdict::Failed { step, message },
+                    (Some(Applicability::Skipped(reason)), _, _) => Verdict::Skipped { reason },
+                    (_, Some(error), _) => Verdict::Skipped { reason: error },
+                    (_, _, Some((step, message))) => Verdict::Failed { step, message },
                     _ => Verdict::Passed,
                 };
                 let duration_ms = pending
@@ -157,7 +167,7 @@ impl ResultsCollector {
                     .filter(|t| is_behaviour_id(t))
                     .map(str::to_string)
                     .collect();
-                self.out.0.lock().unwrap().push(ScenarioResult {
+                self.out.scenarios.lock().unwrap().push(ScenarioResult {
                     feature: key.0,
                     name: scenario.name.clone(),
                     line: key.1,
@@ -178,7 +188,17 @@ impl<W: World + std::fmt::Debug> Writer<W> for ResultsCollector {
     type Cli = cli::Empty;
 
     async fn handle_event(&mut self, event: parser::Result<Event<Cucumber<W>>>, _: &Self::Cli) {
-        let Ok(event) = event else { return };
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                self.out
+                    .feature_errors
+                    .lock()
+                    .unwrap()
+                    .push(parse_error(&e));
+                return;
+            }
+        };
         let at = event.at;
         match &event.value {
             Cucumber::Feature(feature, Feature::Scenario(scenario, ev)) => {
@@ -219,18 +239,28 @@ impl<W: World + std::fmt::Debug> cucumber::writer::Stats<W> for ResultsCollector
 
 impl cucumber::writer::NonTransforming for ResultsCollector {}
 
+/// A feature file cucumber could not read or expand, as one line with file and line.
+fn parse_error(error: &parser::Error) -> String {
+    match error {
+        parser::Error::Parsing(e) => crate::inputs::parse_error(e),
+        parser::Error::ExampleExpansion(e) => crate::inputs::expansion_error(e),
+    }
+}
+
 /// The feature's path relative to the features directory.
 pub fn feature_path(features_dir: &std::path::Path, feature: &gherkin::Feature) -> String {
-    feature
-        .path
-        .as_ref()
-        .map(|p| {
-            p.strip_prefix(features_dir)
-                .unwrap_or(p)
-                .display()
-                .to_string()
-        })
-        .unwrap_or_else(|| feature.name.clone())
+    let Some(path) = feature.path.as_ref() else {
+        return feature.name.clone();
+    };
+    if let Ok(relative) = path.strip_prefix(features_dir) {
+        return relative.display().to_string();
+    }
+    // cucumber walks the canonical directory: `./features` must strip all the same.
+    features_dir
+        .canonicalize()
+        .ok()
+        .and_then(|dir| path.strip_prefix(dir).ok().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 fn error_text(err: &event::StepError) -> String {
@@ -247,5 +277,28 @@ fn panic_text(info: &event::Info) -> String {
         s.to_string()
     } else {
         "step panicked with a non-text payload".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_paths_are_relative_to_the_features_directory_however_it_is_named() {
+        let dir = std::env::temp_dir().join(format!("meshcert-paths-{}", std::process::id()));
+        let link = dir.with_extension("link");
+        std::fs::create_dir_all(dir.join("l4")).unwrap();
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let file = dir.join("l4/x.feature");
+        std::fs::write(&file, "Feature: f\n  Scenario: s\n    Given x\n").unwrap();
+        // cucumber reports the canonical path; the user named the directory another way.
+        let feature =
+            gherkin::Feature::parse_path(file.canonicalize().unwrap(), Default::default()).unwrap();
+        assert_eq!(feature_path(&link, &feature), "l4/x.feature");
+        assert_eq!(feature_path(&dir, &feature), "l4/x.feature");
+        std::fs::remove_file(&link).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
