@@ -161,7 +161,6 @@ const DEFECTS: &[Defect] = &[
             "TD-MODE-PSN",
             "TD-MODE-PR",
             "TD-MODE-PN",
-            "TD-MODE-XNET",
             "TD-FO-1",
             "TD-ITP-1",
             "LOC-1",
@@ -179,6 +178,13 @@ const DEFECTS: &[Defect] = &[
     Defect {
         name: "fail-over-two-levels",
         fails: &["TD-FO-1"],
+        follows: &[],
+        runs: 1,
+    },
+    // Upstream's drift (BEHAVIORS.md): cross-network endpoints ranked by their labels.
+    Defect {
+        name: "cross-network-by-locality",
+        fails: &["TD-MODE-XNET"],
         follows: &[],
         runs: 1,
     },

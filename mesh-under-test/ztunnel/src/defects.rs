@@ -46,12 +46,15 @@ pub enum Defect {
     WrongPrecedence,
     /// When the best level has no available endpoint, skip the next level too (breaks TD-FO-1).
     FailOverTwoLevels,
+    /// Cross-network endpoints rank by region, zone and subzone below the client's network
+    /// (upstream since 2d8e90e), instead of all sharing the lowest level (breaks TD-MODE-XNET).
+    CrossNetworkByLocality,
     /// `Strict` ranks like `Failover`, so `internalTrafficPolicy: Local` fails over (breaks TD-ITP-1).
     StrictAsFailover,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 18] = [
+    pub const ALL: [Defect; 19] = [
         Defect::FirstEndpoint,
         Defect::RandomPick,
         Defect::WeightedRandom,
@@ -70,6 +73,7 @@ impl Defect {
         Defect::WrongPrecedence,
         Defect::FailOverTwoLevels,
         Defect::StrictAsFailover,
+        Defect::CrossNetworkByLocality,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +96,7 @@ impl Defect {
             Defect::WrongPrecedence => "wrong-precedence",
             Defect::FailOverTwoLevels => "fail-over-two-levels",
             Defect::StrictAsFailover => "strict-as-failover",
+            Defect::CrossNetworkByLocality => "cross-network-by-locality",
         }
     }
 }

@@ -44,6 +44,10 @@ pub enum Ranking<'a> {
     Strict(&'a [RoutingPreference]),
     /// One level per rank, best first.
     Failover(&'a [RoutingPreference]),
+    /// The `cross-network-by-locality` defect (upstream since 2d8e90e): like `Failover`, but a
+    /// cross-network endpoint skips the `Network` scope and still ranks by the other
+    /// preferences, below every endpoint of the client's network.
+    FailoverCrossNetworkByLocality(&'a [RoutingPreference]),
 }
 
 impl<'a> Ranking<'a> {
@@ -61,6 +65,9 @@ impl<'a> Ranking<'a> {
                 Ranking::Failover(prefs)
             }
             LoadBalancerMode::Strict => Ranking::Strict(prefs),
+            LoadBalancerMode::Failover if defects.is_on(Defect::CrossNetworkByLocality) => {
+                Ranking::FailoverCrossNetworkByLocality(prefs)
+            }
             LoadBalancerMode::Failover => Ranking::Failover(prefs),
         }
     }
@@ -89,6 +96,23 @@ impl<'a> Ranking<'a> {
                 }
                 non_empty(levels)
             }
+            Ranking::FailoverCrossNetworkByLocality(prefs) => {
+                let n = prefs.len();
+                let mut levels: Vec<Vec<T>> = (0..2 * n + 1).map(|_| Vec::new()).collect();
+                for e in endpoints {
+                    let w = workload_of(&e);
+                    let cross = prefs.first() == Some(&RoutingPreference::Network)
+                        && client.is_some_and(|c| !matches(RoutingPreference::Network, c, w));
+                    let index = if cross {
+                        // Below all n levels of the client's network, ranked by the rest.
+                        n + (n - 1 - rank(&prefs[1..], client, w))
+                    } else {
+                        n - rank(prefs, client, w)
+                    };
+                    levels[index].push(e);
+                }
+                non_empty(levels)
+            }
         }
     }
 
@@ -97,7 +121,9 @@ impl<'a> Ranking<'a> {
     pub fn strict_scope(self) -> Option<StrictScope> {
         match self {
             Ranking::Strict(prefs) => Some(StrictScope::new(prefs)),
-            Ranking::OneLevel | Ranking::Failover(_) => None,
+            Ranking::OneLevel
+            | Ranking::Failover(_)
+            | Ranking::FailoverCrossNetworkByLocality(_) => None,
         }
     }
 }
@@ -355,6 +381,21 @@ pub(crate) mod tests {
         let defects: Defects = [Defect::IgnoreLocality].into_iter().collect();
         assert_eq!(ladder_levels(lb.as_ref(), &defects), [ALL]);
         assert_eq!(Ranking::of(lb.as_ref(), &defects).strict_scope(), None);
+    }
+
+    #[test]
+    fn cross_network_by_locality_defect_ranks_the_twin_above_the_far_endpoint() {
+        let defects: Defects = [Defect::CrossNetworkByLocality].into_iter().collect();
+        assert_eq!(
+            ladder_levels(prefer_close().as_ref(), &defects),
+            [
+                &["same-zone", "same-node", "same-subzone"][..],
+                &["same-region"],
+                &["same-network"],
+                &["xnet-same-labels"],
+                &["xnet-other-labels"],
+            ]
+        );
     }
 
     #[test]
