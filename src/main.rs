@@ -317,6 +317,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
+            // Signals are taken over before anything is created, and nothing of the previous
+            // run may look current, even if this one is stopped.
+            if let Err(e) = runtime
+                .block_on(async { meshcert_steps::interrupt::listen() })
+                .and_then(|_| meshcert_steps::remove_previous_outputs(&args.out))
+            {
+                eprintln!("meshcert run: {e}");
+                return ExitCode::from(2);
+            }
             let target = match args.target() {
                 Ok(target) => target,
                 Err(e) => {
@@ -325,7 +334,16 @@ fn main() -> ExitCode {
                 }
             };
             let config = args.common.suite(target, args.out.clone());
-            match runtime.block_on(run_suite(config)) {
+            let result = runtime.block_on(run_suite(config));
+            if let Some(signal) = meshcert_steps::interrupt::received() {
+                if let Err(e) = &result {
+                    // The run stopped before its own cleanup: what it made goes here.
+                    eprintln!("meshcert run: interrupted: {e}");
+                    runtime.block_on(meshcert_steps::interrupt::close_everything(signal));
+                }
+                return interrupted_exit();
+            }
+            match result {
                 Ok(outcome) => outcome_exit(outcome.outcome(), args.common.allow_skipped),
                 Err(e) => {
                     eprintln!("meshcert run: {e}");
@@ -334,6 +352,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Diff(args) => match runtime.block_on(diff(&args)) {
+            _ if meshcert_steps::interrupt::received().is_some() => interrupted_exit(),
             Ok((diff, _)) if !diff.differing.is_empty() => ExitCode::FAILURE,
             Ok((_, skipped)) if skipped > 0 && !args.common.allow_skipped => {
                 println!(
@@ -349,6 +368,11 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// 130 or 143: the run was stopped by SIGINT or SIGTERM and has removed what it made.
+fn interrupted_exit() -> ExitCode {
+    ExitCode::from(meshcert_steps::interrupt::received().map_or(130, |s| s.exit_code()))
 }
 
 /// The agreed exit code of a run's outcome; a partial run says why it is not 0.
@@ -371,6 +395,7 @@ fn outcome_exit(outcome: RunOutcome, allow_skipped: bool) -> ExitCode {
 /// and prints where they differ; also how many applicable scenarios a side skipped (those
 /// were not compared).
 async fn diff(args: &DiffArgs) -> Result<(Diff, usize), String> {
+    meshcert_steps::interrupt::listen()?;
     let reference = args.common.reference_bin();
     let a = TargetSpec::parse(&args.a, &reference).map_err(|e| format!("--a: {e}"))?;
     let b = TargetSpec::parse(&args.b, &reference).map_err(|e| format!("--b: {e}"))?;
@@ -383,6 +408,9 @@ async fn diff(args: &DiffArgs) -> Result<(Diff, usize), String> {
         let outcome = run_suite(args.common.suite(spec.clone(), args.out.join(side)))
             .await
             .map_err(|e| format!("{side}: {e}"))?;
+        if outcome.results.interrupted {
+            return Err(format!("{side}: interrupted"));
+        }
         if outcome.parse_errors > 0 || outcome.outcome() == RunOutcome::Invalid {
             return Err(format!("{side}: {}", outcome.results.outcome_text()));
         }

@@ -4,6 +4,8 @@
 
 mod applicability;
 mod inputs;
+pub mod interrupt;
+mod outputs;
 mod params;
 mod probe;
 mod results;
@@ -13,6 +15,7 @@ pub mod target;
 pub mod thresholds;
 mod world;
 
+pub use outputs::remove_previous as remove_previous_outputs;
 pub use suite::{SuiteConfig, SuiteOutcome, run_suite};
 pub use target::{TargetKind, TargetSpec};
 pub use world::MeshWorld;

@@ -3,7 +3,6 @@
 //! results collector, cleanup on Ctrl-C, and the closing summary.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,6 +20,8 @@ use meshcert_ztunnel::defects::Defects;
 
 use crate::applicability::{Gate, GatedParser, marker};
 use crate::inputs;
+use crate::interrupt::{self, Listener};
+use crate::outputs::{self, Pending};
 use crate::probe;
 use crate::results::{Collected, ResultsCollector, ScenarioKey, feature_path};
 use crate::target::{TargetKind, TargetSpec};
@@ -106,6 +107,12 @@ impl SuiteContext {
     }
 
     pub async fn make_mesh(&self) -> Result<Box<dyn MeshUnderTest>, MeshError> {
+        if let Some(signal) = interrupt::received() {
+            return Err(MeshError::Environment(format!(
+                "no new mesh: meshcert is closing ({})",
+                signal.name()
+            )));
+        }
         if let Some((client, run)) = &self.cluster {
             let spec = &self.config.target;
             let options = KubeOptions {
@@ -201,6 +208,10 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
             config.out_dir.display()
         )
     })?;
+    // Nothing of an earlier run may look like this run's outputs, even if this one is killed.
+    outputs::remove_previous(&config.out_dir)?;
+    // From here on a signal stops the run cleanly instead of killing it halfway.
+    let mut signals = Listener::install()?;
 
     let mut target = config.target.info();
     let mut settings = config.target.settings();
@@ -224,7 +235,10 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
             },
         }
     }
-    if let Some(reason) = &unavailable {
+    if let Some(reason) = unavailable
+        .as_ref()
+        .filter(|_| signals.received().is_none())
+    {
         println!(
             "meshcert: {} unavailable, its scenarios are skipped: {reason}",
             config.target
@@ -256,40 +270,28 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
             "meshcert: starting {} once to check it can run",
             config.target
         );
-        match probe::probe(&context).await {
-            Ok(report) => {
+        // Interrupted: the probe (and its mesh) is dropped, and nothing more starts below.
+        match interrupt::unless_signalled(&mut signals, probe::probe(&context)).await {
+            Ok(Ok(report)) => {
                 println!("meshcert: {report}");
                 settings.extend(report.settings());
             }
-            Err(e) => {
+            // Not the target's fault when the closing gate refused what the probe needed.
+            Ok(Err(e)) if interrupt::received().is_none() => {
                 *CONTEXT.write().unwrap() = None;
+                if let Some(run) = &run {
+                    run.close();
+                }
                 return Err(format!("{} cannot be tested: {e}", config.target));
             }
+            Ok(Err(_)) | Err(_) => {}
         }
     }
-    let interrupt = tokio::spawn(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return;
-        };
-        let code = tokio::select! {
-            Ok(()) = tokio::signal::ctrl_c() => 130,
-            Some(()) = term.recv() => 143,
-            else => return,
-        };
-        eprintln!("meshcert: interrupted; removing every namespace, rule and process of this run");
-        let _ = local::cleanup_all();
-        for problem in mkube::cleanup_all().await {
-            eprintln!("meshcert: {problem}");
-        }
-        std::process::exit(code);
-    });
 
     let collected = Collected::default();
-    let junit =
-        File::create(config.out_dir.join("junit.xml")).map_err(|e| format!("junit.xml: {e}"))?;
-    let json = File::create(config.out_dir.join("cucumber.json"))
-        .map_err(|e| format!("cucumber.json: {e}"))?;
+    // Written under temporary names, renamed only when cucumber has finished them.
+    let (junit_pending, junit) = Pending::create(config.out_dir.join("junit.xml"))?;
+    let (json_pending, json) = Pending::create(config.out_dir.join("cucumber.json"))?;
     let gate = Arc::new(Gate {
         target: target.clone(),
         unavailable,
@@ -300,7 +302,7 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
     };
     let features_dir = config.features.clone();
     let observations = context.observations.clone();
-    let writer = MeshWorld::cucumber::<PathBuf>()
+    let cucumber = MeshWorld::cucumber::<PathBuf>()
         .with_parser(GatedParser {
             inner: cucumber::parser::Basic::new(),
             gate,
@@ -339,10 +341,27 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         })
         .max_concurrent_scenarios(config.concurrency)
         .with_cli(opts)
-        .run(config.features.clone())
-        .await;
-    interrupt.abort();
-    let parse_errors = cucumber::writer::Stats::<MeshWorld>::parsing_errors(&writer);
+        .run(config.features.clone());
+    // A signal drops the scenarios under way (their meshes with them); none starts after it.
+    let finished = interrupt::unless_signalled(&mut signals, cucumber).await;
+    let mut closed = match signals.received() {
+        Some(signal) => Some(interrupt::close_everything(signal).await),
+        None => None,
+    };
+    if closed.is_none()
+        && let Some(run) = &run
+    {
+        // Explicit, not left to a Drop that a lingering reference may delay: whatever the
+        // scenarios' teardowns left, and the lock file.
+        let report = run.close();
+        if !report.removed.is_empty() || !report.problems.is_empty() {
+            eprintln!("meshcert: after the scenarios' teardowns, {report}");
+        }
+    }
+    let parse_errors = match &finished {
+        Ok(writer) => cucumber::writer::Stats::<MeshWorld>::parsing_errors(writer),
+        Err(_) => 0,
+    };
 
     let mut scenarios = std::mem::take(&mut *collected.scenarios.lock().unwrap());
     let mut feature_errors = std::mem::take(&mut *collected.feature_errors.lock().unwrap());
@@ -354,6 +373,20 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
     if let Some(line) = restart_summary(&scenarios) {
         println!("meshcert: {line}");
         settings.insert("restarts in scenarios".to_string(), line);
+    }
+    // The results become final here: a signal before this marks them interrupted (and closes
+    // everything, if that has not happened yet); one after it finds the run over.
+    if let (None, Some(signal)) = (&closed, signals.seal()) {
+        closed = Some(interrupt::close_everything(signal).await);
+    }
+    // Still listening until the end, so a late signal is told the run is ending.
+    let interrupted = closed.is_some();
+    // cucumber's files are complete only when it finished; an interrupted run writes neither.
+    if finished.is_ok() && !interrupted {
+        junit_pending.commit()?;
+        json_pending.commit()?;
+    } else {
+        drop((junit_pending, json_pending));
     }
     let results = RunResults {
         schema_version: SCHEMA_VERSION,
@@ -380,7 +413,7 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         scenarios,
-        interrupted: false,
+        interrupted,
         feature_errors,
     };
     let results_path = config.out_dir.join("results.json");
@@ -393,12 +426,33 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
     *CONTEXT.write().unwrap() = None;
     drop(context);
     drop(run);
+    // A failed or interrupted run keeps its configs and ztunnel logs: its evidence.
+    let failed = results.counts().failed > 0;
+    let work = (!run_id.is_empty()).then(|| {
+        let keep = interrupted || failed;
+        outputs::settle_work_dirs(&config.out_dir.join("runs"), &run_id, keep)
+    });
     print!("{}", results.summary_text());
     if parse_errors > 0 {
         println!("meshcert: {parse_errors} feature file(s) did not parse: see the errors above");
     }
+    let also = if interrupted {
+        "marked interrupted, also report.html and conformance.yaml; no junit.xml or cucumber.json"
+    } else {
+        "also report.html, conformance.yaml, junit.xml and cucumber.json"
+    };
+    let work = work
+        .map(|w| {
+            let why = if interrupted {
+                "the run was interrupted"
+            } else {
+                "a scenario failed"
+            };
+            format!("; {}", w.describe(why))
+        })
+        .unwrap_or_default();
     println!(
-        "meshcert: results in {} (also report.html, conformance.yaml, junit.xml and cucumber.json); took {:.1}s",
+        "meshcert: results in {} ({also}); took {:.1}s{work}",
         results_path.display(),
         started.elapsed().as_secs_f64()
     );
