@@ -1,15 +1,25 @@
 //! `meshcert`: runs the conformance suite against a mesh under test, compares two targets,
 //! and sweeps what killed runs left behind.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use include_dir::{Dir, include_dir};
 use meshcert_mesh::Profile;
 use meshcert_reports::conformance::ConformanceReport;
 use meshcert_reports::diff::Diff;
 use meshcert_reports::{RunOutcome, RunResults};
+use meshcert_steps::target::{TargetKind, local_machine_check};
 use meshcert_steps::{SuiteConfig, TargetSpec, run_suite};
+
+/// The feature set and fixtures this meshcert was built with, for runs where `./features`
+/// and `./fixtures` do not exist (an installed binary run from anywhere).
+static FEATURES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/features");
+static FIXTURES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/fixtures");
+
+/// The subcommand that runs the bundled reference ztunnel inside this executable.
+const REFERENCE_SUBCOMMAND: &str = "reference-ztunnel";
 
 /// Exit codes of a run that gives a verdict, agreed across meshcert's commands.
 const RUN_EXIT_CODES: &str = "\
@@ -32,6 +42,9 @@ Exit codes:
   4    this machine cannot run a local target (e.g. no iptables, not root)
   130  interrupted by SIGINT (Ctrl-C), after cleanup
   143  interrupted by SIGTERM, after cleanup";
+
+/// `meshcert run`'s code when this machine cannot run the target.
+const EXIT_UNAVAILABLE: u8 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +74,10 @@ enum Command {
     /// Remove what runs that were killed left behind: local network namespaces and processes,
     /// and with --kube the cluster namespaces of expired runs.
     Sweep(SweepArgs),
+    /// The bundled reference ztunnel, configured by upstream ztunnel's environment; what the
+    /// launcher starts for the `reference` target unless --reference-bin names a binary.
+    #[command(name = REFERENCE_SUBCOMMAND, hide = true)]
+    ReferenceZtunnel,
 }
 
 #[derive(Args)]
@@ -68,7 +85,11 @@ struct BenchArgs {
     /// A ztunnel binary to measure instead of the bundled reference (same launcher).
     #[arg(long, env = "MESHCERT_ZTUNNEL_BIN")]
     ztunnel_bin: Option<PathBuf>,
-    /// The reference ztunnel binary (default: `meshcert-ztunnel` beside this executable).
+    /// Extra environment of the ztunnel under test, NAME=VALUE (repeatable), after the
+    /// launcher's own (README: "Test any ztunnel binary").
+    #[arg(long = "ztunnel-env", value_name = "NAME=VALUE")]
+    ztunnel_env: Vec<String>,
+    /// A reference ztunnel binary (default: the one built into this executable).
     #[arg(long, env = "MESHCERT_REFERENCE_BIN")]
     reference_bin: Option<PathBuf>,
     /// Length of each direct or proxied run, in seconds.
@@ -124,9 +145,10 @@ struct ClusterArgs {
 struct RunArgs {
     /// The mesh under test: `reference` (the bundled reference ztunnel) or `ztunnel` (any
     /// ztunnel binary, given by --ztunnel-bin), both in local network namespaces, or `kube`
-    /// (a real cluster with Istio ambient).
-    #[arg(long, env = "MESHCERT_TARGET", default_value = "reference", value_parser = ["reference", "ztunnel", "kube"])]
-    target: String,
+    /// (a real cluster with Istio ambient). Default: `ztunnel` when --ztunnel-bin or
+    /// MESHCERT_ZTUNNEL_BIN names a binary, else `reference`.
+    #[arg(long, env = "MESHCERT_TARGET", value_parser = ["reference", "ztunnel", "kube"])]
+    target: Option<String>,
     #[command(flatten)]
     cluster: ClusterArgs,
     /// kube: inject iptables faults into the run's pods (an ephemeral NET_ADMIN container);
@@ -139,10 +161,12 @@ struct RunArgs {
     /// kube: image of the fault container (needs iptables and sleep).
     #[arg(long)]
     fault_image: Option<String>,
-    /// The ztunnel binary of `--target ztunnel` (upstream: built with `--features testing`).
-    #[arg(long, env = "MESHCERT_ZTUNNEL_BIN")]
+    /// The ztunnel binary of `--target ztunnel` (upstream: built with `--features testing`);
+    /// default: MESHCERT_ZTUNNEL_BIN. Naming one implies `--target ztunnel`.
+    #[arg(long)]
     ztunnel_bin: Option<PathBuf>,
-    /// Extra environment of the ztunnel under test, NAME=VALUE (e.g. LOG_FORMAT=json).
+    /// Extra environment of the ztunnel under test, NAME=VALUE (e.g. LOG_FORMAT=json),
+    /// after the launcher's own (NETWORK, CLUSTER_ID, PACKET_MARK, ...; see the README).
     #[arg(long = "ztunnel-env", value_name = "NAME=VALUE")]
     ztunnel_env: Vec<String>,
     /// The binary rereads LOCAL_XDS_PATH on change (default for the reference); without it
@@ -191,18 +215,21 @@ struct DiffArgs {
 
 #[derive(Args)]
 struct CommonArgs {
-    /// The reference ztunnel binary (default: `meshcert-ztunnel` beside this executable).
+    /// A reference ztunnel binary (default: the one built into this executable, run as
+    /// `meshcert reference-ztunnel`).
     #[arg(long, env = "MESHCERT_REFERENCE_BIN")]
     reference_bin: Option<PathBuf>,
     /// Run only scenarios matching this cucumber tag expression, e.g. `@L4-FO-2 or @LOG-1`.
     #[arg(long, short = 't')]
     tags: Option<String>,
-    /// Directory of .feature files.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/features"))]
-    features: PathBuf,
-    /// Directory of Kubernetes manifests the features deploy.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))]
-    fixtures: PathBuf,
+    /// Directory of .feature files (default: ./features if it exists, else the set built
+    /// into meshcert).
+    #[arg(long, value_name = "DIR")]
+    features: Option<PathBuf>,
+    /// Directory of Kubernetes manifests the features deploy (default: ./fixtures if it
+    /// exists, else the set built into meshcert).
+    #[arg(long, value_name = "DIR")]
+    fixtures: Option<PathBuf>,
     /// Scenarios run at once.
     #[arg(long)]
     concurrency: Option<usize>,
@@ -212,26 +239,97 @@ struct CommonArgs {
     allow_skipped: bool,
 }
 
+/// The reference as the user chose it: a binary, or this executable's own subcommand.
+fn reference_target(bin: Option<&PathBuf>) -> Result<TargetSpec, String> {
+    match bin {
+        Some(bin) => Ok(TargetSpec::reference(bin)),
+        None => {
+            let me = std::env::current_exe().map_err(|e| {
+                format!(
+                    "cannot find this executable to run the built-in reference ({e}); \
+                     pass --reference-bin PATH"
+                )
+            })?;
+            Ok(TargetSpec::reference_command(me, &[REFERENCE_SUBCOMMAND]))
+        }
+    }
+}
+
+/// Where the feature set and the fixtures come from, and the one line that says so.
+struct SuiteFiles {
+    features: PathBuf,
+    fixtures: PathBuf,
+    said: String,
+}
+
+/// `--features`/`--fixtures` when given, else `./features` and `./fixtures` when they
+/// exist, else the copies built into meshcert, extracted under `out/embedded/`.
+fn suite_files(
+    features: Option<&Path>,
+    fixtures: Option<&Path>,
+    out: &Path,
+) -> Result<SuiteFiles, String> {
+    // Where each set comes from: `Err(dir)` when extracted from the binary into `dir`.
+    let pick = |given: Option<&Path>, name: &str, built_in: &Dir<'_>| {
+        if let Some(dir) = given {
+            return Ok((
+                dir.to_path_buf(),
+                Ok(format!("{name} from {}", dir.display())),
+            ));
+        }
+        let here = Path::new(".").join(name);
+        if here.is_dir() {
+            return Ok((here, Ok(format!("{name} from ./{name}"))));
+        }
+        let dir = out.join("embedded").join(name);
+        // A fresh copy: files of an older meshcert's set must not linger.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| built_in.extract(&dir))
+            .map_err(|e| {
+                format!(
+                    "cannot extract the built-in {name} to {}: {e}",
+                    dir.display()
+                )
+            })?;
+        Ok::<_, String>((dir.clone(), Err(dir)))
+    };
+    let (features, features_from) = pick(features, "features", &FEATURES)?;
+    let (fixtures, fixtures_from) = pick(fixtures, "fixtures", &FIXTURES)?;
+    let built_in = |what: &str, dir: &Path| {
+        format!(
+            "{what} built into meshcert {} (not in this directory), extracted to {}",
+            env!("CARGO_PKG_VERSION"),
+            dir.display()
+        )
+    };
+    let said = match (features_from, fixtures_from) {
+        (Err(_), Err(_)) => built_in("features and fixtures", &out.join("embedded")),
+        (Ok(a), Ok(b)) => format!("{a}; {b}"),
+        (Ok(a), Err(dir)) => format!("{a}; {}", built_in("fixtures", &dir)),
+        (Err(dir), Ok(b)) => format!("{}; {b}", built_in("features", &dir)),
+    };
+    Ok(SuiteFiles {
+        features,
+        fixtures,
+        said,
+    })
+}
+
 impl CommonArgs {
-    fn reference_bin(&self) -> PathBuf {
-        self.reference_bin
-            .clone()
-            .unwrap_or_else(|| Self::beside_me("meshcert-ztunnel"))
+    fn reference(&self) -> Result<TargetSpec, String> {
+        reference_target(self.reference_bin.as_ref())
     }
 
-    /// A binary in the same directory as this executable.
-    fn beside_me(name: &str) -> PathBuf {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
-            .unwrap_or_else(|| PathBuf::from(name))
+    fn files(&self, out: &Path) -> Result<SuiteFiles, String> {
+        suite_files(self.features.as_deref(), self.fixtures.as_deref(), out)
     }
 
-    fn suite(&self, target: TargetSpec, out_dir: PathBuf) -> SuiteConfig {
+    fn suite(&self, target: TargetSpec, files: &SuiteFiles, out_dir: PathBuf) -> SuiteConfig {
         SuiteConfig {
             target,
-            features: self.features.clone(),
-            fixtures: self.fixtures.clone(),
+            features: files.features.clone(),
+            fixtures: files.fixtures.clone(),
             out_dir,
             tags: self.tags.clone(),
             concurrency: self.concurrency,
@@ -240,26 +338,57 @@ impl CommonArgs {
     }
 }
 
+/// A ztunnel binary named by `--ztunnel-bin`, else by `MESHCERT_ZTUNNEL_BIN`, with where
+/// it came from (for messages).
+fn ztunnel_bin(flag: Option<&PathBuf>) -> Option<(PathBuf, &'static str)> {
+    flag.map(|bin| (bin.clone(), "--ztunnel-bin")).or_else(|| {
+        std::env::var_os("MESHCERT_ZTUNNEL_BIN")
+            .filter(|v| !v.is_empty())
+            .map(|bin| (PathBuf::from(bin), "MESHCERT_ZTUNNEL_BIN"))
+    })
+}
+
 impl RunArgs {
-    /// The target the flags describe; one-line errors name the flag.
-    fn target(&self) -> Result<TargetSpec, String> {
-        let mut spec =
-            match self.target.as_str() {
-                "ztunnel" => TargetSpec::ztunnel(self.ztunnel_bin.clone().ok_or(
-                    "--target ztunnel needs --ztunnel-bin PATH (or MESHCERT_ZTUNNEL_BIN)",
-                )?),
-                "kube" => {
-                    let mut spec = TargetSpec::kube();
-                    spec.cluster.kubeconfig = self.cluster.kubeconfig.clone();
-                    spec.cluster.context = self.cluster.context.clone();
-                    spec.cluster.allow_faults = self.allow_faults;
-                    spec.cluster.allow_node_labels = self.allow_node_labels;
-                    spec.cluster.fault_image = self.fault_image.clone();
-                    spec
-                }
-                "reference" => TargetSpec::reference(self.common.reference_bin()),
-                other => return Err(format!("--target {other:?} is not a target")),
-            };
+    /// The target the flags describe, and a line to print when it was inferred; one-line
+    /// errors name the flag.
+    fn target(&self) -> Result<(TargetSpec, Option<String>), String> {
+        let bin = ztunnel_bin(self.ztunnel_bin.as_ref());
+        let mut note = None;
+        let kind = match (self.target.as_deref(), &bin) {
+            (Some(kind @ ("reference" | "kube")), Some((bin, from))) => {
+                return Err(format!(
+                    "{from} names {} but --target {kind} does not run it: use --target \
+                     ztunnel (or leave --target out), or drop {from}",
+                    bin.display()
+                ));
+            }
+            (Some(kind), _) => kind,
+            (None, Some((bin, from))) => {
+                note = Some(format!(
+                    "{from} names {}, so the target is `--target ztunnel`",
+                    bin.display()
+                ));
+                "ztunnel"
+            }
+            (None, None) => "reference",
+        };
+        let mut spec = match kind {
+            "ztunnel" => TargetSpec::ztunnel(
+                bin.map(|(bin, _)| bin)
+                    .ok_or("--target ztunnel needs --ztunnel-bin PATH (or MESHCERT_ZTUNNEL_BIN)")?,
+            ),
+            "kube" => {
+                let mut spec = TargetSpec::kube();
+                spec.cluster.kubeconfig = self.cluster.kubeconfig.clone();
+                spec.cluster.context = self.cluster.context.clone();
+                spec.cluster.allow_faults = self.allow_faults;
+                spec.cluster.allow_node_labels = self.allow_node_labels;
+                spec.cluster.fault_image = self.fault_image.clone();
+                spec
+            }
+            "reference" => self.common.reference()?,
+            other => return Err(format!("--target {other:?} is not a target")),
+        };
         let flag = |name: &'static str| move |e: String| format!("{name}: {e}");
         if let Some(profile) = self.profile {
             spec.profile = profile;
@@ -284,20 +413,46 @@ impl RunArgs {
                 .map_err(flag("--reference-defect (or MESHCERT_REFERENCE_DEFECT)"))?;
         }
         spec.defects = self.reference_defect.clone();
-        Ok(spec)
+        Ok((spec, note))
     }
+}
+
+/// Exit 4 with one line when a local target cannot run on this machine.
+fn machine_check(command: &str, specs: &[&TargetSpec]) -> Result<(), ExitCode> {
+    if specs.iter().all(|s| s.kind == TargetKind::Kube) {
+        return Ok(());
+    }
+    local_machine_check().map_err(|reason| {
+        eprintln!("meshcert {command}: {reason}");
+        ExitCode::from(EXIT_UNAVAILABLE)
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ReferenceZtunnel = cli.command {
+        // The reference makes its own runtimes; nothing of meshcert's runs in this process.
+        return match meshcert_ztunnel::run_from_env() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("meshcert {REFERENCE_SUBCOMMAND}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     match cli.command {
+        Command::ReferenceZtunnel => unreachable!("handled above"),
         Command::Bench(args) => match runtime.block_on(bench(&args)) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
+            Err(BenchError::Unavailable(e)) => {
+                eprintln!("meshcert bench: {e}");
+                ExitCode::from(EXIT_UNAVAILABLE)
+            }
+            Err(BenchError::Other(e)) => {
                 eprintln!("meshcert bench: {e}");
                 ExitCode::from(2)
             }
@@ -317,23 +472,38 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            // Signals are taken over before anything is created, and nothing of the previous
-            // run may look current, even if this one is stopped.
+            let bad_input = |e: String| {
+                eprintln!("meshcert run: {e}");
+                ExitCode::from(2)
+            };
+            // Signals are taken over before anything is created (the machine check too), and
+            // nothing of the previous run may look current, even if this one is stopped.
             if let Err(e) = runtime
                 .block_on(async { meshcert_steps::interrupt::listen() })
                 .and_then(|_| meshcert_steps::remove_previous_outputs(&args.out))
             {
-                eprintln!("meshcert run: {e}");
-                return ExitCode::from(2);
+                return bad_input(e);
             }
-            let target = match args.target() {
+            let (target, note) = match args.target() {
                 Ok(target) => target,
-                Err(e) => {
-                    eprintln!("meshcert run: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(e) => return bad_input(e),
             };
-            let config = args.common.suite(target, args.out.clone());
+            if let Err(code) = machine_check("run", &[&target]) {
+                // A signal during the check is why it failed: nothing was made.
+                if meshcert_steps::interrupt::received().is_some() {
+                    return interrupted_exit();
+                }
+                return code;
+            }
+            if let Some(note) = note {
+                println!("meshcert: {note}");
+            }
+            let files = match args.common.files(&args.out) {
+                Ok(files) => files,
+                Err(e) => return bad_input(e),
+            };
+            println!("meshcert: {}", files.said);
+            let config = args.common.suite(target, &files, args.out.clone());
             let result = runtime.block_on(run_suite(config));
             if let Some(signal) = meshcert_steps::interrupt::received() {
                 if let Err(e) = &result {
@@ -345,10 +515,7 @@ fn main() -> ExitCode {
             }
             match result {
                 Ok(outcome) => outcome_exit(outcome.outcome(), args.common.allow_skipped),
-                Err(e) => {
-                    eprintln!("meshcert run: {e}");
-                    ExitCode::from(2)
-                }
+                Err(e) => bad_input(e),
             }
         }
         Command::Diff(args) => match runtime.block_on(diff(&args)) {
@@ -362,7 +529,8 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             }
             Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
+            Err(DiffError::Unavailable(code)) => code,
+            Err(DiffError::Other(e)) => {
                 eprintln!("meshcert diff: {e}");
                 ExitCode::from(2)
             }
@@ -370,9 +538,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// 130 or 143: the run was stopped by SIGINT or SIGTERM and has removed what it made.
-fn interrupted_exit() -> ExitCode {
-    ExitCode::from(meshcert_steps::interrupt::received().map_or(130, |s| s.exit_code()))
+enum DiffError {
+    /// This machine cannot run a side; the line is printed.
+    Unavailable(ExitCode),
+    Other(String),
+}
+
+impl From<String> for DiffError {
+    fn from(e: String) -> Self {
+        DiffError::Other(e)
+    }
 }
 
 /// The agreed exit code of a run's outcome; a partial run says why it is not 0.
@@ -391,35 +566,44 @@ fn outcome_exit(outcome: RunOutcome, allow_skipped: bool) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// 130 or 143: the run was stopped by SIGINT or SIGTERM and has removed what it made.
+fn interrupted_exit() -> ExitCode {
+    ExitCode::from(meshcert_steps::interrupt::received().map_or(130, |s| s.exit_code()))
+}
+
 /// Runs both sides one after the other (they would share the machine's two cores otherwise)
 /// and prints where they differ; also how many applicable scenarios a side skipped (those
 /// were not compared).
-async fn diff(args: &DiffArgs) -> Result<(Diff, usize), String> {
+async fn diff(args: &DiffArgs) -> Result<(Diff, usize), DiffError> {
     meshcert_steps::interrupt::listen()?;
-    let reference = args.common.reference_bin();
+    let reference = args.common.reference()?;
     let a = TargetSpec::parse(&args.a, &reference).map_err(|e| format!("--a: {e}"))?;
     let b = TargetSpec::parse(&args.b, &reference).map_err(|e| format!("--b: {e}"))?;
     for (side, spec) in [("--a", &a), ("--b", &b)] {
         spec.check().map_err(|e| format!("{side}: {e}"))?;
     }
+    machine_check("diff", &[&a, &b]).map_err(DiffError::Unavailable)?;
+    let files = args.common.files(&args.out)?;
+    println!("meshcert diff: {}", files.said);
     let mut results = Vec::new();
     for (side, spec) in [("a", &a), ("b", &b)] {
         println!("meshcert diff: running the suite against {side} = {spec}");
-        let outcome = run_suite(args.common.suite(spec.clone(), args.out.join(side)))
+        let outcome = run_suite(args.common.suite(spec.clone(), &files, args.out.join(side)))
             .await
             .map_err(|e| format!("{side}: {e}"))?;
         if outcome.results.interrupted {
-            return Err(format!("{side}: interrupted"));
+            return Err(format!("{side}: interrupted").into());
         }
         if outcome.parse_errors > 0 || outcome.outcome() == RunOutcome::Invalid {
-            return Err(format!("{side}: {}", outcome.results.outcome_text()));
+            return Err(format!("{side}: {}", outcome.results.outcome_text()).into());
         }
         results.push(outcome.results);
     }
     let diff = Diff::between(&a.to_string(), &results[0], &b.to_string(), &results[1]);
     let path = args.out.join("diff.json");
     let json = serde_json::to_string_pretty(&diff).expect("a diff always serialises");
-    std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, json)
+        .map_err(|e| DiffError::Other(format!("cannot write {}: {e}", path.display())))?;
     println!("\n{}", diff.render(args.width));
     println!("meshcert diff: details in {}", path.display());
     let skipped = results.iter().map(|r| r.counts().skipped).sum();
@@ -509,22 +693,36 @@ fn bench_tools() -> Result<(), String> {
     }
 }
 
-async fn bench(args: &BenchArgs) -> Result<(), String> {
+enum BenchError {
+    /// This machine cannot run it (exit 4).
+    Unavailable(String),
+    Other(String),
+}
+
+impl From<String> for BenchError {
+    fn from(e: String) -> Self {
+        BenchError::Other(e)
+    }
+}
+
+async fn bench(args: &BenchArgs) -> Result<(), BenchError> {
     use meshcert_mesh::local::bench::{BenchOptions, run_bench};
     if args.pairs == 0 || args.seconds == 0 || args.connections == 0 {
-        return Err("--pairs, --seconds and --connections must be at least 1".into());
+        return Err("--pairs, --seconds and --connections must be at least 1"
+            .to_string()
+            .into());
     }
-    meshcert_mesh::local::preflight()?;
-    bench_tools()?;
-    let spec = match &args.ztunnel_bin {
+    let mut spec = match &args.ztunnel_bin {
         Some(bin) => TargetSpec::ztunnel(bin),
-        None => TargetSpec::reference(
-            args.reference_bin
-                .clone()
-                .unwrap_or_else(|| CommonArgs::beside_me("meshcert-ztunnel")),
-        ),
+        None => reference_target(args.reference_bin.as_ref())?,
     };
+    for env in &args.ztunnel_env {
+        spec.set("env", env)
+            .map_err(|e| format!("--ztunnel-env: {e}"))?;
+    }
     spec.check()?;
+    local_machine_check().map_err(BenchError::Unavailable)?;
+    bench_tools().map_err(BenchError::Unavailable)?;
     let options = BenchOptions {
         ztunnel: spec.command(),
         duration: std::time::Duration::from_secs(args.seconds),
@@ -549,7 +747,7 @@ async fn bench(args: &BenchArgs) -> Result<(), String> {
     let started = std::time::Instant::now();
     let report = run_bench(&options, &|line| eprintln!("meshcert bench: {line}"))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| BenchError::Other(e.to_string()))?;
     println!("{}", report.table());
     println!(
         "measured in one run of {:.0} s against {spec}; reproduce with `meshcert bench --pairs {} --seconds {}`",

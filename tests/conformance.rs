@@ -11,12 +11,18 @@
 //! `MESHCERT_ZTUNNEL_BIN=./ztunnel` runs only the second pass, against that binary
 //! (`MESHCERT_ZTUNNEL_PROFILE`, `MESHCERT_ZTUNNEL_ENV=NAME=VALUE,...` declare more);
 //! `MESHCERT_PROFILE` narrows the reference passes and `MESHCERT_TAGS` every pass.
+//!
+//! Each pass is one trial (libtest-mimic). On a machine that cannot run local meshes (no
+//! iptables, not root) the reason is printed once and the local passes are reported
+//! *ignored*, never passed; with `CI` set they fail instead.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use libtest_mimic::{Arguments, Failed, Trial};
 use meshcert_mesh::Profile;
-use meshcert_steps::{SuiteConfig, TargetSpec, run_suite};
+use meshcert_steps::target::local_machine_check;
+use meshcert_steps::{SuiteConfig, TargetKind, TargetSpec, run_suite};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -80,8 +86,11 @@ fn kube_pass() -> Result<(TargetSpec, Option<String>), String> {
 }
 
 fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // The passes share the machine's two cores and its lock directory: one at a time.
+    args.test_threads = Some(1);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let passes = match passes().and_then(|mut passes| {
+    let (passes, kube_skip) = match passes().and_then(|mut passes| {
         let (spec, skip) = kube_pass()?;
         if skip.is_none() {
             // A cluster run certifies the cluster: the local passes are not its business.
@@ -96,38 +105,72 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let local = passes.iter().any(|(_, t)| t.kind != TargetKind::Kube);
+    let unavailable = if local {
+        local_machine_check().err()
+    } else {
+        None
+    };
+    let ci = std::env::var_os("CI").is_some();
+    if let Some(reason) = &unavailable {
+        if ci {
+            println!("conformance: CI is set and the local passes cannot run here: {reason}");
+        } else {
+            println!("conformance: the local passes are not run (ignored): {reason}");
+        }
+    }
+    let trials = passes
+        .into_iter()
+        .map(|(dir, target)| {
+            let name = format!("conformance::{dir}");
+            let is_local = target.kind != TargetKind::Kube;
+            match &unavailable {
+                Some(reason) if is_local && ci => {
+                    let reason = reason.clone();
+                    Trial::test(name, move || {
+                        Err(format!("CI is set and local meshes are unavailable: {reason}").into())
+                    })
+                }
+                Some(_) if is_local => Trial::test(name, || Ok(())).with_ignored_flag(true),
+                _ => {
+                    let skip_all = match target.kind {
+                        TargetKind::Kube => kube_skip.clone(),
+                        _ => None,
+                    };
+                    let config = SuiteConfig {
+                        target,
+                        features: root.join("features"),
+                        fixtures: root.join("fixtures"),
+                        out_dir: root.join("target/meshcert").join(&dir),
+                        tags: var("MESHCERT_TAGS"),
+                        concurrency: None,
+                        skip_all,
+                    };
+                    Trial::test(name, move || run_pass(config))
+                }
+            }
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// One pass of the suite: failed when a scenario failed or a feature did not parse.
+fn run_pass(config: SuiteConfig) -> Result<(), Failed> {
+    println!("meshcert: {}", config.target);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    let mut failed = false;
-    let (passes, kube_skip) = passes;
-    for (dir, target) in passes {
-        println!("meshcert: {target}");
-        let skip_all = match target.kind {
-            meshcert_steps::TargetKind::Kube => kube_skip.clone(),
-            _ => None,
-        };
-        let config = SuiteConfig {
-            target,
-            features: root.join("features"),
-            fixtures: root.join("fixtures"),
-            out_dir: root.join("target/meshcert").join(dir),
-            tags: var("MESHCERT_TAGS"),
-            concurrency: None,
-            skip_all,
-        };
-        match runtime.block_on(run_suite(config)) {
-            Ok(outcome) => failed |= outcome.failed(),
-            Err(e) => {
-                eprintln!("conformance: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let outcome = runtime.block_on(run_suite(config))?;
+    if outcome.failed() {
+        let counts = outcome.results.counts();
+        return Err(format!(
+            "{} scenario(s) failed, {} feature file(s) did not parse: see {}",
+            counts.failed,
+            outcome.parse_errors,
+            outcome.results_path.display()
+        )
+        .into());
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    Ok(())
 }

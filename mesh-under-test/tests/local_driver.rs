@@ -1,15 +1,17 @@
 //! Network-namespace tests of the local driver (STYLE rule 11, third layer): topology, the
 //! backend app, the network-safety guard, the sweeper, faults, cleanup on panic, and, when
-//! the reference ztunnel is built, the guide end to end. They need root; without it each test
-//! prints why it is skipped and returns.
+//! the reference ztunnel is built, the guide end to end. They need root and iptables, iproute2;
+//! on a machine without them they are reported *ignored* with the reason printed once
+//! (`harness = false`, libtest-mimic), and fail when `CI` is set.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use libtest_mimic::{Arguments, Failed, Trial};
 use meshcert_mesh::local::app::BackendApp;
 use meshcert_mesh::local::client;
 use meshcert_mesh::local::run::LOCK_DIR;
@@ -22,15 +24,116 @@ use meshcert_mesh::{
     RequestPlan, RequestRecord,
 };
 
-/// Returns the reason to skip, printed, when this machine cannot run local meshes.
-fn skip_reason() -> Option<String> {
-    match preflight() {
-        Ok(()) => None,
-        Err(reason) => {
-            eprintln!("SKIPPED (local meshes unavailable): {reason}");
-            Some(reason)
+/// The trials: each test with what it needs (root and the tools for every one; the reference
+/// binary for some). What this machine lacks is printed once and those trials are reported
+/// ignored, never passed; with `CI` set they fail instead.
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // Each test runs its own mesh and runtime; two cores are shared by the whole machine.
+    args.test_threads = Some(1);
+    let machine = preflight().err();
+    let reference = reference_binary().err();
+    let ci = std::env::var_os("CI").is_some();
+    for (what, reason) in [("the tests", &machine), ("the reference tests", &reference)] {
+        if let Some(reason) = reason {
+            let verdict = if ci {
+                "fail (CI is set)"
+            } else {
+                "are ignored"
+            };
+            println!("local_driver: {what} {verdict}: {reason}");
         }
     }
+    let trial = |name: &'static str, needs_reference: bool, test: fn()| {
+        let missing = machine
+            .clone()
+            .or_else(|| reference.clone().filter(|_| needs_reference));
+        match missing {
+            None => Trial::test(name, move || {
+                test();
+                Ok(())
+            }),
+            Some(reason) if ci => Trial::test(name, move || {
+                Err(Failed::from(format!(
+                    "CI is set and this machine cannot run it: {reason}"
+                )))
+            }),
+            Some(_) => Trial::test(name, || Ok(())).with_ignored_flag(true),
+        }
+    };
+    let trials = vec![
+        trial(
+            "topology_comes_up_and_teardown_leaves_no_namespace",
+            false,
+            || block_on(topology_comes_up_and_teardown_leaves_no_namespace()),
+        ),
+        trial(
+            "backend_app_answers_its_name_from_a_client_namespace",
+            false,
+            || block_on(backend_app_answers_its_name_from_a_client_namespace()),
+        ),
+        trial(
+            "guard_refuses_pod_addresses_outside_harness_namespaces",
+            false,
+            || block_on(guard_refuses_pod_addresses_outside_harness_namespaces()),
+        ),
+        trial(
+            "sweep_removes_what_dead_runs_left_and_spares_live_runs",
+            false,
+            sweep_removes_what_dead_runs_left_and_spares_live_runs,
+        ),
+        trial(
+            "faults_block_reject_and_answer_status_until_undone",
+            false,
+            || block_on(faults_block_reject_and_answer_status_until_undone()),
+        ),
+        trial(
+            "a_panicking_scenario_leaves_nothing_behind",
+            false,
+            a_panicking_scenario_leaves_nothing_behind,
+        ),
+        trial(
+            "a_ztunnel_that_exits_is_reported_with_its_status_and_last_words",
+            false,
+            || block_on(a_ztunnel_that_exits_is_reported_with_its_status_and_last_words()),
+        ),
+        trial(
+            "the_guide_end_to_end_with_the_reference_ztunnel::restarting",
+            true,
+            || block_on(the_guide_end_to_end_with_the_reference_ztunnel(false)),
+        ),
+        trial(
+            "the_guide_end_to_end_with_the_reference_ztunnel::reloading",
+            true,
+            || block_on(the_guide_end_to_end_with_the_reference_ztunnel(true)),
+        ),
+        trial(
+            "a_service_entry_host_round_robins_and_a_destination_rule_changes_nothing",
+            true,
+            || block_on(a_service_entry_host_round_robins_and_a_destination_rule_changes_nothing()),
+        ),
+        trial(
+            "refused_objects_name_the_field_and_create_nothing",
+            false,
+            || block_on(refused_objects_name_the_field_and_create_nothing()),
+        ),
+        trial(
+            "service_entries_get_addresses_and_destination_rules_change_nothing",
+            false,
+            || block_on(service_entries_get_addresses_and_destination_rules_change_nothing()),
+        ),
+    ];
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Runs one async test on its own two-worker runtime, as `#[tokio::test]` did.
+fn block_on(test: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(test)
 }
 
 fn fixtures() -> PathBuf {
@@ -68,11 +171,7 @@ fn in_ambient() -> DeploymentRef {
     DeploymentRef::new("httpbin", "in-ambient")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topology_comes_up_and_teardown_leaves_no_namespace() {
-    if skip_reason().is_some() {
-        return;
-    }
     let run = Run::acquire().unwrap();
     let started = Instant::now();
     let mut mesh = LocalMesh::new(
@@ -133,11 +232,7 @@ async fn topology_comes_up_and_teardown_leaves_no_namespace() {
     mesh.teardown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_app_answers_its_name_from_a_client_namespace() {
-    if skip_reason().is_some() {
-        return;
-    }
     let run = Run::acquire().unwrap();
     let ledger = meshcert_mesh::local::Ledger::new("app test");
     let mut topology = Topology::new(run.clone(), ledger.clone(), run.next_mesh_number()).unwrap();
@@ -180,11 +275,7 @@ async fn backend_app_answers_its_name_from_a_client_namespace() {
     assert!(!netns_exists(&backend.netns) && !netns_exists(&client_pod.netns));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guard_refuses_pod_addresses_outside_harness_namespaces() {
-    if skip_reason().is_some() {
-        return;
-    }
     let run = Run::acquire().unwrap();
     let ledger = meshcert_mesh::local::Ledger::new("guard test");
     let mut topology = Topology::new(run.clone(), ledger.clone(), run.next_mesh_number()).unwrap();
@@ -256,18 +347,23 @@ fn fake_netns(name: &str) {
     assert!(status.success(), "ip netns add {name}");
 }
 
-#[test]
 fn sweep_removes_what_dead_runs_left_and_spares_live_runs() {
-    if skip_reason().is_some() {
-        return;
-    }
     // A live run of ours, with a namespace that must survive.
     let live = Run::acquire().unwrap();
     let ledger = meshcert_mesh::local::Ledger::new("live run");
     let topology = Topology::new(live.clone(), ledger.clone(), 1).unwrap();
 
     // A dead run: a lock file nobody holds, two namespaces, a process in one of them.
-    let dead_id = format!("d{}", &live.id()[1..]);
+    // Ids of other runs: the live id with another first letter (never the live one itself).
+    let other = |first: char| {
+        let first = if live.id().starts_with(first) {
+            char::from(first as u8 + 1)
+        } else {
+            first
+        };
+        format!("{first}{}", &live.id()[1..])
+    };
+    let dead_id = other('d');
     let dead_lock = Path::new(LOCK_DIR).join(format!("{dead_id}.lock"));
     std::fs::write(&dead_lock, b"").unwrap();
     let dead_ns = [
@@ -281,7 +377,7 @@ fn sweep_removes_what_dead_runs_left_and_spares_live_runs() {
         .spawn()
         .unwrap();
     // A run that crashed before (or after) its lock file existed: namespace only.
-    let orphan_id = format!("o{}", &live.id()[1..]);
+    let orphan_id = other('o');
     let orphan_ns = format!("mc-{orphan_id}-2-node-n");
     fake_netns(&orphan_ns);
 
@@ -329,11 +425,7 @@ fn sweep_removes_what_dead_runs_left_and_spares_live_runs() {
     ledger.teardown().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_block_reject_and_answer_status_until_undone() {
-    if skip_reason().is_some() {
-        return;
-    }
     let run = Run::acquire().unwrap();
     let mut mesh = LocalMesh::new(run.clone(), options_without_ztunnel(&run, &["node-1"])).unwrap();
     mesh.deploy(&backend_manifests()).await.unwrap();
@@ -414,11 +506,7 @@ async fn faults_block_reject_and_answer_status_until_undone() {
     assert!(namespaces.iter().all(|n| !netns_exists(n)));
 }
 
-#[test]
 fn a_panicking_scenario_leaves_nothing_behind() {
-    if skip_reason().is_some() {
-        return;
-    }
     let run = Run::acquire().unwrap();
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let (thread_run, thread_seen) = (run.clone(), seen.clone());
@@ -453,11 +541,7 @@ fn guide_manifests() -> ManifestSet {
     .expect("the guide's fixtures parse")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ztunnel_that_exits_is_reported_with_its_status_and_last_words() {
-    if skip_reason().is_some() {
-        return;
-    }
     let run = Run::acquire().unwrap();
     let command = ZtunnelCommand {
         program: "/bin/sh".into(),
@@ -492,32 +576,29 @@ async fn a_ztunnel_that_exits_is_reported_with_its_status_and_last_words() {
     assert!(namespaces.iter().all(|n| !netns_exists(n)));
 }
 
-/// The reference ztunnel binary, if built.
-fn reference_binary() -> Option<PathBuf> {
+/// The reference ztunnel binary: `MESHCERT_REFERENCE_BIN`, else the workspace's debug build;
+/// `Err` with the reason when it is not there.
+fn reference_binary() -> Result<PathBuf, String> {
     let path = std::env::var_os("MESHCERT_REFERENCE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/meshcert-ztunnel")
         });
     if path.is_file() {
-        Some(path)
+        Ok(path)
     } else {
-        eprintln!(
-            "SKIPPED: no reference ztunnel at {} (build it with `cargo build --bin meshcert-ztunnel`, \
+        Err(format!(
+            "no reference ztunnel at {} (build it with `cargo build --bin meshcert-ztunnel`, \
              or set MESHCERT_REFERENCE_BIN)",
             path.display()
-        );
-        None
+        ))
     }
 }
 
-/// A run and the options of a mesh running the reference ztunnel; `None`, with the reason
-/// printed, when this machine cannot run local meshes or the binary is not built.
-fn reference_setup(profile: Profile, reloads_config: bool) -> Option<(Arc<Run>, LocalOptions)> {
-    if skip_reason().is_some() {
-        return None;
-    }
-    let binary = reference_binary()?;
+/// A run and the options of a mesh running the reference ztunnel (the trial is only run when
+/// the binary is there).
+fn reference_setup(profile: Profile, reloads_config: bool) -> (Arc<Run>, LocalOptions) {
+    let binary = reference_binary().expect("checked before the trial ran");
     let run = Run::acquire().unwrap();
     let command = ZtunnelCommand {
         program: binary,
@@ -526,7 +607,7 @@ fn reference_setup(profile: Profile, reloads_config: bool) -> Option<(Arc<Run>, 
         reloads_config,
     };
     let options = LocalOptions::new(command, "reference", profile, work_dir(&run));
-    Some((run, options))
+    (run, options)
 }
 
 /// Every request answered, spread evenly over three replicas in a repeating order (L4-RR-2);
@@ -556,14 +637,8 @@ fn counts(replicas: &[Option<String>]) -> BTreeMap<String, usize> {
     counts
 }
 
-#[rstest::rstest]
-#[case::restarting(false)]
-#[case::reloading(true)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_guide_end_to_end_with_the_reference_ztunnel(#[case] reloads_config: bool) {
-    let Some((run, options)) = reference_setup(Profile::Solo, reloads_config) else {
-        return;
-    };
+async fn the_guide_end_to_end_with_the_reference_ztunnel(reloads_config: bool) {
+    let (run, options) = reference_setup(Profile::Solo, reloads_config);
 
     let started = Instant::now();
     let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
@@ -671,11 +746,8 @@ fn istio_fixture(name: &str) -> ManifestSet {
 
 /// Requests to the ServiceEntry host, then the same after a DestinationRule is applied: both
 /// round robin over the three pods (TD-PREC-3 with no annotation, L4-OD-2).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_entry_host_round_robins_and_a_destination_rule_changes_nothing() {
-    let Some((run, options)) = reference_setup(Profile::Istio, true) else {
-        return;
-    };
+    let (run, options) = reference_setup(Profile::Istio, true);
     let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
     let mut manifests = guide_manifests();
     manifests.extend(istio_fixture("service-entry.yaml"));
@@ -725,11 +797,7 @@ async fn a_service_entry_host_round_robins_and_a_destination_rule_changes_nothin
 
 /// What the API server (or this driver) refuses is refused before anything is created, with
 /// the object and field named (TD-PREC-2).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_objects_name_the_field_and_create_nothing() {
-    if skip_reason().is_some() {
-        return;
-    }
     let run = Run::acquire().unwrap();
     let mut mesh = LocalMesh::new(run.clone(), options_without_ztunnel(&run, &["node-1"])).unwrap();
     let empty = mesh.namespaces();
@@ -793,11 +861,7 @@ async fn refused_objects_name_the_field_and_create_nothing() {
 
 /// A ServiceEntry gets an address the client's redirect captures; a DestinationRule is stored
 /// and changes nothing the translation writes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_entries_get_addresses_and_destination_rules_change_nothing() {
-    if skip_reason().is_some() {
-        return;
-    }
     let run = Run::acquire().unwrap();
     let mut mesh = LocalMesh::new(run.clone(), options_without_ztunnel(&run, &["node-1"])).unwrap();
     let mut manifests = backend_manifests();

@@ -1,19 +1,28 @@
 //! Before the suite: start the target once in a small mesh (the guide's client and three
 //! replicas), so a binary that cannot run gives one clear error instead of sixty failed
-//! scenarios, and measure what a config change costs it.
+//! scenarios, check that its own connections do not come back to it, and measure what a
+//! config change costs it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use meshcert_mesh::MeshUnderTest;
+use meshcert_mesh::local::{LocalMesh, ztunnel};
 use meshcert_mesh::logs::{LogLine, parse_line};
 use meshcert_mesh::manifest::{self, ManifestSet};
+use meshcert_mesh::{DeploymentRef, MeshUnderTest, RequestPlan};
 
 use crate::suite::SuiteContext;
 
 /// The fixtures the probe deploys: the client and its backend.
 const FIXTURES: [&str; 2] = ["in-ambient", "client-in-ambient"];
+/// The backend's Service in those fixtures, as the client names it.
+const SERVICE_URL: &str = "http://in-ambient.httpbin:8000/hostname";
+/// Requests of the loop check, one at a time; it stops at the first sign of a loop.
+const LOOP_REQUESTS: u32 = 3;
+/// One request's bound: a healthy mesh answers in milliseconds, a loop fills the counters
+/// as fast (or ends sooner, when the ztunnel runs out of file descriptors).
+const LOOP_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the probe learned about the target.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,24 +87,27 @@ impl fmt::Display for ProbeReport {
 /// Starts the target, restarts it once if it reads config once, checks its log lines parse,
 /// and tears the mesh down whatever happened. Errors are one line.
 pub async fn probe(context: &SuiteContext) -> Result<ProbeReport, String> {
-    let mut mesh = context.make_mesh().await.map_err(one_line)?;
-    let result = exercise(mesh.as_mut(), context).await;
+    let mut mesh = context.make_local_mesh().map_err(one_line)?;
+    let result = exercise(&mut mesh, context).await;
     let teardown = mesh.teardown().await;
     let report = result?;
     teardown.map_err(|e| format!("cleaning up after the start check: {}", one_line(e)))?;
     Ok(report)
 }
 
-async fn exercise(
-    mesh: &mut dyn MeshUnderTest,
-    context: &SuiteContext,
-) -> Result<ProbeReport, String> {
+async fn exercise(mesh: &mut LocalMesh, context: &SuiteContext) -> Result<ProbeReport, String> {
     let dir = context.fixtures_dir();
     let paths = FIXTURES.map(|f| dir.join(format!("{f}.yaml")));
     let manifests = ManifestSet::load_all(&paths).map_err(one_line)?;
     let started = Instant::now();
     mesh.deploy(&manifests).await.map_err(one_line)?;
     let started_in = started.elapsed();
+    let client = manifests
+        .deployments()
+        .find(|d| manifest::is_client(d))
+        .map(manifest::deployment_ref)
+        .ok_or("the probe fixtures have no client deployment")?;
+    check_no_redirect_loop(mesh, &client).await?;
     let restart_cost = if context.target_restarts() {
         let backend = manifests
             .deployments()
@@ -123,6 +135,69 @@ async fn exercise(
         }),
         log_lines: parsed.len(),
         unparsed: lines.len() - parsed.len(),
+    })
+}
+
+/// Sends a few requests from the client, one at a time, and counts the connections the
+/// client pod's `REDIRECT` sent to 15001 meanwhile: one per request, unless the ztunnel's own
+/// upstream connection is redirected back to it (it does not mark its sockets, or it sends
+/// to the service address itself), which repeats until it runs out of file descriptors.
+async fn check_no_redirect_loop(
+    mesh: &mut LocalMesh,
+    client: &DeploymentRef,
+) -> Result<(), String> {
+    let pod = mesh
+        .pods(client)
+        .await
+        .map_err(one_line)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("the probe's client {client} has no pod"))?;
+    let netns = mesh
+        .pod_netns(&pod.pod_ref())
+        .ok_or_else(|| format!("the probe's client pod {} has no namespace", pod.name))?
+        .to_string();
+    let count = || {
+        let netns = netns.clone();
+        async move {
+            tokio::task::spawn_blocking(move || ztunnel::redirected_connections(&netns))
+                .await
+                .map_err(|e| format!("counting redirected connections: {e}"))?
+                .map_err(one_line)
+        }
+    };
+    let before = count().await?;
+    let plan = RequestPlan {
+        client: client.clone(),
+        url: SERVICE_URL.into(),
+        count: 1,
+        interval: Duration::ZERO,
+        timeout: LOOP_REQUEST_TIMEOUT,
+    };
+    for sent in 1..=LOOP_REQUESTS {
+        mesh.send_requests(&plan).await.map_err(one_line)?;
+        let redirected = count().await?.saturating_sub(before);
+        if let Some(problem) = redirect_loop(sent, redirected) {
+            return Err(format!("{problem} (its output: {})", mesh.dir().display()));
+        }
+    }
+    Ok(())
+}
+
+/// The loop, in one line, when `redirected` connections for `sent` requests are more than
+/// the requests themselves could make (one each; slack for a client retry).
+pub fn redirect_loop(sent: u32, redirected: u64) -> Option<String> {
+    let allowed = 2 * u64::from(sent) + 4;
+    (redirected > allowed).then(|| {
+        format!(
+            "its own connections come back to its outbound port {}: {redirected} connections \
+             were redirected there for {sent} request(s), a redirect loop; it must mark its \
+             upstream sockets with the PACKET_MARK it is given ({}, 0x{:x}), which the \
+             REDIRECT exempts, and find services on the NETWORK it is given",
+            ztunnel::OUTBOUND_PORT,
+            ztunnel::PACKET_MARK,
+            ztunnel::PACKET_MARK
+        )
     })
 }
 
@@ -193,6 +268,25 @@ mod tests {
             r#"{"level":"info","time":"2025-03-06T16:52:48Z","scope":"ztunnel","message":"ready"}"#,
         )])
         .unwrap();
+    }
+
+    #[test]
+    fn a_connection_per_request_is_no_loop_and_hundreds_are() {
+        assert_eq!(redirect_loop(1, 1), None);
+        assert_eq!(redirect_loop(3, 3), None);
+        assert_eq!(redirect_loop(1, 6), None, "slack for a retry");
+        let line = redirect_loop(1, 512).unwrap();
+        assert!(
+            line.starts_with(
+                "its own connections come back to its outbound port 15001: 512 connections"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("PACKET_MARK it is given (1337, 0x539)"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
     }
 
     #[test]

@@ -137,6 +137,12 @@ impl SuiteContext {
             });
             return Ok(Box::new(KubeMesh::new(client.clone(), exec, options)));
         }
+        Ok(Box::new(self.make_local_mesh()?))
+    }
+
+    /// A mesh of this run's local target, as a `LocalMesh` (the start probe reads the client
+    /// pod's namespace through it).
+    pub fn make_local_mesh(&self) -> Result<LocalMesh, MeshError> {
         let run = self
             .run
             .clone()
@@ -156,7 +162,7 @@ impl SuiteContext {
         // The control plane is part of the reference mesh: its defect switches act there too.
         options.defects =
             Defects::parse(&spec.defects.join(",")).map_err(MeshError::InvalidRequest)?;
-        Ok(Box::new(LocalMesh::new(run, options)?))
+        LocalMesh::new(run, options)
     }
 }
 
@@ -215,7 +221,7 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
 
     let mut target = config.target.info();
     let mut settings = config.target.settings();
-    let (mut run, mut cluster, mut unavailable) = (None, None, config.skip_all.clone());
+    let (mut run, mut cluster, unavailable) = (None, None, config.skip_all.clone());
     if unavailable.is_none() && config.target.kind == TargetKind::Kube {
         let (client, report) = connect(&config.target).await?;
         println!("meshcert: {report}");
@@ -227,13 +233,12 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         settings.insert("cluster".into(), report.to_string());
         cluster = Some((client, kube_run_id()));
     } else if unavailable.is_none() {
-        match local::preflight() {
-            Err(reason) => unavailable = Some(reason),
-            Ok(()) => match Run::start() {
-                Ok(r) => run = Some(r),
-                Err(e) => unavailable = Some(e.to_string()),
-            },
-        }
+        // A local target this machine cannot run is no verdict at all, never a run of
+        // skipped scenarios: callers check first (`target::local_machine_check`, exit 4).
+        let cannot =
+            |reason: String| format!("{} cannot run on this machine: {reason}", config.target);
+        local::preflight().map_err(cannot)?;
+        run = Some(Run::start().map_err(|e| cannot(e.to_string()))?);
     }
     if let Some(reason) = unavailable
         .as_ref()

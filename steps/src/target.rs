@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use meshcert_mesh::local::ZtunnelCommand;
@@ -40,6 +40,9 @@ impl TargetKind {
 pub struct TargetSpec {
     pub kind: TargetKind,
     pub bin: PathBuf,
+    /// Arguments before the contract's environment: `reference-ztunnel` when `meshcert`
+    /// itself runs the bundled reference; none for any other binary.
+    pub args: Vec<String>,
     pub profile: Profile,
     pub capabilities: Vec<Capability>,
     /// Extra environment of the ztunnel, after the contract's (e.g. `LOG_FORMAT=json`).
@@ -77,6 +80,7 @@ impl TargetSpec {
         Self {
             kind,
             bin,
+            args: Vec::new(),
             profile,
             capabilities,
             env: Vec::new(),
@@ -98,6 +102,14 @@ impl TargetSpec {
         )
     }
 
+    /// The bundled reference run by a program that embeds it, e.g. `meshcert reference-ztunnel`:
+    /// started through the same launcher, process group and ledger as any binary.
+    pub fn reference_command(program: impl Into<PathBuf>, args: &[&str]) -> Self {
+        let mut spec = Self::reference(program);
+        spec.args = args.iter().map(|a| a.to_string()).collect();
+        spec
+    }
+
     /// A ztunnel binary meshcert knows nothing about: the `istio` profile, no cross-network
     /// endpoints (they need an east-west gateway), restarted on every config change.
     pub fn ztunnel(bin: impl Into<PathBuf>) -> Self {
@@ -115,8 +127,8 @@ impl TargetSpec {
         Self::of(TargetKind::Kube, PathBuf::new(), Profile::Istio, Vec::new())
     }
 
-    /// Parses `KIND[:PATH][,KEY=VALUE]...`; `reference` without a path is `reference_bin`.
-    pub fn parse(text: &str, reference_bin: &Path) -> Result<Self, String> {
+    /// Parses `KIND[:PATH][,KEY=VALUE]...`; `reference` without a path is `reference`.
+    pub fn parse(text: &str, reference: &TargetSpec) -> Result<Self, String> {
         let bad = |why: String| format!("target {text:?}: {why}");
         let mut parts = text.split(',');
         let head = parts.next().unwrap_or_default().trim();
@@ -125,7 +137,7 @@ impl TargetSpec {
             None => (head, None),
         };
         let mut spec = match (kind, path) {
-            ("reference", None) => Self::reference(reference_bin),
+            ("reference", None) => reference.clone(),
             ("reference", Some(path)) | ("ztunnel", Some(path)) if path.is_empty() => {
                 return Err(bad("the path after ':' is empty".into()));
             }
@@ -202,7 +214,10 @@ impl TargetSpec {
         let bin = self.bin.display();
         let meta = std::fs::metadata(&self.bin).map_err(|e| {
             let hint = match self.kind {
-                TargetKind::Reference => ": build it with `cargo build --bin meshcert-ztunnel`",
+                TargetKind::Reference => {
+                    "; leave out --reference-bin (and MESHCERT_REFERENCE_BIN) to run the \
+                     reference built into meshcert"
+                }
                 TargetKind::Ztunnel | TargetKind::Kube => "",
             };
             format!("{what} {bin} cannot be used ({e}){hint}")
@@ -239,7 +254,7 @@ impl TargetSpec {
         env.extend(self.env.iter().cloned());
         ZtunnelCommand {
             program: self.bin.clone(),
-            args: vec![],
+            args: self.args.clone(),
             env,
             reloads_config: self.reloads_config,
         }
@@ -289,7 +304,12 @@ impl TargetSpec {
             );
             return settings;
         }
-        settings.insert("binary".to_string(), self.bin.display().to_string());
+        let mut binary = self.bin.display().to_string();
+        for arg in &self.args {
+            binary.push(' ');
+            binary.push_str(arg);
+        }
+        settings.insert("binary".to_string(), binary);
         settings.insert(
             "config".to_string(),
             if self.reloads_config {
@@ -326,6 +346,58 @@ impl fmt::Display for TargetSpec {
     }
 }
 
+/// The commands a local mesh runs, with the Debian package of each.
+const LOCAL_TOOLS: [(&str, &str); 3] = [
+    ("iptables", "iptables"),
+    ("ip", "iproute2"),
+    ("bridge", "iproute2"),
+];
+
+/// Whether this machine can run local meshes (the `reference` and `ztunnel` targets): the
+/// tools on PATH, root, then a namespace made and removed. The error is one line naming what
+/// is missing and how to get it, e.g. `iptables is not installed: apt-get install iptables`.
+pub fn local_machine_check() -> Result<(), String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing = missing_tools(&std::env::split_paths(&path).collect::<Vec<_>>());
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        let (tools, packages): (Vec<&str>, Vec<&str>) = missing.into_iter().unzip();
+        let mut packages = packages;
+        packages.dedup();
+        let verb = if tools.len() == 1 { "is" } else { "are" };
+        problems.push(format!(
+            "{} {verb} not installed: apt-get install {}",
+            tools.join(" and "),
+            packages.join(" ")
+        ));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        problems.push(
+            "local meshes need root (network namespaces and iptables): run as root, e.g. \
+             `sudo -E meshcert run`"
+                .to_string(),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; and "));
+    }
+    meshcert_mesh::local::preflight()
+}
+
+/// The tools of [`LOCAL_TOOLS`] that no directory of `path` has as an executable file.
+fn missing_tools(path: &[PathBuf]) -> Vec<(&'static str, &'static str)> {
+    LOCAL_TOOLS
+        .into_iter()
+        .filter(|(tool, _)| {
+            !path.iter().any(|dir| {
+                std::fs::metadata(dir.join(tool))
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+        })
+        .collect()
+}
+
 fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
     value
         .parse()
@@ -360,7 +432,7 @@ mod tests {
     const REF: &str = "/opt/meshcert-ztunnel";
 
     fn parse(text: &str) -> Result<TargetSpec, String> {
-        TargetSpec::parse(text, Path::new(REF))
+        TargetSpec::parse(text, &TargetSpec::reference(REF))
     }
 
     #[test]
@@ -371,6 +443,24 @@ mod tests {
         assert!(spec.reloads_config);
         assert!(spec.capabilities.contains(&Capability::CrossNetwork));
         assert_eq!(spec.to_string(), "reference (solo)");
+    }
+
+    #[test]
+    fn the_reference_built_into_meshcert_is_its_own_program_with_an_argument() {
+        let own = TargetSpec::reference_command("/usr/bin/meshcert", &["reference-ztunnel"]);
+        let spec = TargetSpec::parse("reference,defect=no-retry", &own).unwrap();
+        let command = spec.command();
+        assert_eq!(command.program, PathBuf::from("/usr/bin/meshcert"));
+        assert_eq!(command.args, ["reference-ztunnel"]);
+        assert!(command.reloads_config);
+        assert_eq!(spec.defects, ["no-retry"]);
+        assert_eq!(
+            spec.settings()["binary"],
+            "/usr/bin/meshcert reference-ztunnel"
+        );
+        // A path names another binary, run with no argument.
+        let other = TargetSpec::parse("reference:/opt/zt", &own).unwrap();
+        assert!(other.command().args.is_empty());
     }
 
     #[test]
@@ -487,6 +577,28 @@ mod tests {
         let mut bad_defect = TargetSpec::reference(&plain);
         bad_defect.defects = vec!["bogus".into()];
         assert!(bad_defect.check().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_tools_are_named_with_their_package() {
+        let dir = std::env::temp_dir().join(format!("meshcert-tools-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tool = |name: &str, mode: u32| {
+            let path = dir.join(name);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        tool("ip", 0o755);
+        tool("iptables", 0o644);
+        assert_eq!(
+            missing_tools(std::slice::from_ref(&dir)),
+            [("iptables", "iptables"), ("bridge", "iproute2")]
+        );
+        tool("iptables", 0o755);
+        tool("bridge", 0o755);
+        assert!(missing_tools(&[PathBuf::from("/nonexistent"), dir.clone()]).is_empty());
+        assert_eq!(missing_tools(&[]).len(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

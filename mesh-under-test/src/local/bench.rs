@@ -36,6 +36,8 @@ const BULK: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 14);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const HTTP_PORT: u16 = 8080;
 const SERVICE_PORT: u16 = 80;
+/// The cluster of the benchmark's workload uids, given to the ztunnel as `CLUSTER_ID`.
+const CLUSTER_ID: &str = "bench";
 const IPERF_PORT: u16 = 5201;
 
 /// What to measure and how long.
@@ -146,7 +148,7 @@ fn config() -> LocalConfig {
     let ports: BTreeMap<u16, u16> = BTreeMap::from([(SERVICE_PORT, HTTP_PORT)]);
     let workload = |name: &str, ip: Ipv4Addr, serves: bool| {
         let text = format!(
-            "uid: bench//v1/Pod/bench/{name}\nname: {name}\nnamespace: bench\nserviceAccount: {name}\n\
+            "uid: {CLUSTER_ID}//v1/Pod/bench/{name}\nname: {name}\nnamespace: bench\nserviceAccount: {name}\n\
              workloadIps: [\"{ip}\"]\nservices: {{}}\n"
         );
         let mut w: LocalWorkload =
@@ -230,6 +232,10 @@ fn spawn(
         pod_name: name.into(),
         service_account: name.into(),
         config_path: dir.join("ztunnel.yaml"),
+        node_name: String::new(),
+        instance_ip: String::new(),
+        network: String::new(),
+        cluster_id: CLUSTER_ID.into(),
     };
     let log = OutputLog::create(&dir.join(format!("{name}.log")), created)?;
     let process = ZtunnelProcess::launch(&command, &spec, log)?;
@@ -305,12 +311,17 @@ impl Bench {
         entries.push(iperf);
         std::fs::write(dir.join("ztunnel.yaml"), config().to_yaml())
             .map_err(MeshError::io("cannot write the benchmark's ztunnel config"))?;
+        // The benchmark's config writes no network and cluster `bench` (see `config`).
         let spec = LaunchSpec {
             netns: netns.clone(),
             pod_namespace: "bench".into(),
             pod_name: "bench-client".into(),
             service_account: "bench-client".into(),
             config_path: dir.join("ztunnel.yaml"),
+            node_name: String::new(),
+            instance_ip: CLIENT.to_string(),
+            network: String::new(),
+            cluster_id: CLUSTER_ID.into(),
         };
         let log = OutputLog::create(&dir.join("ztunnel.log"), created)?;
         let process = ZtunnelProcess::launch(&options.ztunnel, &spec, log)?;

@@ -782,7 +782,7 @@ impl LocalMesh {
         let mut restarting = BTreeMap::new();
         for pod in &clients {
             if !self.ztunnels.contains_key(pod) {
-                let z = self.new_client_ztunnel(pod)?;
+                let z = self.new_client_ztunnel(pod, &translation.config)?;
                 self.ztunnels.insert(pod.clone(), z);
             }
             let z = self.ztunnels.get_mut(pod).expect("inserted above");
@@ -827,13 +827,25 @@ impl LocalMesh {
         Ok(())
     }
 
-    fn new_client_ztunnel(&self, pod: &PodRef) -> Result<ClientZtunnel, MeshError> {
+    /// The launch of a client pod's ztunnel: where the pod runs, and its network and cluster
+    /// as the control plane wrote them for its workload in `config`.
+    fn new_client_ztunnel(
+        &self,
+        pod: &PodRef,
+        config: &crate::local_config::LocalConfig,
+    ) -> Result<ClientZtunnel, MeshError> {
         let state = &self.pods[pod];
         let template = &self.deployments[&state.deployment].template;
         let output = OutputLog::create(
             &self.dir.join(format!("ztunnel-{}.log", pod.name)),
             self.created,
         )?;
+        let workload = config
+            .workloads
+            .iter()
+            .find(|w| w.namespace == pod.namespace && w.name == pod.name);
+        let spec = state.object.spec.as_ref();
+        let status = state.object.status.as_ref();
         Ok(ClientZtunnel {
             spec: LaunchSpec {
                 netns: state.netns.netns.clone(),
@@ -841,6 +853,14 @@ impl LocalMesh {
                 pod_name: pod.name.clone(),
                 service_account: template.service_account.clone(),
                 config_path: self.dir.join(format!("ztunnel-{}.yaml", pod.name)),
+                node_name: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+                instance_ip: status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
+                network: workload
+                    .map(|w| w.network.clone())
+                    .unwrap_or_else(|| self.options.network.clone()),
+                cluster_id: workload
+                    .map(|w| w.cluster_id.clone())
+                    .unwrap_or_else(|| self.options.cluster_id.clone()),
             },
             output,
             running: None,

@@ -40,7 +40,9 @@ pub const OUTBOUND_PORT: u16 = 15001;
 pub const ADMIN_PORT: u16 = 15000;
 pub const STATS_PORT: u16 = 15020;
 pub const READINESS_PORT: u16 = 15021;
-/// Mark ztunnel puts on its own upstream sockets, so the redirect rule skips them.
+/// Mark ztunnel puts on its own upstream sockets (given to it as `PACKET_MARK`), so the
+/// redirect rule skips them; the rule matches it under upstream's mask.
+pub const PACKET_MARK: u32 = 0x539;
 const ZTUNNEL_MARK: &str = "0x539/0xfff";
 
 /// Sends the client pod's service traffic to ztunnel's outbound port: a route for the service
@@ -280,30 +282,122 @@ pub struct LaunchSpec {
     pub pod_name: String,
     pub service_account: String,
     pub config_path: PathBuf,
+    /// The node the pod runs on (`spec.nodeName`); empty: none.
+    pub node_name: String,
+    /// The pod's address (`status.podIP`); empty: none.
+    pub instance_ip: String,
+    /// The pod's network as the control plane writes it in the config ("" for none).
+    pub network: String,
+    /// The cluster id of the config's workload uids (`cluster1//v1/Pod/...`).
+    pub cluster_id: String,
 }
 
 impl LaunchSpec {
-    /// The contract's environment, then the caller's extra variables.
+    /// The environment every binary gets, then the caller's extra variables (which win).
+    ///
+    /// Derived from upstream istio/ztunnel's `src/config.rs` (`construct_config`), for the
+    /// role the binary plays here: dedicated mode, one client pod, no istiod, behind the
+    /// pod's iptables `REDIRECT` to 15001. Per variable, where upstream reads it and why:
+    ///
+    /// - `LOCAL_XDS_PATH`: read into `local_xds_config` (a `ConfigSource::File`); the
+    ///   translated config of this mesh, upstream's documented no-Kubernetes contract.
+    /// - `PROXY_MODE=dedicated`: `proxy_mode`; one proxy for one workload, in its namespace.
+    /// - `PROXY_WORKLOAD_INFO=<ns>/<pod>/<service account>`: `proxy_workload_information`,
+    ///   required in dedicated mode: the workload whose traffic this proxy carries.
+    /// - `FAKE_CA=true`: `fake_ca`; self-signed certificates instead of a CA (needs
+    ///   upstream's `testing` feature).
+    /// - `XDS_ADDRESS=` (empty): `xds_address` through `empty_to_none`; no istiod.
+    /// - `NETWORK`: `network` ("" when unset), "the network of the node this ztunnel is
+    ///   running on". Outbound traffic looks the original destination up as
+    ///   `NetworkAddress { network, address }`, so it must be the network the control plane
+    ///   wrote for the pod, else a VIP written `net1/10.96.0.10` is no service and the
+    ///   connection falls through to passthrough.
+    /// - `CLUSTER_ID`: `cluster_id` (`ISTIO_META_CLUSTER_ID` first, default `Kubernetes`):
+    ///   the cluster of the config's workload uids, as the chart passes it.
+    /// - `CLUSTER_DOMAIN=cluster.local`: `cluster_domain`, the DNS suffix of the services'
+    ///   hostnames (upstream's default, written out).
+    /// - `PACKET_MARK=1337` (0x539): `packet_mark`. In dedicated mode upstream marks its own
+    ///   upstream sockets only when this is set (shared mode defaults it); the pod's
+    ///   `REDIRECT` exempts exactly this mark, so without it ztunnel's own connection to a
+    ///   service address comes back to 15001, forever. Upstream's own dedicated-mode test
+    ///   harness sets the same mark.
+    /// - `NODE_NAME`: `local_node`, "the name of the node this ztunnel is running as"; also
+    ///   the xDS node metadata. The downward API's `spec.nodeName`.
+    /// - `INSTANCE_IP`, `POD_NAME`, `POD_NAMESPACE`: read by the xDS client for its node id
+    ///   (unused without istiod) and, with `SERVICE_ACCOUNT`, as ztunnel's own identity,
+    ///   which only shared mode serves; given as the downward API would, with the pod's own.
+    /// - `SERVICE_ACCOUNT`: see above.
+    /// - `ENABLE_ORIG_SRC=false`: `require_original_source`. Unset, upstream tries
+    ///   IP_TRANSPARENT and uses it when allowed, so behaviour would depend on meshcert's
+    ///   privileges; a dedicated proxy shares its pod's address, so there is no source to
+    ///   keep. Upstream's dedicated-mode test harness sets it false too.
+    /// - `TERMINATION_GRACE_PERIOD_SECONDS`: `self_termination_deadline`; the launcher's own
+    ///   grace before SIGKILL ([`STOP_GRACE`]), as the chart passes the pod's.
+    ///
+    /// Left at upstream's defaults: the DNS proxy (`ISTIO_META_DNS_CAPTURE`; it listens on
+    /// 127.0.0.1:15053 and the harness's client resolves names itself), `ISTIO_META_*`
+    /// and `XDS_HEADER_*`/`CA_HEADER_*` (istiod and CA metadata), keepalives, worker threads
+    /// and `IPV6_ENABLED`. `--ztunnel-env` overrides any of these.
     pub fn environment(&self, command: &ZtunnelCommand) -> Vec<(String, String)> {
+        let var = |name: &str, value: String| (name.to_string(), value);
         let mut env = vec![
-            (
-                "LOCAL_XDS_PATH".to_string(),
-                self.config_path.display().to_string(),
-            ),
-            ("PROXY_MODE".to_string(), "dedicated".to_string()),
-            (
-                "PROXY_WORKLOAD_INFO".to_string(),
+            var("LOCAL_XDS_PATH", self.config_path.display().to_string()),
+            var("PROXY_MODE", "dedicated".into()),
+            var(
+                "PROXY_WORKLOAD_INFO",
                 format!(
                     "{}/{}/{}",
                     self.pod_namespace, self.pod_name, self.service_account
                 ),
             ),
-            ("FAKE_CA".to_string(), "true".to_string()),
-            ("XDS_ADDRESS".to_string(), String::new()),
+            var("FAKE_CA", "true".into()),
+            var("XDS_ADDRESS", String::new()),
+            var("NETWORK", self.network.clone()),
+            var("CLUSTER_ID", self.cluster_id.clone()),
+            var("CLUSTER_DOMAIN", "cluster.local".into()),
+            var("PACKET_MARK", PACKET_MARK.to_string()),
         ];
+        if !self.node_name.is_empty() {
+            env.push(var("NODE_NAME", self.node_name.clone()));
+        }
+        if !self.instance_ip.is_empty() {
+            env.push(var("INSTANCE_IP", self.instance_ip.clone()));
+        }
+        env.extend([
+            var("POD_NAME", self.pod_name.clone()),
+            var("POD_NAMESPACE", self.pod_namespace.clone()),
+            var("SERVICE_ACCOUNT", self.service_account.clone()),
+            var("ENABLE_ORIG_SRC", "false".into()),
+            var(
+                "TERMINATION_GRACE_PERIOD_SECONDS",
+                STOP_GRACE.as_secs().max(1).to_string(),
+            ),
+        ]);
         env.extend(command.env.iter().cloned());
         env
     }
+}
+
+/// Connections the pod's `REDIRECT` rules have sent to 15001 so far: the packet counters of
+/// those nat rules, which only a connection's first packet traverses. A ztunnel that sends
+/// its own connections back to itself shows many more than the client opened.
+pub fn redirected_connections(netns: &str) -> Result<u64, MeshError> {
+    let out = netns_exec(
+        netns,
+        "iptables",
+        &["-w", "5", "-t", "nat", "-L", "OUTPUT", "-n", "-v", "-x"],
+    )?;
+    Ok(count_redirected(&out))
+}
+
+/// Sums the packet column of `iptables -L -v -x` lines that redirect to 15001.
+fn count_redirected(listing: &str) -> u64 {
+    let to_outbound = format!("redir ports {OUTBOUND_PORT}");
+    listing
+        .lines()
+        .filter(|l| l.contains("REDIRECT") && l.trim_end().ends_with(&to_outbound))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// A running (or exited) ztunnel.
@@ -564,13 +658,17 @@ mod tests {
     }
 
     #[test]
-    fn environment_is_the_contract_then_the_extras() {
+    fn environment_is_the_contract_the_pod_then_the_extras() {
         let spec = LaunchSpec {
             netns: "mc-abcdef-1-client".into(),
             pod_namespace: "httpbin".into(),
             pod_name: "client-in-ambient-bcdfghjklm-bcdfg".into(),
             service_account: "client-in-ambient".into(),
             config_path: "/w/mesh-1/ztunnel-client.yaml".into(),
+            node_name: "node-1".into(),
+            instance_ip: "10.244.1.2".into(),
+            network: "net1".into(),
+            cluster_id: "cluster1".into(),
         };
         let command = ZtunnelCommand {
             program: "/bin/ztunnel".into(),
@@ -594,9 +692,40 @@ mod tests {
                 "PROXY_WORKLOAD_INFO=httpbin/client-in-ambient-bcdfghjklm-bcdfg/client-in-ambient",
                 "FAKE_CA=true",
                 "XDS_ADDRESS=",
+                "NETWORK=net1",
+                "CLUSTER_ID=cluster1",
+                "CLUSTER_DOMAIN=cluster.local",
+                "PACKET_MARK=1337",
+                "NODE_NAME=node-1",
+                "INSTANCE_IP=10.244.1.2",
+                "POD_NAME=client-in-ambient-bcdfghjklm-bcdfg",
+                "POD_NAMESPACE=httpbin",
+                "SERVICE_ACCOUNT=client-in-ambient",
+                "ENABLE_ORIG_SRC=false",
+                "TERMINATION_GRACE_PERIOD_SECONDS=1",
                 "RUST_LOG=debug",
                 "FAKE_CA=false",
             ]
         );
+    }
+
+    #[test]
+    fn the_mark_given_is_the_one_the_redirect_exempts() {
+        let (mark, mask) = ZTUNNEL_MARK.split_once('/').unwrap();
+        let mark = u32::from_str_radix(mark.trim_start_matches("0x"), 16).unwrap();
+        let mask = u32::from_str_radix(mask.trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(PACKET_MARK & mask, mark);
+        assert_eq!(PACKET_MARK, 1337);
+    }
+
+    #[test]
+    fn redirected_connections_are_the_packet_counts_of_the_rules_to_15001() {
+        let listing = "Chain OUTPUT (policy ACCEPT 12 packets, 720 bytes)\n\
+            \x20   pkts      bytes target     prot opt in     out     source               destination\n\
+            \x20     3      180 REDIRECT   6    --  *      *       0.0.0.0/0            10.96.0.0/16         mark match ! 0x539/0xfff redir ports 15001\n\
+            \x20  4000   240000 REDIRECT   6    --  *      *       0.0.0.0/0            10.244.0.9           tcp dpt:5201 mark match ! 0x539/0xfff redir ports 15001\n\
+            \x20     7      420 REDIRECT   6    --  *      *       0.0.0.0/0            0.0.0.0/0            redir ports 15006\n";
+        assert_eq!(count_redirected(listing), 4003);
+        assert_eq!(count_redirected("Chain OUTPUT (policy ACCEPT)\n"), 0);
     }
 }
