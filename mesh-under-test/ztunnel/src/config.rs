@@ -134,9 +134,17 @@ impl Placement {
             }
         };
         check(NETWORK, &self.network, "network", &workload.network);
-        check(CLUSTER_ID, &self.cluster_id, "cluster", &workload.cluster_id);
+        check(
+            CLUSTER_ID,
+            &self.cluster_id,
+            "cluster",
+            &workload.cluster_id,
+        );
         check(NODE_NAME, &self.node, "node", &workload.node);
-        if let Some(ip) = self.instance_ip.filter(|ip| !workload.workload_ips.contains(ip)) {
+        if let Some(ip) = self
+            .instance_ip
+            .filter(|ip| !workload.workload_ips.contains(ip))
+        {
             problems.push(format!(
                 "{INSTANCE_IP}={ip} is not an address of {who} in the config ({:?})",
                 workload.workload_ips
@@ -264,17 +272,21 @@ impl Config {
             worker_threads: env.number(ZTUNNEL_WORKER_THREADS, DEFAULT_WORKER_THREADS)?,
             placement: Placement {
                 network: env.get(NETWORK),
-                cluster_id: env.get(ISTIO_META_CLUSTER_ID).or_else(|| env.get(CLUSTER_ID)),
+                cluster_id: env
+                    .get(ISTIO_META_CLUSTER_ID)
+                    .or_else(|| env.get(CLUSTER_ID)),
                 node: env.get(NODE_NAME),
                 instance_ip: env.parse_with(INSTANCE_IP, |s| {
-                    s.parse().map_err(|_| "expected the pod's IP address".to_string())
+                    s.parse()
+                        .map_err(|_| "expected the pod's IP address".to_string())
                 })?,
             },
-            packet_mark: env.parse_with(PACKET_MARK, |s| {
-                s.parse::<u32>()
-                    .map_err(|_| "expected a decimal number, e.g. 1337 (0x539)".to_string())
-            })?
-            .unwrap_or(DEFAULT_PACKET_MARK),
+            packet_mark: env
+                .parse_with(PACKET_MARK, |s| {
+                    s.parse::<u32>()
+                        .map_err(|_| "expected a decimal number, e.g. 1337 (0x539)".to_string())
+                })?
+                .unwrap_or(DEFAULT_PACKET_MARK),
             drain: env
                 .parse_with(TERMINATION_GRACE_PERIOD_SECONDS, |s| {
                     s.parse::<u64>()
