@@ -272,6 +272,21 @@ pub struct Restart {
     pub took: Duration,
 }
 
+/// The kubelet changed a pod's Ready condition, and when the control plane had the change in
+/// force in every ztunnel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessChange {
+    pub pod: PodRef,
+    pub ready: bool,
+    /// When the kubelet reported it, on the mesh's clock.
+    pub at: Duration,
+    /// When every ztunnel served the config with the change; `None` until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<Duration>,
+    /// The probe result (or event) that changed it.
+    pub reason: String,
+}
+
 /// A fault to inject into one pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
@@ -288,6 +303,15 @@ pub enum FaultKind {
     IptablesReject { port: u16 },
     /// The app answers every request with this HTTP status (still naming itself in the body).
     HttpStatus { status: u16 },
+    /// The pod's readiness probe fails (its app answers the probe's path with 503; a
+    /// tcpSocket probe is refused) while the app serves every other request: the kubelet
+    /// turns the pod NotReady after `failureThreshold` probes and the control plane marks
+    /// its endpoint unhealthy, so only that marking moves traffic.
+    NotReady,
+    /// The app's process is killed: its ports refuse connections, open ones are dropped and
+    /// the kubelet reports the pod NotReady at once; undoing it restarts the app, which is
+    /// Ready again once its readiness probe passes.
+    ProcessKill,
 }
 
 impl fmt::Display for FaultKind {
@@ -303,6 +327,10 @@ impl fmt::Display for FaultKind {
                 )
             }
             FaultKind::HttpStatus { status } => write!(f, "app answers HTTP {status}"),
+            FaultKind::NotReady => f.write_str("readiness probe fails (the app keeps serving)"),
+            FaultKind::ProcessKill => {
+                f.write_str("app process killed (its ports refuse connections)")
+            }
         }
     }
 }
@@ -333,6 +361,12 @@ pub trait MeshUnderTest: Send {
 
     /// Every ztunnel restart so far; empty for a ztunnel that reloads its config.
     fn restarts(&self) -> Vec<Restart> {
+        Vec::new()
+    }
+
+    /// Every change of a pod's Ready condition the driver made happen (readiness probes,
+    /// faults), with when it was pushed; empty for a driver that leaves readiness to a cluster.
+    fn readiness_changes(&self) -> Vec<ReadinessChange> {
         Vec::new()
     }
 

@@ -18,7 +18,7 @@ use meshcert_mesh::local::run::LOCK_DIR;
 use meshcert_mesh::local::{
     LocalMesh, LocalOptions, NodeSpec, Run, Topology, ZtunnelCommand, preflight, sweep,
 };
-use meshcert_mesh::manifest::ManifestSet;
+use meshcert_mesh::manifest::{Manifest, ManifestSet};
 use meshcert_mesh::{
     DeploymentRef, Fault, FaultKind, MeshError, MeshUnderTest, Profile, RequestFailure,
     RequestPlan, RequestRecord,
@@ -122,6 +122,33 @@ fn main() -> ExitCode {
             false,
             || block_on(service_entries_get_addresses_and_destination_rules_change_nothing()),
         ),
+        trial(
+            "a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config::reloading",
+            true,
+            || block_on(a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(true)),
+        ),
+        trial(
+            "a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config::restarting",
+            true,
+            || {
+                block_on(
+                    a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(false),
+                )
+            },
+        ),
+        trial(
+            "the_not_ready_fault_moves_traffic_only_through_the_control_plane",
+            true,
+            || block_on(the_not_ready_fault_moves_traffic_only_through_the_control_plane()),
+        ),
+        trial(
+            "a_killed_process_refuses_connections_and_is_not_ready_at_once",
+            false,
+            || block_on(a_killed_process_refuses_connections_and_is_not_ready_at_once()),
+        ),
+        trial("scale_down_delists_before_stopping", true, || {
+            block_on(scale_down_delists_before_stopping())
+        }),
     ];
     libtest_mimic::run(&args, trials).exit_code()
 }
@@ -857,6 +884,332 @@ async fn refused_objects_name_the_field_and_create_nothing() {
         "the valid backend deploys"
     );
     mesh.teardown().await.unwrap();
+}
+
+/// The client deployment of the guide.
+fn client_in_ambient() -> DeploymentRef {
+    DeploymentRef::new("httpbin", "client-in-ambient")
+}
+
+/// `status` of each workload in the client ztunnel's `/config_dump`, by name.
+async fn served_statuses(mesh: &LocalMesh) -> BTreeMap<String, String> {
+    let client_pod = mesh.pods(&client_in_ambient()).await.unwrap().remove(0);
+    let netns = mesh.pod_netns(&client_pod.pod_ref()).unwrap();
+    let dump = client::get(
+        mesh.sockets(),
+        Some(netns),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 15000)),
+        "127.0.0.1",
+        "/config_dump",
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let dump: serde_json::Value = serde_json::from_str(&dump.text()).unwrap();
+    dump["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().to_string(),
+                w["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Has the mesh push readiness changes until the kubelet reports `pod` with `ready` and the
+/// change is pushed, for at most `within`; when the kubelet reported it, on the mesh's clock.
+async fn until_readiness(
+    mesh: &mut LocalMesh,
+    pod: &str,
+    ready: bool,
+    within: Duration,
+) -> Duration {
+    let until = Instant::now() + within;
+    loop {
+        mesh.sync_readiness().await.unwrap();
+        let change = mesh
+            .readiness_changes()
+            .into_iter()
+            .rev()
+            .find(|c| c.pod.name == pod)
+            .filter(|c| c.ready == ready && c.pushed_at.is_some());
+        if let Some(change) = change {
+            return change.at;
+        }
+        assert!(
+            Instant::now() < until,
+            "{pod} was not reported {} within {within:?}: {:?}",
+            if ready { "Ready" } else { "NotReady" },
+            mesh.readiness_changes()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn requests(count: u32, interval: Duration) -> RequestPlan {
+    RequestPlan {
+        client: client_in_ambient(),
+        url: "http://in-ambient:8000/hostname".into(),
+        count,
+        interval,
+        timeout: Duration::from_secs(2),
+    }
+}
+
+/// The fixture's probe (every 1s, 3 failures) sees the guide's DROP as a cluster's kubelet
+/// would: the pod turns NotReady 3-4s after the block and its workload is Unhealthy in the
+/// config the client's ztunnel serves; after `iptables -F` it is Ready and Healthy again.
+async fn a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(
+    reloads_config: bool,
+) {
+    let (run, options) = reference_setup(Profile::Solo, reloads_config);
+    let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
+    mesh.deploy(&guide_manifests()).await.unwrap();
+    mesh.scale(&in_ambient(), 2).await.unwrap();
+    let pods = mesh.pods(&in_ambient()).await.unwrap();
+    assert!(pods.iter().all(|p| p.ready), "{pods:?}");
+    let blocked = &pods[0];
+    let statuses = served_statuses(&mesh).await;
+    assert_eq!(statuses[&blocked.name], "Healthy");
+
+    let handle = mesh
+        .inject(&Fault {
+            pod: blocked.pod_ref(),
+            kind: FaultKind::IptablesDrop { port: 8080 },
+        })
+        .await
+        .unwrap();
+    let at = until_readiness(&mut mesh, &blocked.name, false, Duration::from_secs(8)).await;
+    let took = at - handle.injected_at;
+    eprintln!("NotReady {took:?} after the DROP");
+    // Three probes that each time out after 1s, the first within a period of the block.
+    assert!(
+        took >= Duration::from_millis(2900) && took <= Duration::from_millis(4500),
+        "{took:?}"
+    );
+    let statuses = served_statuses(&mesh).await;
+    assert_eq!(statuses[&blocked.name], "Unhealthy", "{statuses:?}");
+    assert_eq!(statuses[&pods[1].name], "Healthy", "{statuses:?}");
+    let info = mesh.pods(&in_ambient()).await.unwrap();
+    assert!(!info[0].ready && info[1].ready, "{info:?}");
+
+    mesh.undo(&handle).await.unwrap();
+    until_readiness(&mut mesh, &blocked.name, true, Duration::from_secs(4)).await;
+    assert_eq!(served_statuses(&mesh).await[&blocked.name], "Healthy");
+    if !reloads_config {
+        assert!(
+            mesh.restarts().len() >= 3,
+            "each change restarts a ztunnel that reads its config once: {:?}",
+            mesh.restarts()
+        );
+    }
+    let namespaces = mesh.namespaces();
+    mesh.teardown().await.unwrap();
+    assert!(namespaces.iter().all(|n| !netns_exists(n)));
+}
+
+/// The not-ready fault fails only the probe: the pod answers every other request directly,
+/// yet once the control plane marks it Unhealthy the client's requests go to the others only.
+async fn the_not_ready_fault_moves_traffic_only_through_the_control_plane() {
+    let (run, options) = reference_setup(Profile::Solo, true);
+    let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
+    mesh.deploy(&guide_manifests()).await.unwrap();
+    mesh.scale(&in_ambient(), 3).await.unwrap();
+    let pods = mesh.pods(&in_ambient()).await.unwrap();
+    let target = &pods[0];
+    let peer = mesh.pod_netns(&pods[1].pod_ref()).unwrap().to_string();
+    let direct = async |mesh: &LocalMesh, path: &str| {
+        client::get(
+            mesh.sockets(),
+            Some(&peer),
+            SocketAddr::new(target.ip, 8080),
+            "in-ambient",
+            path,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap()
+        .map(|r| (r.status, r.replica()))
+    };
+
+    let handle = mesh
+        .inject(&Fault {
+            pod: target.pod_ref(),
+            kind: FaultKind::NotReady,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        direct(&mesh, "/status/200").await,
+        Ok((503, target.name.clone()))
+    );
+    assert_eq!(
+        direct(&mesh, "/hostname").await,
+        Ok((200, target.name.clone()))
+    );
+    // The probe's 503 takes three periods (1s each) to turn the pod NotReady.
+    let at = until_readiness(&mut mesh, &target.name, false, Duration::from_secs(6)).await;
+    let took = at - handle.injected_at;
+    assert!(took <= Duration::from_millis(3500), "{took:?}");
+    let records = mesh
+        .send_requests(&requests(12, Duration::ZERO))
+        .await
+        .unwrap();
+    let answered: Vec<&str> = records.iter().filter_map(|r| r.replica()).collect();
+    assert_eq!(answered.len(), 12, "{records:?}");
+    assert!(!answered.contains(&target.name.as_str()), "{answered:?}");
+    // Still serving: the app was never told to stop.
+    assert_eq!(
+        direct(&mesh, "/hostname").await,
+        Ok((200, target.name.clone()))
+    );
+
+    mesh.undo(&handle).await.unwrap();
+    assert_eq!(
+        direct(&mesh, "/status/200").await,
+        Ok((200, target.name.clone()))
+    );
+    until_readiness(&mut mesh, &target.name, true, Duration::from_secs(3)).await;
+    let records = mesh
+        .send_requests(&requests(12, Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.replica() == Some(target.name.as_str())),
+        "{records:?}"
+    );
+    let namespaces = mesh.namespaces();
+    mesh.teardown().await.unwrap();
+    assert!(namespaces.iter().all(|n| !netns_exists(n)));
+}
+
+/// The process-kill fault: connects are refused at once and the kubelet reports the pod
+/// NotReady without waiting for a probe; undone, the app listens again and is Ready once its
+/// probe passes.
+async fn a_killed_process_refuses_connections_and_is_not_ready_at_once() {
+    let run = Run::acquire().unwrap();
+    let mut mesh = LocalMesh::new(run.clone(), options_without_ztunnel(&run, &["node-1"])).unwrap();
+    mesh.deploy(&backend_manifests()).await.unwrap();
+    mesh.scale(&in_ambient(), 2).await.unwrap();
+    let pods = mesh.pods(&in_ambient()).await.unwrap();
+    let (target, peer) = (&pods[0], &pods[1]);
+    let from = mesh.pod_netns(&peer.pod_ref()).unwrap().to_string();
+    let get = async |mesh: &LocalMesh| {
+        client::get(
+            mesh.sockets(),
+            Some(&from),
+            SocketAddr::new(target.ip, 8080),
+            "in-ambient",
+            "/hostname",
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap()
+        .map(|r| r.status)
+    };
+    let handle = mesh
+        .inject(&Fault {
+            pod: target.pod_ref(),
+            kind: FaultKind::ProcessKill,
+        })
+        .await
+        .unwrap();
+    assert_eq!(get(&mesh).await, Err(RequestFailure::ConnectionRefused));
+    assert!(mesh.sync_readiness().await.unwrap(), "NotReady at once");
+    let change = mesh.readiness_changes().pop().unwrap();
+    assert_eq!(
+        (change.pod.name.as_str(), change.ready),
+        (target.name.as_str(), false)
+    );
+    assert!(change.reason.contains("killed"), "{change:?}");
+    let translated =
+        meshcert_mesh::translate::to_local_config(&mesh.snapshot(), Profile::Istio).unwrap();
+    let workload = translated
+        .config
+        .workloads
+        .iter()
+        .find(|w| w.name == target.name)
+        .unwrap();
+    assert_eq!(format!("{:?}", workload.status), "Unhealthy");
+
+    mesh.undo(&handle).await.unwrap();
+    assert_eq!(get(&mesh).await, Ok(200));
+    until_readiness(&mut mesh, &target.name, true, Duration::from_secs(3)).await;
+    assert!(mesh.undo(&handle).await.is_err(), "a fault is undone once");
+    mesh.teardown().await.unwrap();
+}
+
+/// Scale-down as Kubernetes does it: the removed pod leaves the config first and keeps
+/// serving through its grace period (2s here), then is stopped.
+async fn scale_down_delists_before_stopping() {
+    let (run, options) = reference_setup(Profile::Solo, true);
+    let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
+    let mut manifests = guide_manifests();
+    for object in &mut manifests.objects {
+        if let Manifest::Deployment(d) = object
+            && d.metadata.name.as_deref() == Some("in-ambient")
+        {
+            let spec = d.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+            spec.termination_grace_period_seconds = Some(2);
+        }
+    }
+    mesh.deploy(&manifests).await.unwrap();
+    mesh.scale(&in_ambient(), 2).await.unwrap();
+    let pods = mesh.pods(&in_ambient()).await.unwrap();
+    let (kept, removed) = (&pods[0], &pods[1]);
+    let removed_netns = mesh.pod_netns(&removed.pod_ref()).unwrap().to_string();
+    let from = mesh.pod_netns(&kept.pod_ref()).unwrap().to_string();
+
+    mesh.scale(&in_ambient(), 1).await.unwrap();
+    let delisted = Instant::now();
+    // Delisted: no longer a pod of the deployment, not in the config the ztunnel serves.
+    let left = mesh.pods(&in_ambient()).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(!served_statuses(&mesh).await.contains_key(&removed.name));
+    assert_eq!(mesh.terminating(), [removed.pod_ref()]);
+    // ... and still serving.
+    let answer = client::get(
+        mesh.sockets(),
+        Some(&from),
+        SocketAddr::new(removed.ip, 8080),
+        "in-ambient",
+        "/hostname",
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap()
+    .map(|r| r.replica());
+    assert_eq!(answer, Ok(removed.name.clone()));
+    assert!(netns_exists(&removed_netns));
+    let records = mesh
+        .send_requests(&requests(6, Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.replica() == Some(kept.name.as_str())),
+        "{records:?}"
+    );
+
+    // Stopped once its grace period is over.
+    let until = delisted + Duration::from_secs(6);
+    while netns_exists(&removed_netns) {
+        assert!(Instant::now() < until, "{removed_netns} outlived its grace");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone_after = delisted.elapsed();
+    assert!(gone_after >= Duration::from_millis(1900), "{gone_after:?}");
+    assert!(mesh.terminating().is_empty());
+    let namespaces = mesh.namespaces();
+    mesh.teardown().await.unwrap();
+    assert!(namespaces.iter().all(|n| !netns_exists(n)));
 }
 
 /// A ServiceEntry gets an address the client's redirect captures; a DestinationRule is stored

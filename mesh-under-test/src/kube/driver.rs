@@ -19,8 +19,8 @@ use crate::manifest::ManifestSet;
 use crate::metrics::{self, MetricSample};
 use crate::wait::{Probe, eventually};
 use crate::{
-    Capability, DeploymentRef, Fault, FaultHandle, MeshError, MeshUnderTest, PodInfo, RequestPlan,
-    RequestRecord, TargetInfo,
+    Capability, DeploymentRef, Fault, FaultHandle, FaultKind, MeshError, MeshUnderTest, PodInfo,
+    RequestPlan, RequestRecord, TargetInfo,
 };
 
 /// How a kube mesh behaves.
@@ -597,7 +597,17 @@ impl MeshUnderTest for KubeMesh {
         }
         let rule = faults::rule(&fault.kind).ok_or_else(|| MeshError::Unsupported {
             what: fault.kind.to_string(),
-            reason: "the cluster's app image cannot be told to answer a chosen status".into(),
+            reason: match fault.kind {
+                FaultKind::NotReady => {
+                    "the cluster's app image cannot be told to fail its readiness probe alone"
+                }
+                FaultKind::ProcessKill => {
+                    "the kube driver does not kill a cluster's processes (the kubelet would \
+                     restart the container on its own schedule)"
+                }
+                _ => "the cluster's app image cannot be told to answer a chosen status",
+            }
+            .into(),
         })?;
         let namespace = self.names.map(&fault.pod.namespace);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);

@@ -16,14 +16,14 @@ pub const DEBUG_LIFETIME_SECS: u64 = 1800;
 /// The rule of a fault, in `iptables -S` form (what the read-back shows), and whether this
 /// fault is an iptables one at all.
 pub fn rule(kind: &FaultKind) -> Option<Vec<String>> {
-    let words: Vec<&str> = match kind {
-        FaultKind::IptablesDrop { .. } => vec!["-j", "DROP"],
-        FaultKind::IptablesReject { .. } => vec!["-j", "REJECT", "--reject-with", "tcp-reset"],
-        FaultKind::HttpStatus { .. } => return None,
-    };
-    let port = match kind {
-        FaultKind::IptablesDrop { port } | FaultKind::IptablesReject { port } => *port,
-        FaultKind::HttpStatus { .. } => unreachable!("returned above"),
+    let (port, words): (u16, &[&str]) = match kind {
+        FaultKind::IptablesDrop { port } => (*port, &["-j", "DROP"]),
+        FaultKind::IptablesReject { port } => {
+            (*port, &["-j", "REJECT", "--reject-with", "tcp-reset"])
+        }
+        FaultKind::HttpStatus { .. } | FaultKind::NotReady | FaultKind::ProcessKill => {
+            return None;
+        }
     };
     let mut rule: Vec<String> = ["INPUT", "-p", "tcp", "-m", "tcp", "--dport"]
         .iter()
@@ -116,7 +116,13 @@ mod tests {
             "-A INPUT -p tcp -m tcp --dport 8080 -j REJECT --reject-with tcp-reset",
             &reject
         ));
-        assert!(rule(&FaultKind::HttpStatus { status: 503 }).is_none());
+        for kind in [
+            FaultKind::HttpStatus { status: 503 },
+            FaultKind::NotReady,
+            FaultKind::ProcessKill,
+        ] {
+            assert!(rule(&kind).is_none(), "{kind}");
+        }
     }
 
     #[test]

@@ -136,7 +136,17 @@ impl Admin {
     /// and `services` of its config dump), so that a change no endpoint name reveals (a
     /// Service's load balancing, a node's locality, the mesh's network) is in force before
     /// traffic is sent.
-    pub async fn wait_config(&self, expected: &LocalConfig) -> Result<(), MeshError> {
+    ///
+    /// A ztunnel that logged a reload after `written_at` (the mesh-clock time the config was
+    /// written) and serves every expected workload and service, plus workloads the config no
+    /// longer lists, has loaded it too, keeping what it should have dropped: after
+    /// [`EXTRAS_AFTER`] that is accepted (with a warning naming them), so that the scenario
+    /// judges the data plane by its answers instead of this wait timing out.
+    pub async fn wait_config(
+        &self,
+        expected: &LocalConfig,
+        written_at: Duration,
+    ) -> Result<(), MeshError> {
         let what = format!(
             "ztunnel of {} to load the new config (GET 127.0.0.1:{ADMIN_PORT}/config_dump)",
             self.pod
@@ -148,18 +158,44 @@ impl Admin {
                 .map_err(|e| MeshError::Ztunnel(e.to_string()))?,
         );
         let want = &want;
+        let started = std::time::Instant::now();
         eventually(&what, CONFIG_DEADLINE, POLL, || async move {
             let dump = match self.config_dump().await {
                 Ok(dump) => dump,
                 Err(probe) => return probe,
             };
-            match serde_json::from_str::<serde_json::Value>(&dump) {
-                Err(e) => Probe::NotYet(format!("config_dump is not JSON: {e}")),
-                Ok(v) if v["workloads"] == want.0 && v["services"] == want.1 => Probe::Ready(()),
-                Ok(_) => Probe::NotYet("config_dump still shows the previous config".into()),
+            let dump = match serde_json::from_str::<serde_json::Value>(&dump) {
+                Err(e) => return Probe::NotYet(format!("config_dump is not JSON: {e}")),
+                Ok(v) => v,
+            };
+            match served(&dump, &want.0, &want.1) {
+                Served::Exactly => Probe::Ready(()),
+                Served::WithExtras(extras)
+                    if started.elapsed() >= EXTRAS_AFTER && self.reloaded_since(written_at) =>
+                {
+                    tracing::warn!(ztunnel = %self.pod, ?extras, "the ztunnel reloaded its config and still serves workloads it no longer lists");
+                    Probe::Ready(())
+                }
+                Served::WithExtras(extras) => Probe::NotYet(format!(
+                    "config_dump also lists workloads the config no longer has: {extras:?}"
+                )),
+                Served::Other => {
+                    Probe::NotYet("config_dump still shows the previous config".into())
+                }
             }
         })
         .await
+    }
+
+    /// Whether the ztunnel logged a config reload (the reference's `config reloaded` line)
+    /// read at or after `since`.
+    fn reloaded_since(&self, since: Duration) -> bool {
+        self.process
+            .output()
+            .lines()
+            .iter()
+            .filter(|l| l.observed_at >= since)
+            .any(|l| l.parse().is("config", "config reloaded"))
     }
 
     /// The Prometheus text of `/metrics`.
@@ -192,6 +228,42 @@ fn json_strings(value: &serde_json::Value, out: &mut BTreeSet<String>) {
     }
 }
 
+/// How long a reloaded config that keeps extra workloads is given to drop them before the
+/// wait accepts it (a config that reloads as written matches at once).
+pub const EXTRAS_AFTER: Duration = Duration::from_secs(1);
+
+/// How a config dump's `workloads` and `services` compare with the config written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Served {
+    Exactly,
+    /// Every written workload and the written services, plus workloads (by name) it does
+    /// not list.
+    WithExtras(Vec<String>),
+    Other,
+}
+
+pub fn served(
+    dump: &serde_json::Value,
+    workloads: &serde_json::Value,
+    services: &serde_json::Value,
+) -> Served {
+    if &dump["workloads"] == workloads && &dump["services"] == services {
+        return Served::Exactly;
+    }
+    let (Some(have), Some(want)) = (dump["workloads"].as_array(), workloads.as_array()) else {
+        return Served::Other;
+    };
+    if &dump["services"] != services || !want.iter().all(|w| have.contains(w)) {
+        return Served::Other;
+    }
+    Served::WithExtras(
+        have.iter()
+            .filter(|w| !want.contains(w))
+            .map(|w| w["name"].as_str().unwrap_or_default().to_string())
+            .collect(),
+    )
+}
+
 /// What a config dump lacks: `(missing, still listed)`, comparing whole names.
 pub fn config_dump_gaps(
     dump: &str,
@@ -217,6 +289,31 @@ mod tests {
     }
 
     type Gaps = (Vec<&'static str>, Vec<&'static str>);
+
+    #[test]
+    fn a_dump_serves_the_config_exactly_with_extras_or_not() {
+        let a = serde_json::json!({"name": "a", "status": "Healthy"});
+        let b = serde_json::json!({"name": "b", "status": "Healthy"});
+        let services = serde_json::json!([{"name": "svc"}]);
+        let dump =
+            |w: Vec<&serde_json::Value>| serde_json::json!({"workloads": w, "services": services});
+        let want = serde_json::json!([a]);
+        assert_eq!(served(&dump(vec![&a]), &want, &services), Served::Exactly);
+        assert_eq!(
+            served(&dump(vec![&a, &b]), &want, &services),
+            Served::WithExtras(vec!["b".into()])
+        );
+        // A workload written differently (its status) is not served.
+        let a_unhealthy = serde_json::json!({"name": "a", "status": "Unhealthy"});
+        assert_eq!(
+            served(&dump(vec![&a_unhealthy, &b]), &want, &services),
+            Served::Other
+        );
+        assert_eq!(
+            served(&dump(vec![&a]), &want, &serde_json::json!([])),
+            Served::Other
+        );
+    }
 
     #[rstest]
     #[case(r#"{"workloads":[{"name":"a"},{"name":"b"}]}"#, &["a", "b"], &[], Ok((vec![], vec![])))]

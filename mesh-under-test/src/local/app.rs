@@ -1,11 +1,13 @@
 //! The backend app of a local pod: a tiny in-process HTTP/1 server (httpbin's `/hostname` and
 //! `/status/<code>`) listening inside the pod's namespace on each container port, with a fault
-//! switch that makes it answer a chosen status.
+//! switch that makes it answer a chosen status or fail its readiness path, and a kill that
+//! closes its ports as a dead process's are (restarted when the fault is undone).
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,19 +17,24 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::netns::SocketFactory;
-use super::run::Undo;
+use super::run::{Undo, lock};
 use crate::MeshError;
 
-/// Makes every response of one app carry a chosen status (an app fault), or lets it answer
-/// normally. Shared between the app's connections and the driver.
+/// Makes every response of one app carry a chosen status (an app fault), or its readiness
+/// paths fail, or lets it answer normally. Shared between the app's connections and the driver.
 #[derive(Debug, Default)]
 pub struct AppSwitch {
     /// 0 means "answer normally".
     forced: AtomicU16,
+    /// Paths answered with [`NOT_READY_STATUS`] (the readiness probe's), whatever else holds.
+    failing: Mutex<BTreeSet<String>>,
 }
+
+/// What a path made to fail answers: the status of an app reporting itself unavailable.
+pub const NOT_READY_STATUS: u16 = 503;
 
 impl AppSwitch {
     pub fn force(&self, status: Option<u16>) {
@@ -39,6 +46,22 @@ impl AppSwitch {
             0 => None,
             s => Some(s),
         }
+    }
+
+    /// Makes `path` (query ignored) answer 503, or answer normally again.
+    pub fn fail_path(&self, path: &str, failing: bool) {
+        let path = path.split('?').next().unwrap_or(path).to_string();
+        let mut paths = lock(&self.failing);
+        if failing {
+            paths.insert(path);
+        } else {
+            paths.remove(&path);
+        }
+    }
+
+    pub fn fails(&self, path: &str) -> bool {
+        let path = path.split('?').next().unwrap_or(path);
+        lock(&self.failing).contains(path)
     }
 }
 
@@ -62,7 +85,11 @@ pub fn respond(pod: &str, path: &str, forced: Option<u16>) -> (u16, String) {
 }
 
 fn response(pod: &str, path: &str, switch: &AppSwitch) -> Response<Full<Bytes>> {
-    let (status, body) = respond(pod, path, switch.forced());
+    let (status, body) = if switch.fails(path) {
+        (NOT_READY_STATUS, pod.to_string())
+    } else {
+        respond(pod, path, switch.forced())
+    };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Response::builder()
         .status(status)
@@ -71,14 +98,15 @@ fn response(pod: &str, path: &str, switch: &AppSwitch) -> Response<Full<Bytes>> 
         .expect("status and a constant header always make a valid response")
 }
 
-/// One running app: an accept loop per port, each owning its connections.
+/// One running app: an accept loop per port, each owning its listener and connections.
 #[derive(Debug)]
 pub struct BackendApp {
     pod: String,
+    netns: String,
     ip: Ipv4Addr,
     ports: Vec<u16>,
     switch: Arc<AppSwitch>,
-    tasks: Vec<AbortHandle>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl BackendApp {
@@ -91,30 +119,64 @@ impl BackendApp {
         ports: &[u16],
         pod: &str,
     ) -> Result<BackendApp, MeshError> {
-        let switch = Arc::new(AppSwitch::default());
-        let mut app = BackendApp {
+        let app = BackendApp {
             pod: pod.to_string(),
+            netns: netns.to_string(),
             ip,
             ports: ports.to_vec(),
-            switch: switch.clone(),
-            tasks: Vec::new(),
+            switch: Arc::new(AppSwitch::default()),
+            tasks: Mutex::new(Vec::new()),
         };
-        for &port in ports {
+        app.listen(sockets)?;
+        Ok(app)
+    }
+
+    fn listen(&self, sockets: &SocketFactory) -> Result<(), MeshError> {
+        for &port in &self.ports {
             // Bound to every address of the pod, as a container's server usually is, so that
             // probes from the pod's own loopback work too.
-            let listener = sockets.listener(netns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
-            let listener = match listener {
+            let bind = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+            let listener = match sockets.listener(&self.netns, bind) {
                 Ok(l) => l,
                 Err(e) => {
                     // Listeners already started must not outlive the failed start.
-                    app.stop();
+                    self.stop();
                     return Err(e);
                 }
             };
-            let task = tokio::spawn(serve(listener, pod.to_string(), switch.clone()));
-            app.tasks.push(task.abort_handle());
+            let task = tokio::spawn(serve(listener, self.pod.clone(), self.switch.clone()));
+            lock(&self.tasks).push(task);
         }
-        Ok(app)
+        Ok(())
+    }
+
+    /// Kills the app as its process dying would: returns once every port is closed (a
+    /// connect is refused) and every open connection dropped.
+    pub async fn kill(&self) {
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            // Cancelled, or ended: either way its listener is closed now.
+            let _ = task.await;
+        }
+    }
+
+    /// Starts a killed app again, listening on the same ports, with the same switch.
+    pub fn restart(&self, sockets: &SocketFactory) -> Result<(), MeshError> {
+        if !lock(&self.tasks).is_empty() {
+            return Err(MeshError::InvalidRequest(format!(
+                "the app of pod {} is running: kill it before restarting it",
+                self.pod
+            )));
+        }
+        self.listen(sockets)
+    }
+
+    /// Whether the app listens (it was not killed, or was restarted).
+    pub fn running(&self) -> bool {
+        !lock(&self.tasks).is_empty()
     }
 
     pub fn pod(&self) -> &str {
@@ -133,9 +195,9 @@ impl BackendApp {
         self.switch.clone()
     }
 
-    /// Stops accepting and drops every open connection.
+    /// Stops accepting and drops every open connection (without waiting: an undo is sync).
     pub fn stop(&self) {
-        for task in &self.tasks {
+        for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
     }
@@ -218,5 +280,18 @@ mod tests {
         assert_eq!(switch.forced(), Some(503));
         switch.force(None);
         assert_eq!(switch.forced(), None);
+    }
+
+    #[test]
+    fn a_failing_path_answers_503_and_others_answer_normally() {
+        let switch = AppSwitch::default();
+        switch.fail_path("/status/200", true);
+        assert!(switch.fails("/status/200"));
+        assert!(switch.fails("/status/200?probe=1"));
+        assert!(!switch.fails("/hostname"));
+        let status = |path: &str| response("p", path, &switch).status().as_u16();
+        assert_eq!((status("/status/200"), status("/hostname")), (503, 200));
+        switch.fail_path("/status/200", false);
+        assert_eq!(status("/status/200"), 200);
     }
 }

@@ -5,12 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, PodIP, PodStatus, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::netns::SERVICE_CIDR;
+use super::readiness::ProbeSpec;
 use crate::MeshError;
 use crate::istio::{ServiceEntry, ServiceEntryAddress};
 
@@ -206,6 +208,14 @@ pub fn assign_cluster_ip(
     Ok(())
 }
 
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const DEFAULT_TERMINATION_GRACE: Duration = Duration::from_secs(30);
+
+/// The longest a removed local pod keeps serving: a scenario's requests right after a
+/// scale-down take well under this, and a scenario of several scale-downs must not hold pods
+/// for 30 s each.
+pub const LOCAL_GRACE_CAP: Duration = Duration::from_secs(5);
+
 /// A deployment's pod template, read once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
@@ -214,6 +224,10 @@ pub struct Template {
     pub service_account: String,
     /// `spec.nodeName`, or a nodeSelector on `kubernetes.io/hostname`.
     pub pinned_node: Option<String>,
+    /// The containers' readiness probes.
+    pub readiness: Vec<ProbeSpec>,
+    /// `terminationGracePeriodSeconds` (30 s when absent), before [`LOCAL_GRACE_CAP`].
+    pub termination_grace: Duration,
 }
 
 impl Template {
@@ -257,6 +271,17 @@ impl Template {
             .and_then(|s| s.service_account_name.clone())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "default".to_string());
+        let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+        let readiness = ProbeSpec::of_containers(&what, containers)?;
+        let termination_grace = match spec.and_then(|s| s.termination_grace_period_seconds) {
+            None => DEFAULT_TERMINATION_GRACE,
+            Some(seconds) => Duration::from_secs(u64::try_from(seconds).map_err(|_| {
+                MeshError::InvalidRequest(format!(
+                    "{what}: field `spec.template.spec.terminationGracePeriodSeconds` is \
+                     {seconds}: the API server requires at least 0"
+                ))
+            })?),
+        };
         let pinned_node = spec.and_then(|s| {
             s.node_name.clone().filter(|n| !n.is_empty()).or_else(|| {
                 s.node_selector
@@ -269,7 +294,14 @@ impl Template {
             ports,
             service_account,
             pinned_node,
+            readiness,
+            termination_grace,
         })
+    }
+
+    /// How long a removed pod keeps serving here: its grace period, at most [`LOCAL_GRACE_CAP`].
+    pub fn local_grace(&self) -> Duration {
+        self.termination_grace.min(LOCAL_GRACE_CAP)
     }
 
     /// A deployment whose pods listen on no port is a client: it gets a ztunnel, not an app.
@@ -351,6 +383,29 @@ pub fn build_pod(facts: &PodFacts<'_>) -> Pod {
             ..Default::default()
         }),
     }
+}
+
+/// Whether a Pod's Ready condition is True.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Writes a Pod's Ready condition as the kubelet reports it: `ContainersNotReady` with the
+/// probe's last word when not ready.
+pub fn set_ready(pod: &mut Pod, ready: bool, why: &str) {
+    let status = pod.status.get_or_insert_with(Default::default);
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    conditions.retain(|c| c.type_ != "Ready");
+    conditions.push(PodCondition {
+        type_: "Ready".into(),
+        status: if ready { "True" } else { "False" }.into(),
+        reason: (!ready).then(|| "ContainersNotReady".into()),
+        message: (!ready).then(|| why.to_string()),
+        ..Default::default()
+    });
 }
 
 /// A Node object with its labels (and `kubernetes.io/hostname`, as the kubelet sets it).
@@ -565,6 +620,50 @@ mod tests {
             (ready.type_.as_str(), ready.status.as_str()),
             ("Ready", "True")
         );
+    }
+
+    #[test]
+    fn grace_defaults_to_30s_and_is_capped_locally() {
+        let mut d = deployment(&[8080], None, None);
+        let t = Template::of(&d).unwrap();
+        assert_eq!(t.termination_grace, DEFAULT_TERMINATION_GRACE);
+        assert_eq!(t.local_grace(), LOCAL_GRACE_CAP);
+        assert!(t.readiness.is_empty());
+        let spec = d.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        spec.termination_grace_period_seconds = Some(2);
+        assert_eq!(
+            Template::of(&d).unwrap().local_grace(),
+            Duration::from_secs(2)
+        );
+        let spec = d.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        spec.termination_grace_period_seconds = Some(-1);
+        let err = Template::of(&d).unwrap_err().to_string();
+        assert!(
+            err.contains("terminationGracePeriodSeconds` is -1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_ready_condition_is_rewritten_with_the_kubelets_reason() {
+        let d = deployment(&[8080], None, None);
+        let mut pod = build_pod(&PodFacts {
+            namespace: "httpbin",
+            name: "p",
+            deployment: &d,
+            template_hash: "h",
+            node: "node-1",
+            ip: Ipv4Addr::new(10, 244, 1, 10),
+            ready: true,
+        });
+        assert!(pod_ready(&pod));
+        set_ready(&mut pod, false, "HTTP probe failed with statuscode: 503");
+        assert!(!pod_ready(&pod));
+        let conditions = pod.status.as_ref().unwrap().conditions.as_ref().unwrap();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].reason.as_deref(), Some("ContainersNotReady"));
+        set_ready(&mut pod, true, "");
+        assert!(pod_ready(&pod));
     }
 
     #[test]

@@ -16,11 +16,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use meshcert_ztunnel::defects::Defects;
 
 use super::admin::Admin;
-use super::app::{AppSwitch, BackendApp};
+use super::app::BackendApp;
 use super::client::{self, DnsService};
 use super::cluster::{self, ClusterIpAllocator, Template};
-use super::faults::{self, AppFault, IptablesFault};
+use super::faults::{self, AppFault, Faults, IptablesFault, KilledApp, ProbePathFault};
 use super::netns::{self, PodNetns, SocketFactory, Topology};
+use super::readiness::{Board, ProbeAction, ProbeSpec, ProbeTarget, Prober};
 use super::run::{EntryId, Ledger, Run, Undo};
 use super::ztunnel::{self, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess};
 use crate::istio::{DestinationRule, ServiceEntry, WorkloadEntry};
@@ -31,11 +32,14 @@ use crate::translate::{self, ClusterSnapshot};
 use crate::wait::{Probe, eventually};
 use crate::{
     Capability, DeploymentRef, Fault, FaultHandle, FaultKind, MeshError, MeshUnderTest, PodInfo,
-    PodRef, Profile, RequestOutcome, RequestPlan, RequestRecord, Restart, TargetInfo,
+    PodRef, Profile, ReadinessChange, RequestOutcome, RequestPlan, RequestRecord, Restart,
+    TargetInfo,
 };
 
 /// How long a new pod may take to become reachable from its node.
 const REACHABLE_DEADLINE: Duration = Duration::from_secs(10);
+/// How much longer than its probes' own timing a new pod may take to turn Ready.
+const READY_SLACK: Duration = Duration::from_secs(5);
 
 /// A node of the local cluster and its labels (locality: `topology.kubernetes.io/region`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -129,8 +133,23 @@ struct PodState {
     object: Pod,
     deployment: DeploymentRef,
     netns: PodNetns,
-    /// The backend app's switch and ledger entry; clients have none.
-    app: Option<(Arc<AppSwitch>, EntryId)>,
+    /// The backend app and its ledger entry; clients have none.
+    app: Option<(Arc<BackendApp>, EntryId)>,
+    /// The readiness probers running (ledger entries); none while the app is killed.
+    probers: Vec<EntryId>,
+    /// The app was killed (a fault): the kubelet sees no running container.
+    killed: bool,
+}
+
+/// A pod a scale-down removed: delisted from the control plane's view at once, serving until
+/// its grace period (after the push) ends, then stopped by its timer.
+#[derive(Debug)]
+struct Terminating {
+    pod: PodRef,
+    grace: Duration,
+    /// Its ztunnel (a client's), faults, app and namespace, released in this order.
+    entries: Vec<EntryId>,
+    timer: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -220,6 +239,11 @@ pub struct LocalMesh {
     faults: BTreeMap<u64, FaultState>,
     next_fault: u64,
     restarts: Vec<Restart>,
+    /// The kubelet's readiness of every probed container, as the probers report it.
+    board: Arc<Board>,
+    /// Every Ready condition change written so far.
+    readiness: Vec<ReadinessChange>,
+    terminating: Vec<Terminating>,
     warnings: Vec<String>,
     seed: u64,
     torn_down: bool,
@@ -287,6 +311,9 @@ impl LocalMesh {
             faults: BTreeMap::new(),
             next_fault: 1,
             restarts: Vec::new(),
+            board: Arc::new(Board::default()),
+            readiness: Vec::new(),
+            terminating: Vec::new(),
             warnings: Vec::new(),
             seed,
             torn_down: false,
@@ -335,6 +362,119 @@ impl LocalMesh {
     /// The Pod object, as `kubectl get pod -o yaml` would show it.
     pub fn pod_object(&self, pod: &PodRef) -> Option<&Pod> {
         self.pods.get(pod).map(|p| &p.object)
+    }
+
+    /// Pods a scale-down removed that still serve through their grace period.
+    pub fn terminating(&self) -> Vec<PodRef> {
+        self.terminating
+            .iter()
+            .filter(|t| !t.timer.as_ref().is_some_and(|h| h.is_finished()))
+            .map(|t| t.pod.clone())
+            .collect()
+    }
+
+    /// Has the control plane act on what the kubelet reported since the last look: pods
+    /// whose readiness changed get their Ready condition rewritten and every ztunnel the new
+    /// config (their workloads Healthy or Unhealthy), pushed as any change is. Whether
+    /// anything changed. `send_requests` does this as changes come; call it to act on one
+    /// without traffic.
+    pub async fn sync_readiness(&mut self) -> Result<bool, MeshError> {
+        if !self
+            .pods
+            .iter()
+            .any(|(pod, s)| self.readiness_differs(pod, s))
+        {
+            return Ok(false);
+        }
+        self.push(&BTreeSet::new()).await?;
+        Ok(true)
+    }
+
+    /// What the kubelet reports for a pod now: its app runs and every probed container is
+    /// ready. A client (no app) is Ready once created.
+    fn kubelet_ready(&self, pod: &PodRef, state: &PodState) -> bool {
+        if state.app.is_none() {
+            return true;
+        }
+        !state.killed && self.board.ready(pod).unwrap_or(true)
+    }
+
+    fn readiness_differs(&self, pod: &PodRef, state: &PodState) -> bool {
+        cluster::pod_ready(&state.object) != self.kubelet_ready(pod, state)
+    }
+
+    /// Writes the kubelet's readiness into the Pod objects; records each change.
+    fn refresh_readiness(&mut self) {
+        let now = self.elapsed();
+        let mut changes = Vec::new();
+        for (pod, state) in &self.pods {
+            if !self.readiness_differs(pod, state) {
+                continue;
+            }
+            let ready = !cluster::pod_ready(&state.object);
+            let reason = if state.killed && !ready {
+                "the app's process was killed".to_string()
+            } else {
+                self.board.describe(pod)
+            };
+            changes.push(ReadinessChange {
+                pod: pod.clone(),
+                ready,
+                at: self.board.since(pod).unwrap_or(now),
+                pushed_at: None,
+                reason,
+            });
+        }
+        for change in changes {
+            let state = self.pods.get_mut(&change.pod).expect("listed above");
+            cluster::set_ready(&mut state.object, change.ready, &change.reason);
+            tracing::info!(mesh = self.number, pod = %change.pod, ready = change.ready, reason = %change.reason, "pod readiness changed");
+            self.readiness.push(change);
+        }
+    }
+
+    /// The control plane's push after a change: Ready conditions as the kubelet reports
+    /// them, every ztunnel synced, then the grace periods of pods just delisted begin.
+    async fn push(&mut self, removed: &BTreeSet<String>) -> Result<(), MeshError> {
+        let first = self.readiness.len();
+        self.refresh_readiness();
+        let synced = self.sync_ztunnels(removed).await;
+        self.start_grace_periods();
+        synced?;
+        let pushed = self.elapsed();
+        for change in &mut self.readiness[first..] {
+            change.pushed_at = Some(pushed);
+        }
+        Ok(())
+    }
+
+    /// Runs `work` (which must not need the mesh) while acting on readiness changes as the
+    /// kubelet reports them, as a cluster's control plane does while traffic flows; a push
+    /// under way when `work` ends is finished first.
+    async fn alongside_readiness<T>(
+        &mut self,
+        work: impl std::future::Future<Output = Result<T, MeshError>>,
+    ) -> Result<T, MeshError> {
+        let board = self.board.clone();
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                () = board.changed() => {
+                    let push = self.sync_readiness();
+                    tokio::pin!(push);
+                    tokio::select! {
+                        pushed = &mut push => {
+                            pushed?;
+                        }
+                        done = &mut work => {
+                            push.await?;
+                            return done;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Everything the control plane sees now.
@@ -601,10 +741,10 @@ impl LocalMesh {
             };
             match started {
                 Ok((app, creating)) => {
-                    let switch = app.switch();
-                    let entry = self.ledger.record(Box::new(app));
+                    let app = Arc::new(app);
+                    let entry = self.ledger.record(Box::new(app.clone()));
                     drop(creating);
-                    Some((switch, entry))
+                    Some((app, entry))
                 }
                 Err(e) => {
                     let (ledger, entry) = (self.ledger.clone(), pod_netns.entry);
@@ -613,13 +753,33 @@ impl LocalMesh {
                 }
             }
         };
-        if let Err(e) = self.wait_reachable(&node, &pod_netns).await {
-            if let Some((_, entry)) = app {
-                let ledger = self.ledger.clone();
-                blocking(move || ledger.release(entry)).await?;
-            }
-            let (ledger, entry) = (self.ledger.clone(), pod_netns.entry);
-            blocking(move || ledger.release(entry)).await?;
+        let pod = PodRef {
+            namespace: deployment.namespace.clone(),
+            name: name.clone(),
+        };
+        // Probes run only where an app listens: a client's would have nothing to answer.
+        let specs = match &app {
+            Some(_) => self.deployments[deployment].template.readiness.clone(),
+            None => Vec::new(),
+        };
+        let mut probers = Vec::new();
+        let mut came_up = self.wait_reachable(&node, &pod_netns).await;
+        if came_up.is_ok() && !specs.is_empty() {
+            came_up = match self.start_probers(&pod, &node, pod_netns.ip, &specs) {
+                Ok(entries) => {
+                    probers = entries;
+                    self.wait_probed_ready(&pod, &specs).await
+                }
+                Err(e) => Err(e),
+            };
+        }
+        if let Err(e) = came_up {
+            self.board.forget(&pod);
+            let mut entries = probers;
+            entries.extend(app.map(|(_, entry)| entry));
+            entries.push(pod_netns.entry);
+            let ledger = self.ledger.clone();
+            blocking(move || entries.into_iter().try_for_each(|e| ledger.release(e))).await?;
             return Err(e);
         }
         let state = &self.deployments[deployment];
@@ -632,10 +792,6 @@ impl LocalMesh {
             ip: pod_netns.ip,
             ready: true,
         });
-        let pod = PodRef {
-            namespace: deployment.namespace.clone(),
-            name,
-        };
         tracing::debug!(%pod, ip = %pod_netns.ip, %node, "pod ready");
         self.pods.insert(
             pod.clone(),
@@ -644,9 +800,77 @@ impl LocalMesh {
                 deployment: deployment.clone(),
                 netns: pod_netns,
                 app,
+                probers,
+                killed: false,
             },
         );
         Ok(pod)
+    }
+
+    /// Starts the kubelet's readiness workers of a pod whose containers just started: each
+    /// probes from the pod's node and reports to the board.
+    fn start_probers(
+        &self,
+        pod: &PodRef,
+        node: &str,
+        ip: std::net::Ipv4Addr,
+        specs: &[ProbeSpec],
+    ) -> Result<Vec<EntryId>, MeshError> {
+        let node_netns = self
+            .topology
+            .node(node)
+            .map(|n| n.netns.clone())
+            .ok_or_else(|| MeshError::InvalidRequest(format!("no node {node:?}")))?;
+        let started = self.elapsed();
+        let mut entries = Vec::new();
+        for spec in specs {
+            let creating = self.run.creating(&format!(
+                "the readiness probe of container {} of pod {pod}",
+                spec.container
+            ))?;
+            let target = ProbeTarget {
+                sockets: self.sockets.clone(),
+                pod: pod.clone(),
+                node_netns: node_netns.clone(),
+                pod_ip: ip,
+            };
+            let prober = Prober::spawn(
+                self.board.clone(),
+                target,
+                spec.clone(),
+                self.created,
+                started,
+            );
+            entries.push(self.ledger.record(Box::new(prober)));
+            drop(creating);
+        }
+        Ok(entries)
+    }
+
+    /// Waits until a new pod's probes pass, as a rollout waits for its pods to be Ready.
+    async fn wait_probed_ready(&self, pod: &PodRef, specs: &[ProbeSpec]) -> Result<(), MeshError> {
+        let deadline = specs
+            .iter()
+            .map(ProbeSpec::time_to_ready)
+            .max()
+            .unwrap_or_default()
+            + READY_SLACK;
+        let probes: Vec<String> = specs.iter().map(ProbeSpec::describe).collect();
+        let what = format!(
+            "pod {pod} to pass its readiness probe ({}) from its node",
+            probes.join("; ")
+        );
+        let board = self.board.clone();
+        eventually(&what, deadline, Duration::from_millis(20), || {
+            let (board, pod) = (board.clone(), pod.clone());
+            async move {
+                match board.ready(&pod) {
+                    Some(true) => Probe::Ready(()),
+                    _ => Probe::NotYet(board.describe(&pod)),
+                }
+            }
+        })
+        .await
     }
 
     /// Removes a pod: its ztunnel, faults and app first, then its namespace.
@@ -672,10 +896,22 @@ impl LocalMesh {
         .await
     }
 
-    async fn remove_pod(&mut self, pod: &PodRef) -> Result<(), MeshError> {
+    /// Takes a pod out of the cluster's view, as deleting it does: its probers stop and the
+    /// control plane no longer lists it, but it keeps serving until its grace period, which
+    /// begins once the change is pushed (`start_grace_periods`), ends.
+    fn delist_pod(&mut self, pod: &PodRef) -> Result<(), MeshError> {
         let Some(state) = self.pods.remove(pod) else {
             return Ok(());
         };
+        self.board.forget(pod);
+        for entry in &state.probers {
+            // An abort: nothing that blocks.
+            self.ledger.release(*entry)?;
+        }
+        let grace = self
+            .deployments
+            .get(&state.deployment)
+            .map_or(cluster::LOCAL_GRACE_CAP, |d| d.template.local_grace());
         let mut entries = Vec::new();
         if let Some(z) = self.ztunnels.remove(pod)
             && let Some((_, entry)) = z.running
@@ -695,18 +931,50 @@ impl LocalMesh {
             entries.push(entry);
         }
         entries.push(state.netns.entry);
-        let ledger = self.ledger.clone();
-        // Every entry is released even if one fails, so one stuck rule cannot keep the rest.
-        blocking(move || {
-            let results: Vec<Result<(), MeshError>> =
-                entries.into_iter().map(|e| ledger.release(e)).collect();
-            results.into_iter().collect()
-        })
-        .await
+        self.terminating.push(Terminating {
+            pod: pod.clone(),
+            grace,
+            entries,
+            timer: None,
+        });
+        Ok(())
+    }
+
+    /// Starts the grace period of every pod delisted and not yet timed: when it ends, the
+    /// pod is stopped (every entry released even if one fails, so one stuck rule cannot keep
+    /// the rest). Timers still running at teardown are dropped with it.
+    fn start_grace_periods(&mut self) {
+        self.terminating
+            .retain(|t| !t.timer.as_ref().is_some_and(|h| h.is_finished()));
+        for t in self.terminating.iter_mut().filter(|t| t.timer.is_none()) {
+            let (ledger, entries, grace, pod) = (
+                self.ledger.clone(),
+                t.entries.clone(),
+                t.grace,
+                t.pod.clone(),
+            );
+            tracing::debug!(%pod, ?grace, "delisted; serving through its grace period");
+            t.timer = Some(tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                let stopped = blocking(move || {
+                    let results: Vec<Result<(), MeshError>> =
+                        entries.into_iter().map(|e| ledger.release(e)).collect();
+                    results.into_iter().collect::<Result<(), MeshError>>()
+                })
+                .await;
+                match stopped {
+                    Ok(()) => tracing::debug!(%pod, "stopped after its grace period"),
+                    Err(e) => {
+                        tracing::warn!(%pod, error = %e, "stopping a terminated pod failed; teardown retries")
+                    }
+                }
+            }));
+        }
     }
 
     /// Brings the pods of a deployment to `replicas`: new ones last in name order are not
-    /// guaranteed, so removal takes the highest names, as the brief of `scale` says.
+    /// guaranteed, so removal takes the highest names, as the brief of `scale` says. Removed
+    /// pods are only delisted here; the caller's push starts their grace periods.
     async fn reconcile(
         &mut self,
         deployment: &DeploymentRef,
@@ -729,7 +997,7 @@ impl LocalMesh {
                 })
                 .collect();
             for pod in doomed {
-                self.remove_pod(&pod).await?;
+                self.delist_pod(&pod)?;
                 removed.insert(pod.name);
             }
         }
@@ -779,6 +1047,8 @@ impl LocalMesh {
             })
             .map(|(pod, _)| pod.clone())
             .collect();
+        // A reloading ztunnel's reload is looked for from here, before any file is written.
+        let written_at = self.elapsed();
         let mut restarting = BTreeMap::new();
         for pod in &clients {
             if !self.ztunnels.contains_key(pod) {
@@ -810,7 +1080,7 @@ impl LocalMesh {
                 // A reloading ztunnel must serve exactly the written config, which implies
                 // knowing every endpoint; a restarted one read it at start.
                 if self.options.ztunnel.reloads_config {
-                    admin.wait_config(&translation.config).await?;
+                    admin.wait_config(&translation.config, written_at).await?;
                 } else {
                     admin.wait_knows(&present, removed).await?;
                 }
@@ -920,6 +1190,111 @@ impl LocalMesh {
         blocking(move || ledger.release(entry)).await
     }
 
+    /// The not-ready fault: every readiness probe of the pod fails while its app serves
+    /// everything else. An httpGet probe's path answers 503; a tcpSocket probe is refused
+    /// from the node only (`iptables -s <node> ... -j REJECT`).
+    async fn fail_readiness(&self, pod: &PodRef) -> Result<Box<dyn Undo>, MeshError> {
+        let state = &self.pods[pod];
+        let specs = &self.deployments[&state.deployment].template.readiness;
+        let app = match &state.app {
+            Some((app, _)) if !specs.is_empty() => app.clone(),
+            _ => {
+                return Err(MeshError::InvalidRequest(format!(
+                    "cannot make {pod} not ready: its containers declare no readinessProbe, and \
+                     a pod without one is Ready while its process runs; give the fixture's \
+                     container a readinessProbe, or kill the process instead"
+                )));
+            }
+        };
+        let node_ip = self
+            .topology
+            .node(&state.netns.node)
+            .map(|n| n.ip)
+            .ok_or_else(|| MeshError::InvalidRequest(format!("no node {:?}", state.netns.node)))?;
+        let mut parts: Vec<Box<dyn Undo>> = Vec::new();
+        for spec in specs {
+            match &spec.action {
+                ProbeAction::HttpGet { path, .. } => parts.push(Box::new(ProbePathFault::inject(
+                    &pod.to_string(),
+                    app.switch(),
+                    path,
+                ))),
+                ProbeAction::TcpSocket { port } => {
+                    let (netns, rule) = (
+                        state.netns.netns.clone(),
+                        faults::refuse_probes_rule(node_ip, *port),
+                    );
+                    match blocking(move || IptablesFault::inject(&netns, rule)).await {
+                        Ok(f) => parts.push(Box::new(f)),
+                        Err(e) => {
+                            // What is in force already must not outlive the failed inject.
+                            let _ = Faults(parts).undo();
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Box::new(Faults(parts)))
+    }
+
+    /// The process-kill fault: the app's ports close and its connections drop; the kubelet
+    /// sees the container exit at once (not Ready) and its probers stop with it.
+    async fn kill_app(&mut self, pod: &PodRef) -> Result<Box<dyn Undo>, MeshError> {
+        let state = &self.pods[pod];
+        let app = match &state.app {
+            Some((app, _)) if !state.killed => app.clone(),
+            Some(_) => {
+                return Err(MeshError::InvalidRequest(format!(
+                    "the app of {pod} is killed already"
+                )));
+            }
+            None => {
+                return Err(MeshError::InvalidRequest(format!(
+                    "cannot kill the app of {pod}: it runs none (no container ports)"
+                )));
+            }
+        };
+        app.kill().await;
+        let at = self.elapsed();
+        let state = self.pods.get_mut(pod).expect("looked up above");
+        state.killed = true;
+        let probers = std::mem::take(&mut state.probers);
+        for entry in probers {
+            self.ledger.release(entry)?;
+        }
+        self.board.containers_exited(pod, at);
+        Ok(Box::new(KilledApp {
+            pod: pod.to_string(),
+        }))
+    }
+
+    /// Undoes a kill: the app listens again and new readiness workers start, so the pod is
+    /// Ready once its probes pass (at once when it has none).
+    fn restart_app(&mut self, pod: &PodRef) -> Result<(), MeshError> {
+        let Some(state) = self.pods.get(pod) else {
+            return Ok(());
+        };
+        let Some((app, _)) = &state.app else {
+            return Ok(());
+        };
+        let creating = self
+            .run
+            .creating(&format!("the restarted app of pod {pod}"))?;
+        app.restart(&self.sockets)?;
+        let specs = self.deployments[&state.deployment]
+            .template
+            .readiness
+            .clone();
+        let (node, ip) = (state.netns.node.clone(), state.netns.ip);
+        drop(creating);
+        let probers = self.start_probers(pod, &node, ip, &specs)?;
+        let state = self.pods.get_mut(pod).expect("looked up above");
+        state.killed = false;
+        state.probers = probers;
+        Ok(())
+    }
+
     /// The admin endpoints of a client pod's running ztunnel.
     fn admin(&self, pod: &PodRef) -> Option<Admin> {
         let z = self.ztunnels.get(pod)?;
@@ -970,6 +1345,10 @@ impl MeshUnderTest for LocalMesh {
 
     fn restarts(&self) -> Vec<Restart> {
         self.restarts.clone()
+    }
+
+    fn readiness_changes(&self) -> Vec<ReadinessChange> {
+        self.readiness.clone()
     }
 
     async fn deploy(&mut self, manifests: &ManifestSet) -> Result<(), MeshError> {
@@ -1030,7 +1409,7 @@ impl MeshUnderTest for LocalMesh {
             }
             removed.extend(self.reconcile(&dref, replicas).await?);
         }
-        self.sync_ztunnels(&removed).await
+        self.push(&removed).await
     }
 
     async fn scale(&mut self, deployment: &DeploymentRef, replicas: u32) -> Result<(), MeshError> {
@@ -1042,7 +1421,7 @@ impl MeshUnderTest for LocalMesh {
             )));
         }
         let removed = self.reconcile(deployment, replicas).await?;
-        self.sync_ztunnels(&removed).await
+        self.push(&removed).await
     }
 
     async fn pods(&self, deployment: &DeploymentRef) -> Result<Vec<PodInfo>, MeshError> {
@@ -1055,12 +1434,18 @@ impl MeshUnderTest for LocalMesh {
         Ok(self
             .pods_of(deployment)
             .into_iter()
-            .map(|p| PodInfo {
-                namespace: p.deployment.namespace.clone(),
-                name: p.netns.name.clone(),
-                ip: IpAddr::V4(p.netns.ip),
-                node: p.netns.node.clone(),
-                ready: true,
+            .map(|p| {
+                let pod = PodRef {
+                    namespace: p.deployment.namespace.clone(),
+                    name: p.netns.name.clone(),
+                };
+                PodInfo {
+                    ready: self.kubelet_ready(&pod, p),
+                    namespace: pod.namespace,
+                    name: pod.name,
+                    ip: IpAddr::V4(p.netns.ip),
+                    node: p.netns.node.clone(),
+                }
             })
             .collect())
     }
@@ -1121,52 +1506,59 @@ impl MeshUnderTest for LocalMesh {
         let bound = per_request
             .saturating_mul(plan.count)
             .saturating_add(REQUESTS_SLACK);
-        let mut records = Vec::with_capacity(plan.count as usize);
-        let first = tokio::time::Instant::now();
-        let loop_result = tokio::time::timeout(bound, async {
-            for index in 0..plan.count {
-                if !plan.interval.is_zero() {
-                    tokio::time::sleep_until(first + plan.interval * index).await;
+        // The loop owns what it needs, so the control plane can push readiness changes
+        // while the requests run.
+        let (sockets, created, plan) = (self.sockets.clone(), self.created, plan.clone());
+        let requests = async move {
+            let mut records = Vec::with_capacity(plan.count as usize);
+            let first = tokio::time::Instant::now();
+            let loop_result = tokio::time::timeout(bound, async {
+                for index in 0..plan.count {
+                    if !plan.interval.is_zero() {
+                        tokio::time::sleep_until(first + plan.interval * index).await;
+                    }
+                    let started_at = created.elapsed();
+                    let began = Instant::now();
+                    let (source_port, outcome) = client::get_with_source(
+                        &sockets,
+                        Some(&netns),
+                        dst,
+                        &host,
+                        &url.path,
+                        plan.timeout,
+                    )
+                    .await?;
+                    let latency = began.elapsed();
+                    let outcome = match outcome {
+                        Ok(response) => RequestOutcome::Answered {
+                            replica: response.replica(),
+                            status: response.status,
+                        },
+                        Err(failure) => RequestOutcome::Failed { failure },
+                    };
+                    records.push(RequestRecord {
+                        index,
+                        started_at,
+                        latency,
+                        source: source_port
+                            .map(|port| SocketAddr::new(client_ip, port).to_string()),
+                        outcome,
+                    });
                 }
-                let started_at = self.elapsed();
-                let began = Instant::now();
-                let (source_port, outcome) = client::get_with_source(
-                    &self.sockets,
-                    Some(&netns),
-                    dst,
-                    &host,
-                    &url.path,
-                    plan.timeout,
-                )
-                .await?;
-                let latency = began.elapsed();
-                let outcome = match outcome {
-                    Ok(response) => RequestOutcome::Answered {
-                        replica: response.replica(),
-                        status: response.status,
-                    },
-                    Err(failure) => RequestOutcome::Failed { failure },
-                };
-                records.push(RequestRecord {
-                    index,
-                    started_at,
-                    latency,
-                    source: source_port.map(|port| SocketAddr::new(client_ip, port).to_string()),
-                    outcome,
-                });
+                Ok::<(), MeshError>(())
+            })
+            .await;
+            match loop_result {
+                Ok(Ok(())) => Ok(records),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(MeshError::Timeout {
+                    what: format!("{} requests to {}", plan.count, plan.url),
+                    waited: bound,
+                    last: format!("{} of {} done", records.len(), plan.count),
+                }),
             }
-            Ok::<(), MeshError>(())
-        })
-        .await;
-        match loop_result {
-            Ok(Ok(())) => Ok(records),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(MeshError::Timeout {
-                what: format!("{} requests to {}", plan.count, plan.url),
-                waited: bound,
-                last: format!("{} of {} done", records.len(), plan.count),
-            }),
-        }
+        };
+        self.alongside_readiness(requests).await
     }
 
     async fn inject(&mut self, fault: &Fault) -> Result<FaultHandle, MeshError> {
@@ -1185,7 +1577,7 @@ impl MeshUnderTest for LocalMesh {
                 Box::new(blocking(move || IptablesFault::inject(&netns, rule)).await?)
             }
             (FaultKind::HttpStatus { status }, None) => {
-                let (switch, _) = pod.app.as_ref().ok_or_else(|| {
+                let (app, _) = pod.app.as_ref().ok_or_else(|| {
                     MeshError::InvalidRequest(format!(
                         "cannot make {} answer HTTP {status}: it runs no app (no container ports)",
                         fault.pod
@@ -1193,10 +1585,12 @@ impl MeshUnderTest for LocalMesh {
                 })?;
                 Box::new(AppFault::inject(
                     &fault.pod.to_string(),
-                    switch.clone(),
+                    app.switch(),
                     *status,
                 ))
             }
+            (FaultKind::NotReady, None) => self.fail_readiness(&fault.pod).await?,
+            (FaultKind::ProcessKill, None) => self.kill_app(&fault.pod).await?,
             (kind, None) => {
                 return Err(MeshError::Unsupported {
                     what: kind.to_string(),
@@ -1231,6 +1625,9 @@ impl MeshUnderTest for LocalMesh {
                 handle.id, handle.fault.kind, handle.fault.pod
             ))
         })?;
+        if state.handle.fault.kind == FaultKind::ProcessKill {
+            self.restart_app(&state.handle.fault.pod)?;
+        }
         let ledger = self.ledger.clone();
         blocking(move || ledger.release(state.entry)).await
     }
@@ -1258,6 +1655,12 @@ impl MeshUnderTest for LocalMesh {
 
     async fn teardown(&mut self) -> Result<(), MeshError> {
         self.torn_down = true;
+        // Stopping a terminating pod is the ledger's job from here.
+        for t in self.terminating.drain(..) {
+            if let Some(timer) = t.timer {
+                timer.abort();
+            }
+        }
         self.faults.clear();
         self.ztunnels.clear();
         self.pods.clear();

@@ -3,7 +3,8 @@
 //!
 //! `run` claims the machine and records what is created; `netns` builds namespaces, links and
 //! the socket factory; `cluster` decides what an API server would (names, addresses, objects);
-//! `app` is the backend app and `faults` what breaks a pod; `client` the HTTP client;
+//! `app` is the backend app and `faults` what breaks a pod; `readiness` the kubelet's
+//! readiness probes; `client` the HTTP client;
 //! `ztunnel` launches the proxy and `admin` probes its endpoints; `driver` puts them together
 //! as a `MeshUnderTest`.
 
@@ -15,6 +16,7 @@ pub mod cluster;
 pub mod driver;
 pub mod faults;
 pub mod netns;
+pub mod readiness;
 pub mod run;
 pub mod ztunnel;
 

@@ -2,7 +2,8 @@
 //! through which the harness ever talks to a pod or service address.
 //!
 //! Topology of one mesh: a `fabric` namespace with a bridge; per node a namespace with a bridge
-//! and an uplink veth to the fabric bridge; per pod a namespace whose `eth0` is a veth to its
+//! (holding the node's own address, `10.244.<node #>.1`, which its kubelet probes from) and an
+//! uplink veth to the fabric bridge; per pod a namespace whose `eth0` is a veth to its
 //! node's bridge, with an address in 10.244.0.0/16 and no default route. Veth pairs are created
 //! directly between two harness namespaces, so nothing is ever created in the machine's own
 //! namespace, and a packet from a pod can only reach other harness namespaces.
@@ -200,12 +201,20 @@ fn add_bridge(netns: &str) -> Result<(), MeshError> {
     Ok(())
 }
 
-/// A node: its Kubernetes name, number (the third octet of its pods' addresses) and namespace.
+/// A node: its Kubernetes name, number (the third octet of its pods' addresses), namespace and
+/// its own address on its bridge, from which its kubelet probes the node's pods.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeNetns {
     pub name: String,
     pub number: u8,
     pub netns: String,
+    pub ip: Ipv4Addr,
+}
+
+/// A node's own address: `10.244.<node #>.1`, as a CNI bridge's gateway address is (pods
+/// start at `.10`).
+pub fn node_ip(number: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 244, number, 1)
 }
 
 /// A pod's namespace and address.
@@ -303,11 +312,17 @@ impl Topology {
             "up",
         ])?;
         ip(&["-n", &netns, "link", "set", UPLINK, "master", BRIDGE, "up"])?;
+        // The kubelet's probes come from the node (never from the machine's own namespace),
+        // so the node needs an address on its pods' network; no route beyond it.
+        let address = node_ip(number);
+        let cidr = format!("{address}/{}", POD_CIDR.1);
+        ip(&["-n", &netns, "addr", "add", &cidr, "dev", BRIDGE])?;
         self.nodes.push((
             NodeNetns {
                 name: name.to_string(),
                 number,
                 netns,
+                ip: address,
             },
             10,
         ));
