@@ -12,6 +12,7 @@ use cucumber::{Event, World, Writer, cli, parser};
 use meshcert_reports::{ScenarioResult, StepTiming, Verdict, is_behaviour_id};
 
 use crate::applicability::{Applicability, marker};
+use crate::world::unsupported_reason;
 
 /// Identifies a scenario across events: feature path and scenario line.
 pub type ScenarioKey = (String, usize);
@@ -136,7 +137,13 @@ impl ResultsCollector {
                     }
                     (Some(Applicability::Skipped(reason)), _, _) => Verdict::Skipped { reason },
                     (_, Some(error), _) => Verdict::Skipped { reason: error },
-                    (_, _, Some((step, message))) => Verdict::Failed { step, message },
+                    // The target cannot do what a step asked: nothing was judged.
+                    (_, _, Some((step, message))) => match unsupported_reason(&message) {
+                        Some(reason) => Verdict::Skipped {
+                            reason: reason.to_string(),
+                        },
+                        None => Verdict::Failed { step, message },
+                    },
                     _ => Verdict::Passed,
                 };
                 let duration_ms = pending

@@ -32,10 +32,22 @@ impl fmt::Display for StepFailure {
 
 impl std::error::Error for StepFailure {}
 
+/// How a step failure that only says the target cannot do something starts: the results
+/// read it as a skip (with the rest as the reason), never as the mesh's failure.
+pub const UNSUPPORTED: &str = "the target cannot do this, so the scenario is skipped: ";
+
 impl From<MeshError> for StepFailure {
     fn from(e: MeshError) -> Self {
-        StepFailure(e.to_string())
+        match e {
+            MeshError::Unsupported { .. } => StepFailure(format!("{UNSUPPORTED}{e}")),
+            e => StepFailure(e.to_string()),
+        }
     }
+}
+
+/// The reason of a step failure that is a skip (`MeshError::Unsupported`), if it is one.
+pub fn unsupported_reason(message: &str) -> Option<&str> {
+    message.strip_prefix(UNSUPPORTED)
 }
 
 pub type StepResult = Result<(), StepFailure>;
@@ -521,5 +533,21 @@ mod tests {
         assert_eq!(omitted, 5);
         let (kept, omitted) = head_and_tail((0..5).collect::<Vec<_>>(), 2, 3);
         assert_eq!((kept.len(), omitted), (5, 0));
+    }
+
+    #[test]
+    fn only_an_unsupported_request_reads_as_a_skip() {
+        let skip = StepFailure::from(MeshError::Unsupported {
+            what: "fault readiness probe fails".into(),
+            reason: "the kube driver cannot".into(),
+        });
+        assert_eq!(
+            unsupported_reason(&skip.to_string()),
+            Some(
+                "fault readiness probe fails is not supported by this mesh under test: the kube driver cannot"
+            )
+        );
+        let failure = StepFailure::from(MeshError::Ztunnel("exited".into()));
+        assert_eq!(unsupported_reason(&failure.to_string()), None);
     }
 }
