@@ -7,6 +7,7 @@
 //! allows (uniform at random among the endpoints a claim names): round robin, capacity-weighted
 //! random with equal capacities, or any other even pick passes it.
 
+pub mod failover;
 pub mod order;
 pub mod spread;
 pub mod stats;

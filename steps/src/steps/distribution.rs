@@ -14,7 +14,7 @@ use meshcert_mesh::topology::{ClientPlacement, ReplicaPlacement, Topology, Topol
 use meshcert_mesh::translate::{TRAFFIC_DISTRIBUTION_ANNOTATION, TrafficDistribution};
 use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{DeploymentRef, FaultKind, PodInfo, RequestRecord};
-use meshcert_oracle::spread;
+use meshcert_oracle::{failover, spread};
 
 use crate::params::{After, Mode, Priority, Rate, Setting, SettingField, Window};
 use crate::suite;
@@ -360,35 +360,24 @@ async fn after_block_at(
         after
     );
     let levels = Levels::of(world, &batch.plan.client, mode.0).await?;
-    let wrong: Vec<String> = late
+    let members = levels.at(level.0);
+    let names: Vec<&str> = members.iter().map(String::as_str).collect();
+    let answers: Vec<Option<&str>> = late
         .iter()
-        .filter_map(|r| {
-            let replica = r.replica().and_then(|p| levels.replica_of(p));
-            let at = replica.and_then(|rep| levels.level_of(rep));
-            (at != Some(level.0)).then(|| match replica {
-                Some(rep) => format!(
-                    "#{} answered by {rep} at {}",
-                    r.index,
-                    at.map(|l| l.to_string())
-                        .unwrap_or_else(|| "no level".into())
-                ),
-                None => format!("#{} failed: {:?}", r.index, r.outcome),
-            })
-        })
+        .map(|r| r.replica().map(|p| levels.replica_of(p).unwrap_or(p)))
         .collect();
-    ensure!(
-        wrong.is_empty(),
-        "{} of the {} requests started {:?} or more after the block did not reach {} of {} ({}): \
-         {wrong:?}. Levels: {}",
-        wrong.len(),
-        late.len(),
-        after,
-        level.0,
-        mode.0,
-        levels.at(level.0).join(", "),
-        levels.describe()
-    );
-    Ok(())
+    spread::answered_only_by(&answers, &names)
+        .map(|_| ())
+        .map_err(|finding| {
+            StepFailure(format!(
+                "the requests started {after:?} or more after the block did not all reach {} of \
+                 {} ({}): {finding}. Levels: {}",
+                level.0,
+                mode.0,
+                members.join(", "),
+                levels.describe()
+            ))
+        })
 }
 
 #[then(
@@ -422,37 +411,30 @@ async fn level_takes_over(
         .send_from(client, &url, count, every, Duration::from_secs(2))
         .await?;
     let batch = world.last_batch()?;
-    let round = members.len();
-    let in_level = |r: &RequestRecord| {
-        r.replica()
-            .and_then(|p| levels.replica_of(p))
-            .is_some_and(|rep| members.iter().any(|m| m == rep))
-    };
-    let settled = batch
-        .windows(round)
-        .position(|w| w.iter().all(in_level))
-        .map(|i| &batch[i..]);
-    match settled {
-        Some(rest) if rest[0].started_at - started <= deadline && rest.iter().all(in_level) => {
-            Ok(())
-        }
-        _ => Err(StepFailure(format!(
-            "within {:?} the replicas at {} of {} ({}) did not take every request; answers in \
-             order: {:?}. Levels: {}",
-            within,
-            level.0,
-            mode.0,
-            members.join(", "),
-            batch
-                .iter()
-                .map(|r| r
-                    .replica()
-                    .and_then(|p| levels.replica_of(p))
-                    .unwrap_or("<failed>"))
-                .collect::<Vec<_>>(),
-            levels.describe()
-        ))),
-    }
+    let stream: Vec<(Duration, Option<&str>)> = batch
+        .iter()
+        .map(|r| {
+            let replica = r.replica().map(|p| levels.replica_of(p).unwrap_or(p));
+            (r.started_at.saturating_sub(started), replica)
+        })
+        .collect();
+    let names: Vec<&str> = members.iter().map(String::as_str).collect();
+    failover::took_over_within(&stream, &names, deadline)
+        .map(|_| ())
+        .map_err(|why| {
+            StepFailure(format!(
+                "within {within:?} the replicas at {} of {} ({}) did not take every request: \
+                 {why}; answers in order: {:?}. Levels: {}",
+                level.0,
+                mode.0,
+                members.join(", "),
+                stream
+                    .iter()
+                    .map(|(_, r)| r.unwrap_or("<failed>"))
+                    .collect::<Vec<_>>(),
+                levels.describe()
+            ))
+        })
 }
 
 #[then(expr = "every request failed within {window}")]
@@ -643,13 +625,6 @@ impl Levels {
             .iter()
             .find(|(_, pods, _)| pods.iter().any(|p| p.name == pod))
             .map(|(name, _, _)| name.as_str())
-    }
-
-    fn level_of(&self, replica: &str) -> Option<PriorityLevel> {
-        self.replicas
-            .iter()
-            .find(|(name, _, _)| name == replica)
-            .and_then(|(_, _, l)| *l)
     }
 
     fn describe(&self) -> String {
