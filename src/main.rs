@@ -237,6 +237,10 @@ struct CommonArgs {
     /// (the reports still say partial).
     #[arg(long)]
     allow_skipped: bool,
+    /// A thresholds file replacing the feature set's declared one for the target's profile
+    /// (`features/thresholds/<profile>.yaml`): detection window, failure budget, ...
+    #[arg(long, value_name = "FILE", env = "MESHCERT_THRESHOLDS")]
+    thresholds: Option<PathBuf>,
 }
 
 /// The reference as the user chose it: a binary, or this executable's own subcommand.
@@ -334,6 +338,7 @@ impl CommonArgs {
             tags: self.tags.clone(),
             concurrency: self.concurrency,
             skip_all: None,
+            thresholds: self.thresholds.clone(),
         }
     }
 }

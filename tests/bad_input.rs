@@ -126,6 +126,21 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "thresholds-typo",
+            args: &[],
+            env: &[],
+            features: Some(Edit {
+                file: "thresholds/solo.yaml",
+                from: "failureBudget:",
+                to: "failureBugdet:",
+            }),
+            fixtures: None,
+            expect: &[
+                "thresholds/solo.yaml: line",
+                "unknown field `failureBugdet`",
+            ],
+        },
+        Case {
             name: "defect-flag",
             args: &["--reference-defect", "typo"],
             env: &[],

@@ -145,6 +145,7 @@ fn main() -> ExitCode {
                         tags: var("MESHCERT_TAGS"),
                         concurrency: None,
                         skip_all,
+                        thresholds: var("MESHCERT_THRESHOLDS").map(PathBuf::from),
                     };
                     Trial::test(name, move || run_pass(config))
                 }

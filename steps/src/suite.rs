@@ -43,6 +43,8 @@ pub struct SuiteConfig {
     /// Every scenario is skipped with this reason: the target is not there (a kube pass
     /// without a cluster).
     pub skip_all: Option<String>,
+    /// A thresholds file that replaces the feature set's declared one for the profile.
+    pub thresholds: Option<PathBuf>,
 }
 
 impl SuiteConfig {
@@ -199,9 +201,11 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
             checked.selected, checked.scenarios
         );
     }
-    let thresholds_of = |profile: Profile| {
-        Thresholds::load(&Thresholds::path_for(&config.features, &profile.to_string()))
+    let thresholds_path = |profile: Profile| match &config.thresholds {
+        Some(file) => file.clone(),
+        None => Thresholds::path_for(&config.features, &profile.to_string()),
     };
+    let thresholds_of = |profile: Profile| Thresholds::load(&thresholds_path(profile));
     let mut thresholds = thresholds_of(config.target.info().profile)?;
     let started = Instant::now();
     let started_at = SystemTime::now()
@@ -255,7 +259,7 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
         (None, Some((_, id))) => id.clone(),
         (None, None) => String::new(),
     };
-    if thresholds.source != Thresholds::path_for(&config.features, &target.profile.to_string()) {
+    if thresholds.source != thresholds_path(target.profile) {
         // A cluster's profile is known once connected.
         thresholds = thresholds_of(target.profile)?;
     }

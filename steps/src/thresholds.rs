@@ -58,8 +58,16 @@ impl Thresholds {
     pub fn load(path: &Path) -> Result<Thresholds, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read thresholds file {}: {e}", path.display()))?;
-        let mut thresholds: Thresholds = serde_saphyr::from_str(&text)
-            .map_err(|e| format!("thresholds file {}: {e}", path.display()))?;
+        let mut thresholds: Thresholds = serde_saphyr::from_str(&text).map_err(|e| {
+            // The parser's first line names line, column and field; the rest is a snippet.
+            let e = e.to_string();
+            let first = e.lines().next().unwrap_or_default();
+            format!(
+                "thresholds file {}: {}",
+                path.display(),
+                first.trim_start_matches("error: ")
+            )
+        })?;
         thresholds
             .validate()
             .map_err(|e| format!("thresholds file {}: {e}", path.display()))?;
@@ -198,7 +206,8 @@ mod tests {
             err.contains("typo.yaml") && err.contains("failureBugdet"),
             "{err}"
         );
-        assert!(err.contains('4'), "names the line: {err}");
+        assert!(err.contains("line 4"), "names the line: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
         let old = GOOD.replace("version: 1", "version: 7");
         let err = Thresholds::load(&write("old.yaml", &old)).unwrap_err();
         assert!(err.contains("version") && err.contains('7'), "{err}");
