@@ -149,7 +149,7 @@ fn config() -> LocalConfig {
     let workload = |name: &str, ip: Ipv4Addr, serves: bool| {
         let text = format!(
             "uid: {CLUSTER_ID}//v1/Pod/bench/{name}\nname: {name}\nnamespace: bench\nserviceAccount: {name}\n\
-             workloadIps: [\"{ip}\"]\nservices: {{}}\n"
+             clusterId: {CLUSTER_ID}\nworkloadIps: [\"{ip}\"]\nservices: {{}}\n"
         );
         let mut w: LocalWorkload =
             serde_saphyr::from_str(&text).expect("the benchmark's own workload parses");
@@ -738,6 +738,14 @@ mod tests {
         // Client, iperf3 workload, three endpoints; only the endpoints serve the service, and
         // only on the HTTP port: health checks must never reach iperf3.
         assert_eq!(parsed.workloads.len(), 5);
+        // The cluster the launcher gives the ztunnel as CLUSTER_ID, and no network: what the
+        // reference checks its environment against.
+        assert!(
+            parsed
+                .workloads
+                .iter()
+                .all(|w| w.cluster_id == CLUSTER_ID && w.network.is_empty())
+        );
         assert_eq!(parsed.services[0].vips[0].to_string(), "/10.96.0.10");
         assert_eq!(
             parsed.services[0].ports,
