@@ -29,16 +29,29 @@ fn main() -> ExitCode {
     if let Err(reason) = meshcert_steps::target::local_machine_check() {
         if std::env::var_os("CI").is_some() {
             println!("bad_binaries: CI is set and local meshes are unavailable: {reason}");
-            println!("bad_binaries: 0 passed, {} failed", cases.len());
+            println!("bad_binaries: 0 passed, {} failed", cases.len() + 1);
             return ExitCode::FAILURE;
         }
         println!("bad_binaries: skipped, local meshes unavailable: {reason}");
-        println!("bad_binaries: 0 passed, 0 failed, {} skipped", cases.len());
+        println!(
+            "bad_binaries: 0 passed, 0 failed, {} skipped",
+            cases.len() + 1
+        );
         return ExitCode::SUCCESS;
     }
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("create the work directory");
     let (mut passed, mut failed) = (0, 0);
+    match no_iptables(&work) {
+        Ok(line) => {
+            passed += 1;
+            println!("bad_binaries: no-iptables ok: {line}");
+        }
+        Err(problem) => {
+            failed += 1;
+            println!("bad_binaries: no-iptables FAILED: {problem}");
+        }
+    }
     for case in &cases {
         let started = Instant::now();
         match check(case, &work) {
@@ -175,6 +188,47 @@ fn check(case: &Case, work: &Path) -> Result<String, String> {
         return Err(format!("processes left running: {running:?}"));
     }
     Ok(error)
+}
+
+/// A machine without iptables (a PATH with only `ip` and `bridge`): exit code 4 and one line
+/// naming the package, before anything starts (no results file).
+fn no_iptables(work: &Path) -> Result<String, String> {
+    let bin = work.join("no-iptables-path");
+    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in ["ip", "bridge"] {
+        let found = std::env::split_paths(&path)
+            .map(|dir| dir.join(tool))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("{tool} is not on PATH"))?;
+        std::os::unix::fs::symlink(&found, bin.join(tool)).map_err(|e| e.to_string())?;
+    }
+    let out_dir = work.join("no-iptables");
+    let output = Command::new(env!("CARGO_BIN_EXE_meshcert"))
+        .args(["run", "--out"])
+        .arg(&out_dir)
+        .env("PATH", &bin)
+        .output()
+        .map_err(|e| format!("cannot run meshcert: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr.trim();
+    if output.status.code() != Some(4) {
+        return Err(format!(
+            "exit status {} (expected 4); stderr: {line}",
+            output.status
+        ));
+    }
+    if line.lines().count() != 1
+        || !line.contains("iptables is not installed: apt-get install iptables")
+    {
+        return Err(format!(
+            "expected one line naming iptables and its package: {line}"
+        ));
+    }
+    if out_dir.join("results.json").exists() {
+        return Err("a results file was written".into());
+    }
+    Ok(line.to_string())
 }
 
 /// Whether the run that named namespace `mc-<run id>-...` still holds its lock file.
