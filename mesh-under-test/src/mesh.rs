@@ -301,7 +301,9 @@ pub enum FaultKind {
     IptablesDrop { port: u16 },
     /// `iptables -A INPUT -p tcp --dport <port> -j REJECT --reject-with tcp-reset`: connects fail fast.
     IptablesReject { port: u16 },
-    /// The app answers every request with this HTTP status (still naming itself in the body).
+    /// The app answers every request with this HTTP status (still naming itself in the body),
+    /// except its readiness probe's path: the pod stays Ready, so only the data plane can
+    /// shun it (`NotReady` is the fault for the probe).
     HttpStatus { status: u16 },
     /// The pod's readiness probe fails (its app answers the probe's path with 503; a
     /// tcpSocket probe is refused) while the app serves every other request: the kubelet

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 use meshcert_mesh::local::app::BackendApp;
 use meshcert_mesh::local::client;
+use meshcert_mesh::local::readiness::ProbeSpec;
 use meshcert_mesh::local::run::LOCK_DIR;
 use meshcert_mesh::local::{
     LocalMesh, LocalOptions, NodeSpec, Run, Topology, ZtunnelCommand, preflight, sweep,
@@ -950,6 +951,39 @@ async fn until_readiness(
     }
 }
 
+/// The readiness probe of the fixture's backend.
+fn fixture_probe() -> ProbeSpec {
+    let manifests = backend_manifests();
+    let deployment = manifests
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Manifest::Deployment(d) => Some(d),
+            _ => None,
+        })
+        .expect("in-ambient.yaml has a Deployment");
+    let containers = &deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers;
+    ProbeSpec::of_containers("in-ambient.yaml", containers)
+        .unwrap()
+        .remove(0)
+}
+
+/// When a pod whose probes each fail after `each` turns NotReady, counted from the fault: the
+/// first failing probe starts within a period, the next ones `max(period, each)` apart, and
+/// the last ends `each` after it starts.
+fn not_ready_after(spec: &ProbeSpec, each: Duration) -> (Duration, Duration) {
+    let earliest = spec.period.max(each) * (spec.failure_threshold - 1) + each;
+    (earliest, earliest + spec.period)
+}
+
 fn requests(count: u32, interval: Duration) -> RequestPlan {
     RequestPlan {
         client: client_in_ambient(),
@@ -960,9 +994,10 @@ fn requests(count: u32, interval: Duration) -> RequestPlan {
     }
 }
 
-/// The fixture's probe (every 1s, 3 failures) sees the guide's DROP as a cluster's kubelet
-/// would: the pod turns NotReady 3-4s after the block and its workload is Unhealthy in the
-/// config the client's ztunnel serves; after `iptables -F` it is Ready and Healthy again.
+/// The fixture's probe sees the guide's DROP as a cluster's kubelet would: the pod turns
+/// NotReady once `failureThreshold` probes timed out (7-8 s after the block) and its workload
+/// is Unhealthy in the config the client's ztunnel serves; after `iptables -F` it is Ready and
+/// Healthy again.
 async fn a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(
     reloads_config: bool,
 ) {
@@ -983,12 +1018,14 @@ async fn a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(
         })
         .await
         .unwrap();
-    let at = until_readiness(&mut mesh, &blocked.name, false, Duration::from_secs(8)).await;
+    let probe = fixture_probe();
+    let (earliest, latest) = not_ready_after(&probe, probe.timeout);
+    let at = until_readiness(&mut mesh, &blocked.name, false, latest * 2).await;
     let took = at - handle.injected_at;
-    eprintln!("NotReady {took:?} after the DROP");
-    // Three probes that each time out after 1s, the first within a period of the block.
+    eprintln!("NotReady {took:?} after the DROP (expected {earliest:?} to {latest:?})");
     assert!(
-        took >= Duration::from_millis(2900) && took <= Duration::from_millis(4500),
+        took + Duration::from_millis(100) >= earliest
+            && took <= latest + Duration::from_millis(500),
         "{took:?}"
     );
     let statuses = served_statuses(&mesh).await;
@@ -1051,10 +1088,11 @@ async fn the_not_ready_fault_moves_traffic_only_through_the_control_plane() {
         direct(&mesh, "/hostname").await,
         Ok((200, target.name.clone()))
     );
-    // The probe's 503 takes three periods (1s each) to turn the pod NotReady.
-    let at = until_readiness(&mut mesh, &target.name, false, Duration::from_secs(6)).await;
+    // The probe's 503 fails fast: `failureThreshold` periods turn the pod NotReady.
+    let (_, latest) = not_ready_after(&fixture_probe(), Duration::ZERO);
+    let at = until_readiness(&mut mesh, &target.name, false, latest * 2).await;
     let took = at - handle.injected_at;
-    assert!(took <= Duration::from_millis(3500), "{took:?}");
+    assert!(took <= latest + Duration::from_millis(500), "{took:?}");
     let records = mesh
         .send_requests(&requests(12, Duration::ZERO))
         .await
@@ -1074,6 +1112,23 @@ async fn the_not_ready_fault_moves_traffic_only_through_the_control_plane() {
         Ok((200, target.name.clone()))
     );
     until_readiness(&mut mesh, &target.name, true, Duration::from_secs(3)).await;
+    // An app fault spares the probe's path: the pod stays Ready, only its answers fail.
+    let status = mesh
+        .inject(&Fault {
+            pod: target.pod_ref(),
+            kind: FaultKind::HttpStatus { status: 500 },
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        direct(&mesh, "/hostname").await,
+        Ok((500, target.name.clone()))
+    );
+    assert_eq!(
+        direct(&mesh, "/status/200").await,
+        Ok((200, target.name.clone()))
+    );
+    mesh.undo(&status).await.unwrap();
     let records = mesh
         .send_requests(&requests(12, Duration::ZERO))
         .await

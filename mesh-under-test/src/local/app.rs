@@ -31,6 +31,9 @@ pub struct AppSwitch {
     forced: AtomicU16,
     /// Paths answered with [`NOT_READY_STATUS`] (the readiness probe's), whatever else holds.
     failing: Mutex<BTreeSet<String>>,
+    /// Paths a forced status spares (the readiness probe's): an app whose answers fail while
+    /// its readiness endpoint passes stays Ready, so only the data plane can shun it.
+    spared: Mutex<BTreeSet<String>>,
 }
 
 /// What a path made to fail answers: the status of an app reporting itself unavailable.
@@ -63,6 +66,21 @@ impl AppSwitch {
         let path = path.split('?').next().unwrap_or(path);
         lock(&self.failing).contains(path)
     }
+
+    /// Makes a forced status leave `path` (query ignored) alone.
+    pub fn spare(&self, path: &str) {
+        let path = path.split('?').next().unwrap_or(path).to_string();
+        lock(&self.spared).insert(path);
+    }
+
+    /// The status forced on `path`, unless the path is spared.
+    pub fn forced_for(&self, path: &str) -> Option<u16> {
+        let bare = path.split('?').next().unwrap_or(path);
+        if lock(&self.spared).contains(bare) {
+            return None;
+        }
+        self.forced()
+    }
 }
 
 /// What the app answers for a path: status and body. The body always names the pod, so a
@@ -88,7 +106,7 @@ fn response(pod: &str, path: &str, switch: &AppSwitch) -> Response<Full<Bytes>> 
     let (status, body) = if switch.fails(path) {
         (NOT_READY_STATUS, pod.to_string())
     } else {
-        respond(pod, path, switch.forced())
+        respond(pod, path, switch.forced_for(path))
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Response::builder()
@@ -293,5 +311,17 @@ mod tests {
         assert_eq!((status("/status/200"), status("/hostname")), (503, 200));
         switch.fail_path("/status/200", false);
         assert_eq!(status("/status/200"), 200);
+    }
+
+    #[test]
+    fn a_forced_status_spares_the_readiness_path() {
+        let switch = AppSwitch::default();
+        switch.spare("/status/200");
+        switch.force(Some(500));
+        let status = |path: &str| response("p", path, &switch).status().as_u16();
+        assert_eq!((status("/status/200"), status("/hostname")), (200, 500));
+        // Failing the readiness path wins over sparing it.
+        switch.fail_path("/status/200", true);
+        assert_eq!(status("/status/200"), 503);
     }
 }

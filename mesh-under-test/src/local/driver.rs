@@ -451,17 +451,28 @@ impl LocalMesh {
     /// Runs `work` (which must not need the mesh) while acting on readiness changes as the
     /// kubelet reports them, as a cluster's control plane does while traffic flows; a push
     /// under way when `work` ends is finished first.
+    ///
+    /// A ztunnel that reads its config once takes a push by restarting, the harness's stand-in
+    /// for xDS, which a cluster's push never costs: such a push first takes `quiet` (which
+    /// `work` holds during each request), so no request is in flight while it restarts and the
+    /// next waits for it, rather than fail on it.
     async fn alongside_readiness<T>(
         &mut self,
+        quiet: Arc<tokio::sync::Mutex<()>>,
         work: impl std::future::Future<Output = Result<T, MeshError>>,
     ) -> Result<T, MeshError> {
         let board = self.board.clone();
+        let restarts = !self.options.ztunnel.reloads_config;
         tokio::pin!(work);
         loop {
             tokio::select! {
                 done = &mut work => return done,
                 () = board.changed() => {
-                    let push = self.sync_readiness();
+                    let quiet = quiet.clone();
+                    let push = async {
+                        let _quiet = if restarts { Some(quiet.lock().await) } else { None };
+                        self.sync_readiness().await
+                    };
                     tokio::pin!(push);
                     tokio::select! {
                         pushed = &mut push => {
@@ -762,6 +773,13 @@ impl LocalMesh {
             Some(_) => self.deployments[deployment].template.readiness.clone(),
             None => Vec::new(),
         };
+        if let Some((app, _)) = &app {
+            for spec in &specs {
+                if let ProbeAction::HttpGet { path, .. } = &spec.action {
+                    app.switch().spare(path);
+                }
+            }
+        }
         let mut probers = Vec::new();
         let mut came_up = self.wait_reachable(&node, &pod_netns).await;
         if came_up.is_ok() && !specs.is_empty() {
@@ -1509,6 +1527,8 @@ impl MeshUnderTest for LocalMesh {
         // The loop owns what it needs, so the control plane can push readiness changes
         // while the requests run.
         let (sockets, created, plan) = (self.sockets.clone(), self.created, plan.clone());
+        let quiet = Arc::new(tokio::sync::Mutex::new(()));
+        let turns = quiet.clone();
         let requests = async move {
             let mut records = Vec::with_capacity(plan.count as usize);
             let first = tokio::time::Instant::now();
@@ -1517,6 +1537,8 @@ impl MeshUnderTest for LocalMesh {
                     if !plan.interval.is_zero() {
                         tokio::time::sleep_until(first + plan.interval * index).await;
                     }
+                    // Not while a restarting ztunnel takes a push (see `alongside_readiness`).
+                    let _turn = turns.lock().await;
                     let started_at = created.elapsed();
                     let began = Instant::now();
                     let (source_port, outcome) = client::get_with_source(
@@ -1558,7 +1580,7 @@ impl MeshUnderTest for LocalMesh {
                 }),
             }
         };
-        self.alongside_readiness(requests).await
+        self.alongside_readiness(quiet, requests).await
     }
 
     async fn inject(&mut self, fault: &Fault) -> Result<FaultHandle, MeshError> {
