@@ -510,6 +510,29 @@ async fn faults_go_in_through_a_net_admin_debug_container_and_are_read_back_in_a
     );
 }
 
+/// Faults a cluster's pods cannot be made to have are `Unsupported` (the scenario is skipped),
+/// and nothing is run for them.
+#[tokio::test]
+async fn faults_the_kube_driver_cannot_make_are_unsupported() {
+    let (mut mesh, _api, exec) = mesh(true);
+    for kind in [
+        FaultKind::HttpStatus { status: 503 },
+        FaultKind::NotReady,
+        FaultKind::ProcessKill,
+    ] {
+        let fault = Fault {
+            kind: kind.clone(),
+            ..drop_on_first_backend()
+        };
+        let err = mesh.inject(&fault).await.unwrap_err();
+        assert!(
+            matches!(err, MeshError::Unsupported { .. }),
+            "{kind}: {err}"
+        );
+    }
+    assert!(exec.ran().is_empty());
+}
+
 #[tokio::test]
 async fn a_rule_that_does_not_read_back_is_an_error_and_faults_need_permission() {
     let (mut mesh, _api, exec) = mesh(false);
