@@ -150,6 +150,37 @@ impl FromStr for After {
     }
 }
 
+/// What a set of replicas must show: each of them answering (a level, a rotation), or also an
+/// even spread (L4-RR-1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
+#[param(name = "spread", regex = r"each at least once|spread evenly")]
+pub enum Spread {
+    EachOnce,
+    Evenly,
+}
+
+impl FromStr for Spread {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "each at least once" => Ok(Spread::EachOnce),
+            "spread evenly" => Ok(Spread::Evenly),
+            other => Err(format!(
+                "{other:?} is neither \"each at least once\" nor \"spread evenly\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Spread::EachOnce => "each at least once",
+            Spread::Evenly => "spread evenly",
+        })
+    }
+}
+
 /// How many requests may fail: a number, or `the failure budget` (declared).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
 #[param(name = "budget", regex = r"\d+|the failure budget")]

@@ -8,7 +8,7 @@ use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{RequestOutcome, RequestRecord};
 use meshcert_oracle::spread;
 
-use crate::params::{After, Budget, Ordinal, Rate, Span, Window};
+use crate::params::{After, Budget, Ordinal, Rate, Span, Spread, Window};
 use crate::world::{MeshWorld, StepFailure, StepResult, ensure};
 
 /// `curl` with no `--max-time` would wait forever; the harness bounds every request.
@@ -169,46 +169,24 @@ async fn healthy_after_block(
     })
 }
 
-#[then(
-    expr = "the {int} {string} replicas answered every request, each at least once, with {rate}"
-)]
-async fn each_replica_answered(
+#[then(expr = "the {int} {string} replicas answered every request, {spread}, with {rate}")]
+async fn replicas_answered(
     world: &mut MeshWorld,
     replicas: usize,
     deployment: String,
+    spread: Spread,
     rate: Rate,
 ) -> StepResult {
     let pods = replica_names(world, &deployment, replicas).await?;
     world.expect_even(
         pods.clone(),
-        format!("the {replicas} {deployment} replicas answered every request, each at least once"),
+        format!("the {replicas} {deployment} replicas answered every request, {spread}"),
     );
     judge_members(
         world.last_batch()?,
         &pods,
         rate.resolve(&world.thresholds()),
-        false,
-    )
-    .map_err(|f| StepFailure(f.to_string()))
-}
-
-#[then(expr = "the {int} {string} replicas answered every request, spread evenly, with {rate}")]
-async fn spread_evenly(
-    world: &mut MeshWorld,
-    replicas: usize,
-    deployment: String,
-    rate: Rate,
-) -> StepResult {
-    let pods = replica_names(world, &deployment, replicas).await?;
-    world.expect_even(
-        pods.clone(),
-        format!("the {replicas} {deployment} replicas answered every request, spread evenly"),
-    );
-    judge_members(
-        world.last_batch()?,
-        &pods,
-        rate.resolve(&world.thresholds()),
-        true,
+        spread == Spread::Evenly,
     )
     .map_err(|f| StepFailure(f.to_string()))
 }
