@@ -6,9 +6,11 @@ use std::time::Duration;
 /// answered it (`None`: it failed).
 pub type Timed<'a> = (Duration, Option<&'a str>);
 
-/// Whether `members` took every request from some point on, starting no later than `deadline`:
-/// the first run of `members.len()` consecutive answers by members (one round) starts by the
-/// deadline, and every later request is answered by a member. Returns when that run started.
+/// Whether `members` took every request from some point on, no later than `deadline`: the
+/// answers from that point to the end all come from members, that run holds at least one
+/// round (`members.len()` answers), and it starts by the deadline. What happened before it
+/// (a failure, a flap back while the mesh was still recovering) is the mesh's business within
+/// the deadline. Returns when that run started.
 pub fn took_over_within(
     stream: &[Timed<'_>],
     members: &[&str],
@@ -16,22 +18,31 @@ pub fn took_over_within(
 ) -> Result<Duration, String> {
     let round = members.len().max(1);
     let by_member = |t: &Timed<'_>| t.1.is_some_and(|r| members.contains(&r));
-    let Some(start) = stream.windows(round).position(|w| w.iter().all(by_member)) else {
-        return Err(format!("no {round} answers in a row came from {members:?}"));
-    };
-    let at = stream[start].0;
-    if at > deadline {
+    let start = stream
+        .iter()
+        .rposition(|t| !by_member(t))
+        .map_or(0, |last_other| last_other + 1);
+    let run = &stream[start..];
+    if run.len() < round {
+        let last = stream
+            .last()
+            .map_or("nothing was sent".to_string(), |(when, who)| {
+                format!(
+                    "the last request, at {when:?}, was {}",
+                    who.map_or("a failure".to_string(), |r| format!("answered by {r}"))
+                )
+            });
         return Err(format!(
-            "{members:?} took over only at {at:?}, after the {deadline:?} deadline"
+            "{members:?} never answered the last {round} requests in a row: {last}"
         ));
     }
-    match stream[start..].iter().find(|t| !by_member(t)) {
-        Some((when, who)) => Err(format!(
-            "after {members:?} took over at {at:?}, the request at {when:?} was {}",
-            who.map_or("a failure".to_string(), |r| format!("answered by {r}"))
-        )),
-        None => Ok(at),
+    let at = run[0].0;
+    if at > deadline {
+        return Err(format!(
+            "{members:?} took every request only from {at:?}, after the {deadline:?} deadline"
+        ));
     }
+    Ok(at)
 }
 
 #[cfg(test)]
@@ -55,6 +66,19 @@ mod tests {
             took_over_within(&s, AB, Duration::from_millis(200)),
             Ok(Duration::from_millis(100))
         );
+        // A flap back while recovering, before the deadline, is allowed.
+        let flap = stream(&[
+            Some("x"),
+            Some("a"),
+            Some("x"),
+            Some("a"),
+            Some("b"),
+            Some("a"),
+        ]);
+        assert_eq!(
+            took_over_within(&flap, AB, Duration::from_millis(200)),
+            Ok(Duration::from_millis(150))
+        );
     }
 
     #[test]
@@ -63,9 +87,13 @@ mod tests {
         let e = took_over_within(&late, AB, Duration::from_millis(100)).unwrap_err();
         assert!(e.contains("after the"), "{e}");
         let never = stream(&[Some("x"), Some("a"), Some("x"), Some("b")]);
-        assert!(took_over_within(&never, AB, Duration::from_secs(1)).is_err());
+        let e = took_over_within(&never, AB, Duration::from_secs(1)).unwrap_err();
+        assert!(e.contains("never answered the last 2"), "{e}");
         let relapse = stream(&[Some("a"), Some("b"), Some("a"), Some("x")]);
         let e = took_over_within(&relapse, AB, Duration::from_secs(1)).unwrap_err();
         assert!(e.contains("answered by x"), "{e}");
+        let failing = stream(&[Some("a"), Some("b"), None]);
+        let e = took_over_within(&failing, AB, Duration::from_secs(1)).unwrap_err();
+        assert!(e.contains("a failure"), "{e}");
     }
 }
