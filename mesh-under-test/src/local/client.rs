@@ -292,6 +292,18 @@ pub async fn get_with_source(
     timeout: Duration,
 ) -> Result<(Option<u16>, Result<HttpResponse, RequestFailure>), MeshError> {
     let socket = sockets.connector(from, dst)?;
+    Ok(get_on(socket, dst, host, path, timeout).await)
+}
+
+/// `get_with_source` on a socket made already (e.g. off the runtime's threads), allowed to
+/// connect to `dst`.
+pub async fn get_on(
+    socket: tokio::net::TcpSocket,
+    dst: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> (Option<u16>, Result<HttpResponse, RequestFailure>) {
     // Read once connected: the kernel's connect-time port choice does not hand a just-closed
     // port straight back, so ports stay unique within a batch (a bind(0) first would not).
     let source = std::sync::OnceLock::new();
@@ -332,7 +344,7 @@ pub async fn get_with_source(
     let outcome = tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(RequestFailure::Timeout));
-    Ok((source.get().copied(), outcome))
+    (source.get().copied(), outcome)
 }
 
 #[cfg(test)]

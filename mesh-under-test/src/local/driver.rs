@@ -797,7 +797,13 @@ impl LocalMesh {
             entries.extend(app.map(|(_, entry)| entry));
             entries.push(pod_netns.entry);
             let ledger = self.ledger.clone();
-            blocking(move || entries.into_iter().try_for_each(|e| ledger.release(e))).await?;
+            // Every entry is released even if one fails; the first failure is reported.
+            blocking(move || {
+                let results: Vec<Result<(), MeshError>> =
+                    entries.into_iter().map(|e| ledger.release(e)).collect();
+                results.into_iter().collect::<Result<(), MeshError>>()
+            })
+            .await?;
             return Err(e);
         }
         let state = &self.deployments[deployment];

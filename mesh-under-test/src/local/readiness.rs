@@ -339,29 +339,38 @@ pub async fn probe_once(
         success: false,
         detail,
     };
+    let port = match &spec.action {
+        ProbeAction::HttpGet { port, .. } | ProbeAction::TcpSocket { port } => *port,
+    };
+    let dst = SocketAddr::from((pod_ip, port));
+    // Made off the runtime's threads: entering the node's namespace takes a thread of its
+    // own, and every pod is probed every period while the apps answer on the same runtime.
+    let (factory, netns) = (sockets.clone(), node_netns.to_string());
+    let socket =
+        match tokio::task::spawn_blocking(move || factory.connector(Some(&netns), dst)).await {
+            Ok(Ok(socket)) => socket,
+            Ok(Err(e)) => return failed(format!("{dst}: {e}")),
+            Err(e) => return failed(format!("{dst}: cannot make the probe's socket: {e}")),
+        };
     match &spec.action {
-        ProbeAction::HttpGet { port, path } => {
-            let dst = SocketAddr::from((pod_ip, *port));
+        ProbeAction::HttpGet { path, .. } => {
             let host = dst.to_string();
-            match client::get(sockets, Some(node_netns), dst, &host, path, spec.timeout).await {
-                Ok(Ok(r)) if (200..400).contains(&r.status) => ProbeResult {
+            match client::get_on(socket, dst, &host, path, spec.timeout)
+                .await
+                .1
+            {
+                Ok(r) if (200..400).contains(&r.status) => ProbeResult {
                     success: true,
                     detail: format!("GET http://{dst}{path}: HTTP {}", r.status),
                 },
-                Ok(Ok(r)) => failed(format!(
+                Ok(r) => failed(format!(
                     "GET http://{dst}{path}: HTTP probe failed with statuscode: {}",
                     r.status
                 )),
-                Ok(Err(failure)) => failed(format!("GET http://{dst}{path}: {failure}")),
-                Err(e) => failed(format!("GET http://{dst}{path}: {e}")),
+                Err(failure) => failed(format!("GET http://{dst}{path}: {failure}")),
             }
         }
-        ProbeAction::TcpSocket { port } => {
-            let dst = SocketAddr::from((pod_ip, *port));
-            let socket = match sockets.connector(Some(node_netns), dst) {
-                Ok(s) => s,
-                Err(e) => return failed(format!("dial tcp {dst}: {e}")),
-            };
+        ProbeAction::TcpSocket { .. } => {
             match tokio::time::timeout(spec.timeout, socket.connect(dst)).await {
                 Ok(Ok(_)) => ProbeResult {
                     success: true,
