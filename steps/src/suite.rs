@@ -38,7 +38,7 @@ pub struct SuiteConfig {
     pub out_dir: PathBuf,
     /// A cucumber tag expression, e.g. `@L4-RR-1 or @L4-FO-2`.
     pub tags: Option<String>,
-    /// Scenarios run at once (cucumber's default is 64).
+    /// Scenarios run at once (default [`DEFAULT_CONCURRENCY`]).
     pub concurrency: Option<usize>,
     /// Every scenario is skipped with this reason: the target is not there (a kube pass
     /// without a cluster).
@@ -69,6 +69,12 @@ impl SuiteConfig {
         Ok(())
     }
 }
+
+/// Scenarios run at once unless `--concurrency` says otherwise. Each local scenario is a small
+/// cluster of namespaces, processes and paced requests; on 2 cores, cucumber's 64 at once made
+/// the reference's own timers (a 150 ms health check, a 240 ms connect) miss under the load the
+/// harness itself made, for no gain in total time.
+pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// What steps and hooks read while a suite runs.
 pub struct SuiteContext {
@@ -348,7 +354,7 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
             }
             .boxed_local()
         })
-        .max_concurrent_scenarios(config.concurrency)
+        .max_concurrent_scenarios(config.concurrency.or(Some(DEFAULT_CONCURRENCY)))
         .with_cli(opts)
         .run(config.features.clone());
     // A signal drops the scenarios under way (their meshes with them); none starts after it.
