@@ -3,7 +3,7 @@ Feature: internalTrafficPolicy Local keeps traffic on the client's node and neve
   Seed 002: with `internalTrafficPolicy: Local`, only endpoints on the client's node are used;
   with none there (or none left), the connection is dropped: there is no failover to another
   node, however close. Exact assertions (one replica per node here), false-alarm rate 0. "At once" means within the declared
-  drop deadline (1s as bundled), well under the client's 2s timeout: the connection is dropped, not left hanging.
+  drop deadline (1.5s as bundled), well under the client's 2s timeout: the connection is dropped, not left hanging.
 
   Background:
     Given the mesh's network is "net1"
