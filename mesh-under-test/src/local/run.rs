@@ -749,12 +749,15 @@ fn note_undone(description: &str) {
 
 /// What a ledger entry is, from how it describes itself, for the closing counts.
 fn kind_of(description: &str) -> &'static str {
-    const KINDS: [(&str, &str); 5] = [
+    const KINDS: [(&str, &str); 8] = [
         ("network namespace", "network namespace"),
         ("ztunnel pid", "ztunnel process"),
         ("`iptables", "fault"),
         ("forced HTTP status", "fault"),
+        ("failing readiness path", "fault"),
+        ("killed app", "fault"),
         ("backend app", "backend app"),
+        ("readiness probe", "readiness probe"),
     ];
     KINDS
         .iter()
@@ -1007,6 +1010,12 @@ mod tests {
     #[case("`iptables -A INPUT -j DROP` in mc-ab12cd-1-x", "fault")]
     #[case("forced HTTP status Some(500) of httpbin/x", "fault")]
     #[case("backend app of x on 10.244.1.10:[8080]", "backend app")]
+    #[case("failing readiness path /status/200 of httpbin/x", "fault")]
+    #[case("killed app of httpbin/x", "fault")]
+    #[case(
+        "readiness probe of container c of pod httpbin/x (GET :8080/ every 1s)",
+        "readiness probe"
+    )]
     #[case("something new", "other thing")]
     fn ledger_entries_are_counted_by_kind(#[case] description: &str, #[case] kind: &str) {
         assert_eq!(kind_of(description), kind);
