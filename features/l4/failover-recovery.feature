@@ -1,7 +1,7 @@
 Feature: after the block is removed, load balancing returns to every replica
   Seed 000 step 3: `iptables -F` in the pod, then requests reach all three replicas again (the
   guide shows 3/3/3 of 9 for its round robin; the exact count is L4-RR-2's claim). Declared
-  threshold: the formerly blocked pod must answer again within the recovery window (5s as
+  threshold: the formerly blocked pod must answer again within the recovery window (8s as
   bundled) of the removal. Then 32
   requests must reach every replica (the declared false-alarm rate, 0.00001 as bundled, for a mesh that picks evenly at
   random).

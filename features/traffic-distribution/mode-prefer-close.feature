@@ -16,7 +16,7 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
   Failover (TD-FO-1): the replicas of a level are blocked with the guide's
   `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after the declared detection window (1s as bundled)
   every request must reach the next level, and no other (failover moves exactly one level);
-  after `iptables -F` the level must take every request back within the declared recovery window (5s as bundled). And the
+  after `iptables -F` the level must take every request back within the declared recovery window (8s as bundled). And the
   edge: with one replica of P0 blocked and the others healthy, traffic stays at P0.
 
   @TD-MODE-PC

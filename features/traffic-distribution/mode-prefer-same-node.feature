@@ -17,7 +17,7 @@ Feature: PreferSameNode ranks same node, subzone, zone, region, network, then ev
   Failover (TD-FO-1): the replicas of a level are blocked with the guide's
   `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after the declared detection window (1s as bundled)
   every request must reach the next level, and no other (failover moves exactly one level);
-  after `iptables -F` the level must take every request back within the declared recovery window (5s as bundled).
+  after `iptables -F` the level must take every request back within the declared recovery window (8s as bundled).
 
   @TD-MODE-PSN
   Scenario Outline: PreferSameNode sends every request to <level> when nothing is left above it
