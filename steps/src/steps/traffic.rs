@@ -80,17 +80,7 @@ async fn each_answered(
     deployment: String,
     each: usize,
 ) -> StepResult {
-    let pods: Vec<String> = world
-        .pods(&deployment)
-        .await?
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
-    ensure!(
-        pods.len() == replicas,
-        "{deployment} has {} pods, not {replicas}: {pods:?}",
-        pods.len()
-    );
+    let pods = replica_names(world, &deployment, replicas).await?;
     world.expect_even(
         pods.clone(),
         format!("each of the {replicas} {deployment} replicas answered {each}"),
