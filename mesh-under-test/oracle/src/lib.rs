@@ -11,6 +11,7 @@ pub mod failover;
 pub mod order;
 pub mod spread;
 pub mod stats;
+pub mod summary;
 
 pub use order::repeating_period;
 pub use spread::{Finding, LevelCounts};

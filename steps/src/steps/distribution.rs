@@ -14,7 +14,7 @@ use meshcert_mesh::topology::{ClientPlacement, ReplicaPlacement, Topology, Topol
 use meshcert_mesh::translate::{TRAFFIC_DISTRIBUTION_ANNOTATION, TrafficDistribution};
 use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{DeploymentRef, FaultKind, PodInfo, RequestRecord};
-use meshcert_oracle::{failover, spread};
+use meshcert_oracle::{failover, spread, summary};
 
 use crate::params::{After, Mode, Priority, Rate, Setting, SettingField, Window};
 use crate::suite;
@@ -424,14 +424,11 @@ async fn level_takes_over(
         .map_err(|why| {
             StepFailure(format!(
                 "within {within:?} the replicas at {} of {} ({}) did not take every request: \
-                 {why}; answers in order: {:?}. Levels: {}",
+                 {why}; answers in order: {}. Levels: {}",
                 level.0,
                 mode.0,
                 members.join(", "),
-                stream
-                    .iter()
-                    .map(|(_, r)| r.unwrap_or("<failed>"))
-                    .collect::<Vec<_>>(),
+                summary::runs(stream.iter().map(|(_, r)| r.unwrap_or("<failed>"))),
                 levels.describe()
             ))
         })

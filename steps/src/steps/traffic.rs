@@ -6,7 +6,7 @@ use std::time::Duration;
 use cucumber::{then, when};
 use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{RequestOutcome, RequestRecord};
-use meshcert_oracle::spread;
+use meshcert_oracle::{spread, summary};
 
 use crate::params::{After, Budget, Ordinal, Rate, Span, Spread, Window};
 use crate::world::{MeshWorld, StepFailure, StepResult, ensure};
@@ -92,8 +92,8 @@ async fn each_answered(
     ensure!(
         counts == expected && failed == 0,
         "expected each of {replicas} replicas to answer {each} requests; got {counts:?} and {failed} failures \
-         (answers in order: {:?})",
-        answers(batch)
+         (answers in order: {})",
+        answer_runs(batch)
     );
     Ok(())
 }
@@ -201,7 +201,7 @@ async fn still_picked(
         replicas,
         rate.resolve(&world.thresholds()),
     )
-    .map_err(|f| StepFailure(format!("{f} (answers in order: {:?})", answers(batch))))
+    .map_err(|f| StepFailure(format!("{f} (answers in order: {})", answer_runs(batch))))
 }
 
 #[then(expr = "the pick did not change from the batch before, with {rate}")]
@@ -247,10 +247,10 @@ async fn answers_again(world: &mut MeshWorld, within: Window) -> StepResult {
     match first {
         Some(r) if r.started_at - started <= scaled(within) => Ok(()),
         _ => Err(StepFailure(format!(
-            "{pod} did not answer any of {} requests sent over {:?} after the block was removed (answers: {:?})",
+            "{pod} did not answer any of {} requests sent over {:?} after the block was removed (answers: {})",
             batch.len(),
             within,
-            answers(batch)
+            answer_runs(batch)
         ))),
     }
 }
@@ -344,12 +344,13 @@ fn failures(records: &[RequestRecord]) -> Vec<String> {
 fn answers(records: &[RequestRecord]) -> Vec<String> {
     records
         .iter()
-        .map(|r| {
-            r.replica()
-                .map(str::to_string)
-                .unwrap_or_else(|| FAILED.into())
-        })
+        .map(|r| r.replica().unwrap_or(FAILED).to_string())
         .collect()
+}
+
+/// The answers in order, runs folded; the raw records stay in the results file.
+fn answer_runs(records: &[RequestRecord]) -> String {
+    summary::runs(records.iter().map(|r| r.replica().unwrap_or(FAILED)))
 }
 
 fn answer_counts(records: &[RequestRecord]) -> BTreeMap<String, usize> {
