@@ -8,13 +8,19 @@ Feature: a connection that cannot reach its endpoint is re-opened to a different
   0.992, unless it detected the block first: either way no request may fail.)
 
   @L4-FO-3 @needs-network-faults
-  Scenario: requests sent right after the block are all answered, none by the blocked pod
+  Scenario Outline: requests sent right after <fault> are all answered, none by the pod taken down
     Given the guide's apps "in-ambient" and "client-in-ambient" are deployed
     And "in-ambient" is scaled to 3 replicas
-    When I block port 8080 of the first "in-ambient" pod with iptables DROP
+    When I take down the first "in-ambient" pod by <fault>
     And the client sends 12 requests to "http://in-ambient:8000/hostname" with a 2s timeout
     Then every request is answered
-    And the blocked pod answered no request
+    And the pod taken down answered no request
+
+    Examples: a connect that hangs (the guide's), is reset, or is refused
+      | fault                        |
+      | iptables DROP on port 8080   |
+      | iptables REJECT on port 8080 |
+      | killing its app process      |
 
   @L4-FO-3 @needs-network-faults @needs-topology
   Scenario: the new connection goes to the other endpoint of the best level, not to a farther one

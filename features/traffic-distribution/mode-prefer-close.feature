@@ -13,10 +13,13 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
   four, 59 for five). Rows whose level is the cross-network one need a target that reaches
   other networks.
 
-  Failover (TD-FO-1): the replicas of a level are blocked with the guide's
-  `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after the declared detection window (1s as bundled)
-  every request must reach the next level, and no other (failover moves exactly one level);
-  after `iptables -F` the level must take every request back within the declared recovery window (8s as bundled). And the
+  Failover (TD-FO-1): the replicas of a level are taken down, with the guide's
+  `iptables -A INPUT -p tcp --dport 8080 -j DROP` or the other ways a pod goes down (REJECT, a
+  killed app, a failing readiness probe: the control plane's path, which a mesh with no
+  detection of its own still follows); after the declared detection window (1s as bundled; the
+  readiness window, 10s as bundled, for a failing probe) every request must reach the next
+  level, and no other (failover moves exactly one level); once the fault is removed the level
+  must take every request back within the declared recovery window (8s as bundled). And the
   edge: with one replica of P0 blocked and the others healthy, traffic stays at P0.
 
   @TD-MODE-PC
@@ -38,24 +41,30 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
       | P3    | 18       |
 
   @TD-FO-1 @needs-network-faults
-  Scenario Outline: PreferClose fails over from <level> to <next> and back
+  Scenario Outline: PreferClose fails over from <level> to <next> and back (<fault>)
     Given the topology "ladder" without the replicas above <level> of PreferClose
     And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferClose
-    When I block port 8080 of every replica at <level> of PreferClose with iptables DROP
-    And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
-    Then every request started after the detection window was answered by a replica at <next> of PreferClose
-    When I remove the blocks of the replicas at <level> of PreferClose with iptables -F
+    When I take down every replica at <level> of PreferClose by <fault>
+    And the client sends requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout, until 1.5s after <window>
+    Then every request started after <window> was answered by a replica at <next> of PreferClose
+    When the faults on the replicas at <level> of PreferClose are removed
     Then within the recovery window the replicas at <level> of PreferClose take every request to "http://in-ambient:8000/hostname"
 
     Examples: next level in the client's network
-      | level | next |
-      | P0    | P1   |
-      | P1    | P2   |
+      | level | next | fault                        | window               |
+      | P0    | P1   | iptables DROP on port 8080   | the detection window |
+      | P1    | P2   | iptables DROP on port 8080   | the detection window |
+      | P0    | P1   | iptables REJECT on port 8080 | the detection window |
+      | P0    | P1   | killing its app process      | the detection window |
+
+    Examples: unhealthy by the control plane alone: the probe fails, the app keeps serving
+      | level | next | fault                       | window               |
+      | P0    | P1   | failing its readiness probe | the readiness window |
 
     @needs-cross-network
     Examples: next level across networks
-      | level | next |
-      | P2    | P3   |
+      | level | next | fault                      | window               |
+      | P2    | P3   | iptables DROP on port 8080 | the detection window |
 
   @TD-FO-1 @needs-network-faults
   Scenario: with one replica of P0 blocked and the others healthy, traffic stays at P0

@@ -52,3 +52,11 @@ impl MeshError {
         move |source| Self::Io { context, source }
     }
 }
+
+impl From<meshcert_oracle::logs::LogParseError> for MeshError {
+    fn from(e: meshcert_oracle::logs::LogParseError) -> Self {
+        MeshError::Ztunnel(format!(
+            "unparseable log line ({e}); set LOG_FORMAT to text or json, as upstream writes them"
+        ))
+    }
+}

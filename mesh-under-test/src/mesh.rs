@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
-use crate::logs::LogLine;
 use crate::manifest::ManifestSet;
-use crate::metrics::MetricSample;
+use meshcert_model::LogLine;
+use meshcert_model::MetricSample;
 
 /// Which distribution's documented behaviour a target promises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

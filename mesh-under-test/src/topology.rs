@@ -13,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
-use crate::levels::Placement;
 use crate::manifest::{Manifest, ManifestSet};
 use crate::translate::{ISTIO_SYSTEM, NETWORK_LABEL, REGION_LABEL, SUBZONE_LABEL, ZONE_LABEL};
+use meshcert_model::Placement;
 
 /// Node label Kubernetes sets to the node's name; pods are pinned with it.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+pub use meshcert_model::TrafficDistribution;
 use meshcert_ztunnel::defects::{Defect, Defects};
 
 use crate::MeshError;
@@ -74,61 +75,27 @@ pub const ISTIO_SYSTEM: &str = "istio-system";
 /// DNS suffix of Service hostnames.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
-/// How a service spreads connections over its endpoints, as the control plane understood it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TrafficDistribution {
-    /// `internalTrafficPolicy: Local`: only endpoints on the client's node, none means failure.
-    NodeLocal,
-    /// `PreferClose` (or its newer spelling `PreferSameZone`): same network, region, zone first.
-    PreferClose,
-    /// Same node first, then subzone, zone, region, network.
-    PreferSameNode,
-    /// Solo only: same network first (the Solo default).
-    PreferNetwork,
-    /// Solo only: same network and region first.
-    PreferRegion,
-    /// No preference: every healthy endpoint, equal weight (the Istio default).
-    Any,
-}
-
-impl TrafficDistribution {
-    /// The service's `loadBalancer` in the local config; `None` for `Any`.
-    pub fn load_balancer(self) -> Option<LoadBalancer> {
-        use RoutingPreference::*;
-        let (routing_preferences, mode) = match self {
-            TrafficDistribution::NodeLocal => (vec![Node], LoadBalancerMode::Strict),
-            TrafficDistribution::PreferClose => {
-                (vec![Network, Region, Zone], LoadBalancerMode::Failover)
-            }
-            TrafficDistribution::PreferSameNode => (
-                vec![Network, Region, Zone, Subzone, Node],
-                LoadBalancerMode::Failover,
-            ),
-            TrafficDistribution::PreferNetwork => (vec![Network], LoadBalancerMode::Failover),
-            TrafficDistribution::PreferRegion => {
-                (vec![Network, Region], LoadBalancerMode::Failover)
-            }
-            TrafficDistribution::Any => return None,
-        };
-        Some(LoadBalancer {
-            routing_preferences,
-            mode,
-            health_policy: HealthPolicy::OnlyHealthy,
-        })
-    }
-}
-
-impl fmt::Display for TrafficDistribution {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TrafficDistribution::NodeLocal => "internalTrafficPolicy Local",
-            TrafficDistribution::PreferClose => "PreferClose",
-            TrafficDistribution::PreferSameNode => "PreferSameNode",
-            TrafficDistribution::PreferNetwork => "PreferNetwork",
-            TrafficDistribution::PreferRegion => "PreferRegion",
-            TrafficDistribution::Any => "Any",
-        })
-    }
+/// The service's `loadBalancer` in the local config; `None` for `Any`.
+pub fn load_balancer(distribution: TrafficDistribution) -> Option<LoadBalancer> {
+    use RoutingPreference::*;
+    let (routing_preferences, mode) = match distribution {
+        TrafficDistribution::NodeLocal => (vec![Node], LoadBalancerMode::Strict),
+        TrafficDistribution::PreferClose => {
+            (vec![Network, Region, Zone], LoadBalancerMode::Failover)
+        }
+        TrafficDistribution::PreferSameNode => (
+            vec![Network, Region, Zone, Subzone, Node],
+            LoadBalancerMode::Failover,
+        ),
+        TrafficDistribution::PreferNetwork => (vec![Network], LoadBalancerMode::Failover),
+        TrafficDistribution::PreferRegion => (vec![Network, Region], LoadBalancerMode::Failover),
+        TrafficDistribution::Any => return None,
+    };
+    Some(LoadBalancer {
+        routing_preferences,
+        mode,
+        health_policy: HealthPolicy::OnlyHealthy,
+    })
 }
 
 /// Where a service's traffic distribution came from, highest precedence first.
@@ -741,7 +708,7 @@ fn translate_service<'a>(
             vips,
             ports,
             subject_alt_names: Vec::new(),
-            load_balancer: resolved.distribution.load_balancer(),
+            load_balancer: load_balancer(resolved.distribution),
         },
         backend,
     )))
@@ -839,7 +806,7 @@ fn translate_service_entry<'a>(
                 vips,
                 ports: ports.clone(),
                 subject_alt_names: spec.subject_alt_names.clone(),
-                load_balancer: resolved.distribution.load_balancer(),
+                load_balancer: load_balancer(resolved.distribution),
             },
             backend,
         ));
@@ -1707,7 +1674,7 @@ mod tests {
             mode,
             health_policy: HealthPolicy::OnlyHealthy,
         });
-        assert_eq!(distribution.load_balancer(), expected);
+        assert_eq!(load_balancer(distribution), expected);
     }
 
     #[rstest]
@@ -1808,7 +1775,7 @@ mod tests {
         assert_eq!(s.hostname, "in-ambient.httpbin.svc.cluster.local");
         assert_eq!(s.vips[0].to_string(), "net1/10.96.0.10");
         assert_eq!(s.ports, BTreeMap::from([(8000, 8080)]));
-        assert_eq!(s.load_balancer, TD::PreferNetwork.load_balancer());
+        assert_eq!(s.load_balancer, load_balancer(TD::PreferNetwork));
         let uids: Vec<&str> = config.workloads.iter().map(|w| w.uid.as_str()).collect();
         assert_eq!(
             uids,
@@ -2139,11 +2106,11 @@ mod tests {
         let broken = to_local_config_with(&snap, Profile::Istio, &wrong).unwrap();
         assert_eq!(
             right.config.services[0].load_balancer,
-            TD::PreferClose.load_balancer()
+            load_balancer(TD::PreferClose)
         );
         assert_eq!(
             broken.config.services[0].load_balancer,
-            TD::PreferSameNode.load_balancer()
+            load_balancer(TD::PreferSameNode)
         );
     }
 
@@ -2203,7 +2170,7 @@ mod tests {
         let mut snap = snapshot();
         snap.service_entries.push(entry);
         let t = to_local_config(&snap, profile).unwrap();
-        assert_eq!(t.config.services[0].load_balancer, expected.load_balancer());
+        assert_eq!(t.config.services[0].load_balancer, load_balancer(expected));
     }
 
     #[rstest]
@@ -2282,7 +2249,7 @@ mod tests {
         );
         assert_eq!(s.vips[0].to_string(), "net1/10.96.1.10");
         assert_eq!(s.ports, BTreeMap::from([(80, 8080), (81, 81)]));
-        assert_eq!(s.load_balancer, TD::PreferNetwork.load_balancer());
+        assert_eq!(s.load_balancer, load_balancer(TD::PreferNetwork));
         assert!(
             t.warnings.iter().any(|w| w.contains("port 53 is UDP")),
             "{:?}",

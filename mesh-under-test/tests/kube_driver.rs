@@ -819,7 +819,7 @@ async fn metrics_are_read_through_the_api_servers_pod_proxy() {
     let (samples, ()) = bounded(async { tokio::join!(mesh.metrics(), serve) }).await;
     let samples = samples.unwrap();
     assert_eq!(
-        meshcert_mesh::metrics::sum(&samples, "istio_tcp_connections_opened_total", &[]),
+        meshcert_oracle::metrics::sum(&samples, "istio_tcp_connections_opened_total", &[]),
         7.0
     );
 }

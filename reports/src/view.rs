@@ -163,14 +163,17 @@ pub struct Fault {
 }
 
 impl Fault {
-    /// `iptables DROP :8080`, `HTTP 503`.
+    /// `iptables DROP :8080`, `HTTP 503`, `readiness probe failing`, `app killed`.
     pub fn describe(&self) -> String {
         let field = |k: &str| self.kind.get(k).cloned().unwrap_or(Value::Null);
         match self.kind.get("kind").and_then(Value::as_str) {
             Some("iptables-drop") => format!("iptables DROP :{}", field("port")),
             Some("iptables-reject") => format!("iptables REJECT :{}", field("port")),
             Some("http-status") => format!("HTTP {}", field("status")),
-            _ => "fault".into(),
+            Some("not-ready") => "readiness probe failing".into(),
+            Some("process-kill") => "app killed".into(),
+            Some(other) => other.into(),
+            None => "fault".into(),
         }
     }
 }
@@ -232,4 +235,32 @@ pub struct Expectation {
     /// The step's words.
     #[serde(default)]
     pub statement: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_kind_has_a_name() {
+        for (kind, name) in [
+            (
+                r#"{"kind":"iptables-drop","port":8080}"#,
+                "iptables DROP :8080",
+            ),
+            (
+                r#"{"kind":"iptables-reject","port":8080}"#,
+                "iptables REJECT :8080",
+            ),
+            (r#"{"kind":"http-status","status":503}"#, "HTTP 503"),
+            (r#"{"kind":"not-ready"}"#, "readiness probe failing"),
+            (r#"{"kind":"process-kill"}"#, "app killed"),
+        ] {
+            let fault = Fault {
+                pod: PodRef::default(),
+                kind: serde_json::from_str(kind).unwrap(),
+            };
+            assert_eq!(fault.describe(), name);
+        }
+    }
 }

@@ -6,8 +6,7 @@ use std::time::Duration;
 use cucumber::Parameter;
 
 use crate::thresholds::{Thresholds, WindowName};
-use meshcert_mesh::levels::PriorityLevel;
-use meshcert_mesh::translate::TrafficDistribution;
+use meshcert_model::{PriorityLevel, TrafficDistribution};
 
 /// `first`, `second`, `third`, ... or `1st`, `2nd`, `4th`: a 0-based index into a pod list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
@@ -104,7 +103,7 @@ impl FromStr for Rate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
 #[param(
     name = "window",
-    regex = r"\d+(?:\.\d+)?(?:ms|s)|the detection window|the recovery window|the log deadline|the drop deadline"
+    regex = r"\d+(?:\.\d+)?(?:ms|s)|the detection window|the recovery window|the readiness window|the log deadline|the drop deadline"
 )]
 pub enum Window {
     Stated(Duration),
@@ -131,12 +130,12 @@ impl FromStr for Window {
     }
 }
 
-/// When a request started, relative to the latest block: `1s or more after the block`, or
-/// `after the detection window` (declared).
+/// When a request started, relative to the latest fault: `1s or more after the block`, or
+/// after a declared window (`after the detection window`, `after the readiness window`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
 #[param(
     name = "after",
-    regex = r"\d+(?:\.\d+)?(?:ms|s) or more after the block|after the detection window"
+    regex = r"\d+(?:\.\d+)?(?:ms|s) or more after the block|after the detection window|after the readiness window"
 )]
 pub struct After(pub Window);
 
@@ -145,8 +144,46 @@ impl FromStr for After {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.strip_suffix(" or more after the block") {
             Some(span) => span.parse().map(After),
-            None => Ok(After(Window::Declared(WindowName::Detection))),
+            None => s
+                .strip_prefix("after ")
+                .ok_or_else(|| format!("{s:?} is not `after <a declared window>`"))?
+                .parse()
+                .map(After),
         }
+    }
+}
+
+/// How a pod is taken down: each fault kind the design lists, as the guide or a cluster
+/// makes it (`iptables DROP on port 8080`, `iptables REJECT on port 8080`, `killing its app
+/// process`, `failing its readiness probe`).
+#[derive(Debug, Clone, PartialEq, Eq, Parameter)]
+#[param(
+    name = "fault",
+    regex = r"iptables (?:DROP|REJECT) on port \d+|killing its app process|failing its readiness probe"
+)]
+pub struct TakeDown(pub meshcert_mesh::FaultKind);
+
+impl FromStr for TakeDown {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use meshcert_mesh::FaultKind;
+        let port = |rest: &str| {
+            rest.parse::<u16>()
+                .map_err(|e| format!("port {rest:?} in {s:?}: {e}"))
+        };
+        let kind = match s {
+            "killing its app process" => FaultKind::ProcessKill,
+            "failing its readiness probe" => FaultKind::NotReady,
+            _ => match (
+                s.strip_prefix("iptables DROP on port "),
+                s.strip_prefix("iptables REJECT on port "),
+            ) {
+                (Some(p), _) => FaultKind::IptablesDrop { port: port(p)? },
+                (_, Some(p)) => FaultKind::IptablesReject { port: port(p)? },
+                _ => return Err(format!("{s:?} names no fault")),
+            },
+        };
+        Ok(TakeDown(kind))
     }
 }
 
@@ -352,5 +389,28 @@ mod tests {
         assert!("0.001".parse::<Rate>().is_ok());
         assert!("0.7".parse::<Rate>().is_err());
         assert!("0th".parse::<Ordinal>().is_err());
+    }
+
+    #[rstest]
+    #[case("iptables DROP on port 8080", meshcert_mesh::FaultKind::IptablesDrop { port: 8080 })]
+    #[case("iptables REJECT on port 81", meshcert_mesh::FaultKind::IptablesReject { port: 81 })]
+    #[case("killing its app process", meshcert_mesh::FaultKind::ProcessKill)]
+    #[case("failing its readiness probe", meshcert_mesh::FaultKind::NotReady)]
+    fn faults(#[case] text: &str, #[case] kind: meshcert_mesh::FaultKind) {
+        assert_eq!(text.parse::<TakeDown>().unwrap().0, kind);
+        assert!("iptables DROP on port 99999".parse::<TakeDown>().is_err());
+    }
+
+    #[test]
+    fn after_names_a_declared_window() {
+        assert_eq!(
+            "after the readiness window".parse::<After>().unwrap(),
+            After(Window::Declared(WindowName::Readiness))
+        );
+        assert_eq!(
+            "1s or more after the block".parse::<After>().unwrap(),
+            After(Window::Stated(Duration::from_secs(1)))
+        );
+        assert!("after lunch".parse::<After>().is_err());
     }
 }

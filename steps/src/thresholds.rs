@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer};
 use crate::target::parse_duration;
 
 /// The version of the thresholds file format this meshcert reads.
-pub const THRESHOLDS_VERSION: u32 = 1;
+pub const THRESHOLDS_VERSION: u32 = 2;
 
 /// Declared thresholds, as read from a thresholds file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,6 +32,10 @@ pub struct Thresholds {
     /// How long after a fault is removed traffic may take to return (L4-FO-4, TD-FO-1).
     #[serde(deserialize_with = "duration")]
     pub recovery_window: Duration,
+    /// How long after a pod's readiness probe starts failing its endpoint may still be picked:
+    /// the kubelet's probes plus the control plane's push (L4-FO-2, TD-FO-1).
+    #[serde(deserialize_with = "duration")]
+    pub readiness_window: Duration,
     /// How long after a fault the outlier-detection log lines may take (L4-OD-3..6).
     #[serde(deserialize_with = "duration")]
     pub log_deadline: Duration,
@@ -78,7 +82,8 @@ impl Thresholds {
     fn validate(&self) -> Result<(), String> {
         if self.version != THRESHOLDS_VERSION {
             return Err(format!(
-                "field `version` is {}; this meshcert reads version {THRESHOLDS_VERSION}",
+                "field `version` is {}; this meshcert reads version {THRESHOLDS_VERSION} \
+                 (version 2 added `readinessWindow`)",
                 self.version
             ));
         }
@@ -91,6 +96,7 @@ impl Thresholds {
         for (field, value) in [
             ("detectionWindow", self.detection_window),
             ("recoveryWindow", self.recovery_window),
+            ("readinessWindow", self.readiness_window),
             ("logDeadline", self.log_deadline),
             ("dropDeadline", self.drop_deadline),
         ] {
@@ -113,6 +119,7 @@ impl Thresholds {
         put("detectionWindow", format!("{:?}", self.detection_window));
         put("failureBudget", self.failure_budget.to_string());
         put("recoveryWindow", format!("{:?}", self.recovery_window));
+        put("readinessWindow", format!("{:?}", self.readiness_window));
         put("logDeadline", format!("{:?}", self.log_deadline));
         put("dropDeadline", format!("{:?}", self.drop_deadline));
         settings
@@ -122,6 +129,7 @@ impl Thresholds {
         match name {
             WindowName::Detection => self.detection_window,
             WindowName::Recovery => self.recovery_window,
+            WindowName::Readiness => self.readiness_window,
             WindowName::Log => self.log_deadline,
             WindowName::Drop => self.drop_deadline,
         }
@@ -133,6 +141,7 @@ impl Thresholds {
 pub enum WindowName {
     Detection,
     Recovery,
+    Readiness,
     Log,
     Drop,
 }
@@ -144,11 +153,12 @@ impl FromStr for WindowName {
         match s {
             "the detection window" => Ok(WindowName::Detection),
             "the recovery window" => Ok(WindowName::Recovery),
+            "the readiness window" => Ok(WindowName::Readiness),
             "the log deadline" => Ok(WindowName::Log),
             "the drop deadline" => Ok(WindowName::Drop),
             other => Err(format!(
                 "{other:?} names no declared threshold (the detection window, the recovery \
-                 window, the log deadline, the drop deadline)"
+                 window, the readiness window, the log deadline, the drop deadline)"
             )),
         }
     }
@@ -159,6 +169,7 @@ impl fmt::Display for WindowName {
         f.write_str(match self {
             WindowName::Detection => "the detection window",
             WindowName::Recovery => "the recovery window",
+            WindowName::Readiness => "the readiness window",
             WindowName::Log => "the log deadline",
             WindowName::Drop => "the drop deadline",
         })
@@ -177,8 +188,9 @@ mod tests {
         path
     }
 
-    const GOOD: &str = "version: 1\nfalseAlarmRate: 0.00001\ndetectionWindow: 1s\n\
-        failureBudget: 2\nrecoveryWindow: 3s\nlogDeadline: 2s\ndropDeadline: 1s\n";
+    const GOOD: &str = "version: 2\nfalseAlarmRate: 0.00001\ndetectionWindow: 1s\n\
+        failureBudget: 2\nrecoveryWindow: 3s\nreadinessWindow: 10s\nlogDeadline: 2s\n\
+        dropDeadline: 1s\n";
 
     #[test]
     fn the_bundled_files_load() {
@@ -208,7 +220,7 @@ mod tests {
         );
         assert!(err.contains("line 4"), "names the line: {err}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");
-        let old = GOOD.replace("version: 1", "version: 7");
+        let old = GOOD.replace("version: 2", "version: 7");
         let err = Thresholds::load(&write("old.yaml", &old)).unwrap_err();
         assert!(err.contains("version") && err.contains('7'), "{err}");
         let bad = GOOD.replace("1s\nfailure", "soon\nfailure");

@@ -7,14 +7,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshcert_mesh::logs::LogLine;
 use meshcert_mesh::manifest::{Manifest, ManifestSet};
-use meshcert_mesh::metrics::MetricSample;
 use meshcert_mesh::topology::Topology;
 use meshcert_mesh::{
     DeploymentRef, Fault, FaultHandle, MeshError, MeshUnderTest, PodInfo, RequestPlan,
     RequestRecord, Restart,
 };
+use meshcert_model::LogLine;
+use meshcert_model::MetricSample;
 use serde::Serialize;
 
 use crate::suite;
@@ -102,7 +102,8 @@ pub struct FaultRecord {
 }
 
 impl FaultRecord {
-    /// A network fault (iptables) not undone yet.
+    /// A fault that took a pod down (iptables, a killed app, a failing readiness probe) and is
+    /// not undone yet.
     fn is_block_in_force(&self) -> bool {
         self.undone_at.is_none()
             && !matches!(
@@ -461,20 +462,20 @@ impl MeshWorld {
         Ok(())
     }
 
-    /// The latest network fault (iptables) still recorded, undone or not.
+    /// The latest fault that took a pod down (iptables, a killed app, a failing readiness
+    /// probe; not an HTTP status), undone or not.
     pub fn network_fault(&self) -> Result<&FaultRecord, StepFailure> {
         self.observations
             .faults
             .iter()
             .rev()
             .find(|f| {
-                matches!(
+                !matches!(
                     f.handle.fault.kind,
-                    meshcert_mesh::FaultKind::IptablesDrop { .. }
-                        | meshcert_mesh::FaultKind::IptablesReject { .. }
+                    meshcert_mesh::FaultKind::HttpStatus { .. }
                 )
             })
-            .ok_or_else(|| StepFailure("no pod was blocked in this scenario".into()))
+            .ok_or_else(|| StepFailure("no pod was blocked or taken down in this scenario".into()))
     }
 
     pub async fn undo_network_fault(&mut self) -> StepResult {

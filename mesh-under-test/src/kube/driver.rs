@@ -14,14 +14,14 @@ use serde_json::json;
 use super::exec::PodExec;
 use super::names::{self, RunNamespaces};
 use super::{api_error, curl, faults, status_code};
-use crate::logs::{self, LogLine};
 use crate::manifest::ManifestSet;
-use crate::metrics::{self, MetricSample};
 use crate::wait::{Probe, eventually};
 use crate::{
     Capability, DeploymentRef, Fault, FaultHandle, FaultKind, MeshError, MeshUnderTest, PodInfo,
     RequestPlan, RequestRecord, TargetInfo,
 };
+use meshcert_oracle::logs::{self, LogLine};
+use meshcert_oracle::metrics::{self, MetricSample};
 
 /// How a kube mesh behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -734,7 +734,7 @@ impl MeshUnderTest for KubeMesh {
             .request_text(request)
             .await
             .map_err(|e| api_error(&format!("GET {path}"), e))?;
-        metrics::parse_prometheus(&text)
+        metrics::parse_prometheus(&text).map_err(|e| MeshError::Ztunnel(e.to_string()))
     }
 
     async fn teardown(&mut self) -> Result<(), MeshError> {

@@ -25,9 +25,7 @@ use super::readiness::{Board, ProbeAction, ProbeSpec, ProbeTarget, Prober};
 use super::run::{EntryId, Ledger, Run, Undo};
 use super::ztunnel::{self, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess};
 use crate::istio::{DestinationRule, ServiceEntry, WorkloadEntry};
-use crate::logs::LogLine;
 use crate::manifest::{Manifest, ManifestSet};
-use crate::metrics::{self, MetricSample};
 use crate::translate::{self, ClusterSnapshot};
 use crate::wait::{Probe, eventually};
 use crate::{
@@ -35,6 +33,8 @@ use crate::{
     PodRef, Profile, ReadinessChange, RequestOutcome, RequestPlan, RequestRecord, Restart,
     TargetInfo,
 };
+use meshcert_model::LogLine;
+use meshcert_oracle::metrics::{self, MetricSample};
 
 /// How long a new pod may take to become reachable from its node.
 const REACHABLE_DEADLINE: Duration = Duration::from_secs(10);
@@ -1687,7 +1687,10 @@ impl MeshUnderTest for LocalMesh {
             let admin = self.admin(pod).ok_or_else(|| {
                 MeshError::Ztunnel(format!("the ztunnel of {pod} is not running"))
             })?;
-            samples.extend(metrics::parse_prometheus(&admin.metrics_text().await?)?);
+            samples.extend(
+                metrics::parse_prometheus(&admin.metrics_text().await?)
+                    .map_err(|e| MeshError::Ztunnel(e.to_string()))?,
+            );
         }
         Ok(samples)
     }

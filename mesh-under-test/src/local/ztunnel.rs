@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use super::netns::{NETNS_DIR, ip, netns_exec};
 use super::run::{Undo, lock};
 use crate::MeshError;
-use crate::logs::{self, LogLine};
+use meshcert_oracle::logs::{self, LogLine};
 
 /// How to run the ztunnel under test.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Steps of traffic distribution and locality: nodes and where replicas run, the Service's
 //! settings, and assertions by priority level ("the replicas at P1 of PreferClose"), with the
-//! levels computed from the catalogue's tables (`meshcert_mesh::levels`), never from the mesh.
+//! levels computed from the catalogue's tables (`meshcert_oracle::levels`), never from the mesh.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,15 +8,16 @@ use std::time::Duration;
 use cucumber::gherkin::Step;
 use cucumber::{given, then, when};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use meshcert_mesh::levels::{Placement, PriorityLevel, priority_level};
 use meshcert_mesh::manifest::Manifest;
 use meshcert_mesh::topology::{ClientPlacement, ReplicaPlacement, Topology, TopologyNode};
-use meshcert_mesh::translate::{TRAFFIC_DISTRIBUTION_ANNOTATION, TrafficDistribution};
+use meshcert_mesh::translate::TRAFFIC_DISTRIBUTION_ANNOTATION;
 use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{DeploymentRef, FaultKind, PodInfo, RequestRecord};
+use meshcert_model::{Placement, PriorityLevel, TrafficDistribution};
+use meshcert_oracle::levels::priority_level;
 use meshcert_oracle::{failover, spread, summary};
 
-use crate::params::{After, Mode, Priority, Rate, Setting, SettingField, Window};
+use crate::params::{After, Mode, Priority, Rate, Setting, SettingField, TakeDown, Window};
 use crate::suite;
 use crate::world::{MeshWorld, RequestBatch, StepFailure, StepResult, ensure};
 
@@ -230,36 +231,75 @@ async fn block_above(world: &mut MeshWorld, port: u16, level: Priority, mode: Mo
 
 #[when(expr = "I block port {int} of every replica at {priority} of {mode} with iptables DROP")]
 async fn block_at(world: &mut MeshWorld, port: u16, level: Priority, mode: Mode) -> StepResult {
+    take_down_level(world, level, mode, FaultKind::IptablesDrop { port }).await
+}
+
+#[when(expr = "I take down every replica at {priority} of {mode} by {fault}")]
+async fn take_down_at(
+    world: &mut MeshWorld,
+    level: Priority,
+    mode: Mode,
+    fault: TakeDown,
+) -> StepResult {
+    take_down_level(world, level, mode, fault.0).await
+}
+
+async fn take_down_level(
+    world: &mut MeshWorld,
+    level: Priority,
+    mode: Mode,
+    kind: FaultKind,
+) -> StepResult {
     let client = world.client()?;
     let pods = replica_pods(world, &client, mode.0, |l| l == level.0).await?;
     ensure!(
         !pods.is_empty(),
-        "no replica is at {} of {} for this client: nothing to block",
+        "no replica is at {} of {} for this client: nothing to take down",
         level.0,
         mode.0
     );
     for pod in pods {
-        world.inject(pod, FaultKind::IptablesDrop { port }).await?;
+        world.inject(pod, kind.clone()).await?;
     }
     Ok(())
 }
 
 #[when(expr = "I block port {int} of one replica at {priority} of {mode} with iptables DROP")]
 async fn block_one_at(world: &mut MeshWorld, port: u16, level: Priority, mode: Mode) -> StepResult {
+    take_down_one_at_level(world, level, mode, FaultKind::IptablesDrop { port }).await
+}
+
+#[when(expr = "I take down one replica at {priority} of {mode} by {fault}")]
+async fn take_down_one_at(
+    world: &mut MeshWorld,
+    level: Priority,
+    mode: Mode,
+    fault: TakeDown,
+) -> StepResult {
+    take_down_one_at_level(world, level, mode, fault.0).await
+}
+
+async fn take_down_one_at_level(
+    world: &mut MeshWorld,
+    level: Priority,
+    mode: Mode,
+    kind: FaultKind,
+) -> StepResult {
     let client = world.client()?;
     let pods = replica_pods(world, &client, mode.0, |l| l == level.0).await?;
     ensure!(
         pods.len() >= 2,
-        "{} of {} has {} replica(s) for this client: blocking one must leave another healthy",
+        "{} of {} has {} replica(s) for this client: taking one down must leave another healthy",
         level.0,
         mode.0,
         pods.len()
     );
     let first = pods.into_iter().next().expect("checked above");
-    world.inject(first, FaultKind::IptablesDrop { port }).await
+    world.inject(first, kind).await
 }
 
 #[when(expr = "I remove the blocks of the replicas at {priority} of {mode} with iptables -F")]
+#[when(expr = "the faults on the replicas at {priority} of {mode} are removed")]
 async fn unblock_at(world: &mut MeshWorld, level: Priority, mode: Mode) -> StepResult {
     let client = world.client()?;
     let pods: Vec<String> = replica_pods(world, &client, mode.0, |l| l == level.0)

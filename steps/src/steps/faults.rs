@@ -3,7 +3,7 @@
 use cucumber::when;
 use meshcert_mesh::FaultKind;
 
-use crate::params::Ordinal;
+use crate::params::{Ordinal, TakeDown};
 use crate::world::{MeshWorld, StepResult};
 
 #[when(expr = "I block port {int} of the {ordinal} {string} pod with iptables DROP")]
@@ -28,7 +28,19 @@ async fn block_reject(
     world.inject(pod, FaultKind::IptablesReject { port }).await
 }
 
+#[when(expr = "I take down the {ordinal} {string} pod by {fault}")]
+async fn take_down(
+    world: &mut MeshWorld,
+    which: Ordinal,
+    deployment: String,
+    fault: TakeDown,
+) -> StepResult {
+    let pod = world.pod(&deployment, which.0).await?;
+    world.inject(pod, fault.0).await
+}
+
 #[when("I remove the block with iptables -F")]
+#[when("the fault is removed")]
 async fn unblock(world: &mut MeshWorld) -> StepResult {
     world.undo_network_fault().await
 }

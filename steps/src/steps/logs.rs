@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use cucumber::gherkin::Step;
 use cucumber::then;
-use meshcert_mesh::logs::LogLine;
 use meshcert_mesh::wait::{Probe, eventually};
+use meshcert_model::LogLine;
 
 use crate::params::{Level, Window};
 use crate::world::{MeshWorld, StepFailure, StepResult, ensure};

@@ -47,6 +47,28 @@ async fn send_paced(
     world.send(&url, count, every.0, timeout.0).await
 }
 
+/// Most requests one stream may hold: every request loop is bounded in count.
+const MOST_PACED: u32 = 600;
+
+#[when(
+    expr = "the client sends requests to {string}, one every {duration}, with a {duration} timeout, until {duration} after {window}"
+)]
+async fn send_past_window(
+    world: &mut MeshWorld,
+    url: String,
+    every: Span,
+    timeout: Span,
+    extra: Span,
+    window: Window,
+) -> StepResult {
+    // The stream is as long as the declared window needs, so one feature serves a profile whose
+    // mesh detects in the data plane (1s) and one that waits for the kubelet (10s).
+    let span = scaled(window.resolve(&world.thresholds())) + extra.0;
+    let every = every.0.max(Duration::from_millis(1));
+    let count = (span.as_millis() / every.as_millis()).clamp(1, u128::from(MOST_PACED)) as u32;
+    world.send(&url, count, every, timeout.0).await
+}
+
 #[then("every request is answered")]
 async fn all_answered(world: &mut MeshWorld) -> StepResult {
     let failed = failures(world.last_batch()?);
@@ -107,6 +129,7 @@ async fn repeating_order(world: &mut MeshWorld) -> StepResult {
 }
 
 #[then("the blocked pod answered no request")]
+#[then("the pod taken down answered no request")]
 async fn blocked_silent(world: &mut MeshWorld) -> StepResult {
     let blocked = world.network_fault()?.pod.name.clone();
     let answered: Vec<u32> = world
@@ -226,6 +249,7 @@ async fn pick_unchanged(world: &mut MeshWorld, rate: Rate) -> StepResult {
 }
 
 #[then(expr = "within {window} the formerly blocked pod answers again")]
+#[then(expr = "within {window} the pod taken down answers again")]
 async fn answers_again(world: &mut MeshWorld, within: Window) -> StepResult {
     let within = within.resolve(&world.thresholds());
     let pod = world.network_fault()?.pod.name.clone();

@@ -8,30 +8,29 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+pub use meshcert_model::MetricSample;
 
-use crate::MeshError;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricSample {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
+/// Why a `/metrics` text is not a Prometheus exposition: the line and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metrics line {line}: {why}: {text:?} (is the URL ztunnel's /metrics on port 15020?)")]
+pub struct MetricsParseError {
+    pub line: usize,
+    pub why: String,
+    pub text: String,
 }
 
 /// Parses a whole exposition; an error names the line and what is wrong with it.
-pub fn parse_prometheus(text: &str) -> Result<Vec<MetricSample>, MeshError> {
+pub fn parse_prometheus(text: &str) -> Result<Vec<MetricSample>, MetricsParseError> {
     let mut samples = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let sample = parse_sample(trimmed).map_err(|why| {
-            MeshError::Ztunnel(format!(
-                "metrics line {}: {why}: {trimmed:?} (is the URL ztunnel's /metrics on port 15020?)",
-                index + 1
-            ))
+        let sample = parse_sample(trimmed).map_err(|why| MetricsParseError {
+            line: index + 1,
+            why: why.to_string(),
+            text: trimmed.to_string(),
         })?;
         samples.push(sample);
     }

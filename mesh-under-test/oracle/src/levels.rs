@@ -2,49 +2,7 @@
 //! levels"): the harness's own expectation of where a client's traffic goes, written from the
 //! tables and independent of any ztunnel's ranking code, so a scenario can say "the replicas at P1".
 
-use std::fmt;
-use std::str::FromStr;
-
-use crate::translate::TrafficDistribution;
-
-/// Where a workload runs, as ranking sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Placement {
-    pub network: String,
-    pub region: String,
-    pub zone: String,
-    pub subzone: String,
-    pub node: String,
-}
-
-/// `P0` is used first; `P(n+1)` only when no healthy endpoint is left at `Pn` or above.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PriorityLevel(pub u8);
-
-impl PriorityLevel {
-    pub const TOP: PriorityLevel = PriorityLevel(0);
-
-    pub fn next(self) -> PriorityLevel {
-        PriorityLevel(self.0 + 1)
-    }
-}
-
-impl fmt::Display for PriorityLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "P{}", self.0)
-    }
-}
-
-impl FromStr for PriorityLevel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.strip_prefix('P')
-            .and_then(|n| n.parse::<u8>().ok())
-            .filter(|n| *n <= 5)
-            .map(PriorityLevel)
-            .ok_or_else(|| format!("bad priority level {s:?}: expected P0 to P5"))
-    }
-}
+use meshcert_model::{Placement, PriorityLevel, TrafficDistribution};
 
 /// What an endpoint must share with the client, one row per level, from the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,27 +75,6 @@ pub fn priority_level(
     }
 }
 
-/// The catalogue's name of a mode, as features and the annotation spell it.
-impl FromStr for TrafficDistribution {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "PreferClose" | "PreferSameZone" => TrafficDistribution::PreferClose,
-            "PreferSameNode" => TrafficDistribution::PreferSameNode,
-            "PreferNetwork" => TrafficDistribution::PreferNetwork,
-            "PreferRegion" => TrafficDistribution::PreferRegion,
-            "Any" => TrafficDistribution::Any,
-            "Local" | "internalTrafficPolicy Local" => TrafficDistribution::NodeLocal,
-            other => {
-                return Err(format!(
-                    "unknown traffic distribution {other:?}: expected PreferClose, PreferSameZone, \
-                     PreferSameNode, PreferNetwork, PreferRegion, Any or Local"
-                ));
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,17 +144,6 @@ mod tests {
         assert_eq!(
             text.parse::<PriorityLevel>().ok(),
             expected.map(PriorityLevel)
-        );
-    }
-
-    #[test]
-    fn modes_parse_with_the_alias() {
-        assert_eq!("PreferSameZone".parse(), Ok(TD::PreferClose));
-        assert!(
-            "PreferCloser"
-                .parse::<TD>()
-                .unwrap_err()
-                .contains("PreferCloser")
         );
     }
 }
