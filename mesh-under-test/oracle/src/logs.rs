@@ -291,6 +291,33 @@ fn module_path(scoped: &str) -> &str {
     scoped
 }
 
+/// What a log field must hold: a stated value, or any non-empty one where the documentation
+/// shows a value that depends on the cause (an OS error text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    Exactly(String),
+    NonEmpty,
+}
+
+/// Whether `line` holds every `(field, expected)`; the first mismatch, with the line, if not.
+pub fn check_fields(line: &LogLine, expected: &[(String, Expected)]) -> Result<(), String> {
+    for (key, want) in expected {
+        let value = line
+            .field(key)
+            .ok_or_else(|| format!("field {key} is missing: {}", line.raw))?;
+        match want {
+            Expected::Exactly(want) if value != want => {
+                return Err(format!("{key}={value:?}, expected {want:?}: {}", line.raw));
+            }
+            Expected::NonEmpty if value.is_empty() => {
+                return Err(format!("{key} is empty: {}", line.raw));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,5 +441,26 @@ mod tests {
     fn broken_json_says_why() {
         let err = parse_line(r#"{"level":"info","#).unwrap_err();
         assert!(matches!(err, LogParseError::Json(_)), "{err:?}");
+    }
+
+    #[test]
+    fn fields_are_checked_by_value_not_presence() {
+        let line = parse_line(r#"warn health_check connection failed to endpoint dst.addr=10.0.0.1:8080 error="timed out""#).unwrap();
+        let want = |k: &str, v: Expected| (k.to_string(), v);
+        let exact = |v: &str| Expected::Exactly(v.to_string());
+        assert_eq!(
+            check_fields(
+                &line,
+                &[
+                    want("dst.addr", exact("10.0.0.1:8080")),
+                    want("error", Expected::NonEmpty)
+                ]
+            ),
+            Ok(())
+        );
+        let wrong = check_fields(&line, &[want("dst.addr", exact("10.0.0.2:8080"))]).unwrap_err();
+        assert!(wrong.contains("expected \"10.0.0.2:8080\""), "{wrong}");
+        let missing = check_fields(&line, &[want("status", Expected::NonEmpty)]).unwrap_err();
+        assert!(missing.contains("field status is missing"), "{missing}");
     }
 }

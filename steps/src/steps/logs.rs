@@ -6,6 +6,7 @@ use cucumber::gherkin::Step;
 use cucumber::then;
 use meshcert_mesh::wait::{Probe, eventually};
 use meshcert_model::LogLine;
+use meshcert_oracle::logs::{Expected, check_fields};
 
 use crate::params::{Level, Window};
 use crate::world::{MeshWorld, StepFailure, StepResult, ensure};
@@ -224,24 +225,20 @@ async fn outlier_line(
         .table
         .as_ref()
         .ok_or_else(|| StepFailure("the step needs a table of fields".into()))?;
+    let mut expected = Vec::new();
     for row in &table.rows {
-        let [key, expected] = row.as_slice() else {
+        let [key, value] = row.as_slice() else {
             return Err(StepFailure(format!(
                 "table rows need two cells (field, value): {row:?}"
             )));
         };
-        let expected = expected.replace("<blocked pod IP>", &fault.pod.ip.to_string());
-        if expected == "<any>" {
-            ensure!(
-                !field(&line, key)?.is_empty(),
-                "{key} is empty: {}",
-                line.raw
-            );
-        } else {
-            expect_field(&line, key, &expected)?;
-        }
+        let value = match value.as_str() {
+            "<any>" => Expected::NonEmpty,
+            v => Expected::Exactly(v.replace("<blocked pod IP>", &fault.pod.ip.to_string())),
+        };
+        expected.push((key.clone(), value));
     }
-    Ok(())
+    check_fields(&line, &expected).map_err(StepFailure)
 }
 
 fn access_lines(world: &MeshWorld) -> Result<&[LogLine], StepFailure> {
