@@ -12,12 +12,15 @@ pub mod admin;
 pub mod app;
 pub mod bench;
 pub mod client;
+mod closing;
 pub mod cluster;
 pub mod driver;
 pub mod faults;
+mod ledger;
 pub mod netns;
 pub mod readiness;
 pub mod run;
+mod sweep;
 pub mod ztunnel;
 
 pub use driver::{LocalMesh, LocalOptions, NodeSpec};

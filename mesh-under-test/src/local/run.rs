@@ -12,17 +12,15 @@
 //! whatever namespace still carries a run's id and the runs' lock files, and says what it
 //! removed and what is left.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
-
-use serde::Serialize;
+use std::time::Duration;
 
 use super::netns;
 use crate::MeshError;
@@ -75,12 +73,12 @@ pub(crate) fn entropy() -> Result<u64, MeshError> {
     Ok(u64::from_le_bytes(bytes))
 }
 
-fn lock_path(id: &str) -> PathBuf {
+pub(super) fn lock_path(id: &str) -> PathBuf {
     Path::new(LOCK_DIR).join(format!("{id}.lock"))
 }
 
 /// Tries to take the exclusive lock without waiting; `Ok(false)` means another open file holds it.
-fn try_lock(file: &File) -> Result<bool, std::io::Error> {
+pub(super) fn try_lock(file: &File) -> Result<bool, std::io::Error> {
     // SAFETY: flock on a valid, open descriptor.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc == 0 {
@@ -94,7 +92,7 @@ fn try_lock(file: &File) -> Result<bool, std::io::Error> {
     }
 }
 
-fn ensure_lock_dir() -> Result<(), MeshError> {
+pub(super) fn ensure_lock_dir() -> Result<(), MeshError> {
     fs::create_dir_all(LOCK_DIR).map_err(MeshError::io(format!(
         "cannot create {LOCK_DIR} (local meshes need root)"
     )))
@@ -116,7 +114,7 @@ pub struct Run {
 }
 
 /// Every run of this process that is still referenced, so a signal can close them all.
-static RUNS: Mutex<Vec<Weak<Run>>> = Mutex::new(Vec::new());
+pub(super) static RUNS: Mutex<Vec<Weak<Run>>> = Mutex::new(Vec::new());
 
 /// The gate every creation passes: shut once the process is closing (a signal came), and how
 /// many creations are past it and not yet recorded.
@@ -133,7 +131,7 @@ struct GateState {
 }
 
 /// The process's gate: one process, one fate.
-static GATE: Gate = Gate::new();
+pub(super) static GATE: Gate = Gate::new();
 
 /// Permission to create one thing. Held from the check until what was made is recorded (in a
 /// ledger or the run's namespace set), so that once `close_all` has waited for every
@@ -182,7 +180,7 @@ impl Gate {
     }
 
     /// Waits (at most `timeout`) until no creation is under way; how many still are.
-    fn wait_creations(&self, timeout: Duration) -> usize {
+    pub(super) fn wait_creations(&self, timeout: Duration) -> usize {
         let state = lock(&self.state);
         let (state, _) = self
             .changed
@@ -352,7 +350,7 @@ impl Run {
     }
 
     /// What of this run exists now: namespaces with its id and its lock file.
-    fn left(&self) -> Vec<String> {
+    pub(super) fn left(&self) -> Vec<String> {
         let mut left: Vec<String> = netns::list_netns()
             .unwrap_or_default()
             .into_iter()
@@ -417,487 +415,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What `sweep` removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SweepReport {
-    /// Ids of dead runs whose leftovers were removed.
-    pub runs: Vec<String>,
-    pub namespaces: Vec<String>,
-    /// Processes killed because they ran inside a removed namespace.
-    pub killed_pids: Vec<i32>,
-    pub lock_files: Vec<PathBuf>,
-    /// What could not be removed, one line each.
-    pub problems: Vec<String>,
-}
-
-impl SweepReport {
-    pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
-            && self.namespaces.is_empty()
-            && self.killed_pids.is_empty()
-            && self.lock_files.is_empty()
-    }
-}
-
-impl std::fmt::Display for SweepReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} dead run(s) [{}], {} namespace(s), {} process(es), {} lock file(s)",
-            self.runs.len(),
-            self.runs.join(" "),
-            self.namespaces.len(),
-            self.killed_pids.len(),
-            self.lock_files.len()
-        )?;
-        if !self.problems.is_empty() {
-            write!(f, "; problems: {}", self.problems.join("; "))?;
-        }
-        Ok(())
-    }
-}
-
-/// Removes what dead runs left: for every lock file that can be locked (its run is dead) and
-/// every `mc-*` namespace whose run has no lock file, kills the processes in the run's
-/// namespaces, deletes the namespaces and the lock file. Live runs are never touched.
-pub fn sweep() -> Result<SweepReport, MeshError> {
-    ensure_lock_dir()?;
-    let mut report = SweepReport::default();
-    let namespaces = netns::list_netns()?;
-
-    // Dead runs found by their lock files; their locks stay held until their files are gone.
-    let mut dead: Vec<(String, PathBuf, File)> = Vec::new();
-    let mut live: BTreeSet<String> = BTreeSet::new();
-    let entries =
-        fs::read_dir(LOCK_DIR).map_err(MeshError::io(format!("cannot list {LOCK_DIR}")))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Some(id) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".lock"))
-            .filter(|id| is_run_id(id))
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        let file = match OpenOptions::new().write(true).open(&path) {
-            Ok(f) => f,
-            // Its run ended between our listing and our open.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                report
-                    .problems
-                    .push(format!("cannot open {}: {e}", path.display()));
-                live.insert(id);
-                continue;
-            }
-        };
-        match try_lock(&file) {
-            Ok(true) => dead.push((id, path, file)),
-            Ok(false) => {
-                live.insert(id);
-            }
-            Err(e) => {
-                report
-                    .problems
-                    .push(format!("cannot lock {}: {e}", path.display()));
-                live.insert(id);
-            }
-        }
-    }
-
-    let dead_ids: BTreeSet<String> = dead.iter().map(|(id, _, _)| id.clone()).collect();
-    let mut doomed_runs: BTreeSet<String> = dead_ids.clone();
-    let mut doomed: Vec<String> = Vec::new();
-    for name in &namespaces {
-        let Some(id) = run_id_of_netns(name) else {
-            continue;
-        };
-        if live.contains(id) {
-            continue;
-        }
-        // Either its lock is free (dead) or it has none at all (its run crashed before or
-        // after removing it): both mean nobody owns the namespace.
-        if dead_ids.contains(id) || !lock_path(id).exists() {
-            doomed_runs.insert(id.to_string());
-            doomed.push(name.clone());
-        }
-    }
-
-    // Kill first, across all doomed namespaces, so no process of a dead run survives in one
-    // namespace while we delete another.
-    let me = std::process::id() as i32;
-    for name in &doomed {
-        match netns::netns_pids(name) {
-            Ok(pids) => {
-                for pid in pids.into_iter().filter(|&p| p != me && p > 1) {
-                    // SAFETY: plain kill(2) with a pid read from `ip netns pids`.
-                    if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
-                        report.killed_pids.push(pid);
-                    }
-                }
-            }
-            Err(e) => report.problems.push(e.to_string()),
-        }
-    }
-    for name in doomed {
-        match netns::delete_netns(&name) {
-            Ok(()) => report.namespaces.push(name),
-            Err(e) => report.problems.push(e.to_string()),
-        }
-    }
-    for (_, path, file) in dead {
-        match fs::remove_file(&path) {
-            Ok(()) => report.lock_files.push(path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => report
-                .problems
-                .push(format!("cannot remove {}: {e}", path.display())),
-        }
-        drop(file);
-    }
-    report.runs = doomed_runs.into_iter().collect();
-    Ok(report)
-}
-
-/// Something a mesh created that must be removed again.
-pub trait Undo: Send + Sync {
-    /// For reports and error messages, e.g. "network namespace mc-ab12cd-1-fabric".
-    fn describe(&self) -> String;
-    /// Removes it. Runs synchronously: it is also called from `Drop` and from Ctrl-C.
-    fn undo(&self) -> Result<(), MeshError>;
-}
-
-impl<T: Undo + ?Sized> Undo for Arc<T> {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    fn undo(&self) -> Result<(), MeshError> {
-        (**self).undo()
-    }
-}
-
-/// Names one ledger entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EntryId(u64);
-
-struct LedgerEntry {
-    id: EntryId,
-    item: Box<dyn Undo>,
-}
-
-/// Everything one mesh created, in creation order; undone in reverse order.
-pub struct Ledger {
-    label: String,
-    next: AtomicU64,
-    entries: Mutex<Vec<LedgerEntry>>,
-}
-
-impl std::fmt::Debug for Ledger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger")
-            .field("label", &self.label)
-            .field("entries", &self.describe())
-            .finish()
-    }
-}
-
-/// Every live ledger of this process, so Ctrl-C can tear them all down.
-static LEDGERS: Mutex<Vec<Weak<Ledger>>> = Mutex::new(Vec::new());
-
-impl Ledger {
-    /// A new, empty ledger, registered for `cleanup_all`.
-    pub fn new(label: impl Into<String>) -> Arc<Ledger> {
-        let ledger = Arc::new(Ledger {
-            label: label.into(),
-            next: AtomicU64::new(1),
-            entries: Mutex::new(Vec::new()),
-        });
-        let mut all = lock(&LEDGERS);
-        all.retain(|w| w.strong_count() > 0);
-        all.push(Arc::downgrade(&ledger));
-        ledger
-    }
-
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    /// Records something just created; call it right after creation succeeds.
-    pub fn record(&self, item: Box<dyn Undo>) -> EntryId {
-        let id = EntryId(self.next.fetch_add(1, Ordering::Relaxed));
-        lock(&self.entries).push(LedgerEntry { id, item });
-        id
-    }
-
-    /// Undoes one entry now and forgets it. Unknown ids (already released) are a no-op.
-    pub fn release(&self, id: EntryId) -> Result<(), MeshError> {
-        let entry = {
-            let mut entries = lock(&self.entries);
-            let Some(pos) = entries.iter().position(|e| e.id == id) else {
-                return Ok(());
-            };
-            entries.remove(pos)
-        };
-        entry.item.undo()?;
-        note_undone(&entry.item.describe());
-        Ok(())
-    }
-
-    /// Forgets an entry without undoing it (it went away by other means).
-    pub fn forget(&self, id: EntryId) {
-        lock(&self.entries).retain(|e| e.id != id);
-    }
-
-    pub fn contains(&self, id: EntryId) -> bool {
-        lock(&self.entries).iter().any(|e| e.id == id)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        lock(&self.entries).is_empty()
-    }
-
-    /// What is still recorded, oldest first.
-    pub fn describe(&self) -> Vec<String> {
-        lock(&self.entries)
-            .iter()
-            .map(|e| e.item.describe())
-            .collect()
-    }
-
-    /// Undoes every entry, newest first, carrying on past failures; the error lists them all.
-    pub fn teardown(&self) -> Result<(), MeshError> {
-        let mut failures: Vec<MeshError> = Vec::new();
-        loop {
-            // Popped one at a time without holding the lock while undoing: an undo may wait
-            // for a process to exit.
-            let Some(entry) = lock(&self.entries).pop() else {
-                break;
-            };
-            match entry.item.undo() {
-                Ok(()) => note_undone(&entry.item.describe()),
-                Err(e) => {
-                    tracing::warn!(ledger = %self.label, item = %entry.item.describe(), error = %e, "teardown step failed");
-                    failures.push(e);
-                }
-            }
-        }
-        match failures.len() {
-            0 => Ok(()),
-            1 => Err(failures.remove(0)),
-            _ => Err(MeshError::Environment(format!(
-                "teardown of {} failed {} times: {}; the sweeper (`meshcert sweep`, or the next \
-                 run's start) removes what is left once this run has ended",
-                self.label,
-                failures.len(),
-                failures
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))),
-        }
-    }
-}
-
-impl Drop for Ledger {
-    fn drop(&mut self) {
-        if let Err(e) = self.teardown() {
-            tracing::error!(ledger = %self.label, error = %e, "teardown on drop left things behind");
-        }
-    }
-}
-
-/// Tears down every live mesh of this process (the runner's Ctrl-C handler calls it).
-/// Returns how many ledgers had something to undo.
-pub fn cleanup_all() -> Result<usize, MeshError> {
-    let ledgers: Vec<Arc<Ledger>> = lock(&LEDGERS).iter().filter_map(Weak::upgrade).collect();
-    let mut cleaned = 0;
-    let mut failures = Vec::new();
-    for ledger in ledgers {
-        if ledger.is_empty() {
-            continue;
-        }
-        cleaned += 1;
-        if let Err(e) = ledger.teardown() {
-            failures.push(e.to_string());
-        }
-    }
-    if failures.is_empty() {
-        Ok(cleaned)
-    } else {
-        Err(MeshError::Environment(format!(
-            "cleanup after interrupt left things behind: {}; run `meshcert sweep` after this \
-             process has exited",
-            failures.join("; ")
-        )))
-    }
-}
-
-/// What was undone since closing began, wherever it was undone (`close_all`, or the `Drop` of
-/// a mesh whose scenario was abandoned): what the closing report counts.
-static UNDONE_WHILE_CLOSING: Mutex<BTreeMap<&'static str, usize>> = Mutex::new(BTreeMap::new());
-
-fn note_undone(description: &str) {
-    if is_closing() {
-        *lock(&UNDONE_WHILE_CLOSING)
-            .entry(kind_of(description))
-            .or_default() += 1;
-    }
-}
-
-/// What a ledger entry is, from how it describes itself, for the closing counts.
-fn kind_of(description: &str) -> &'static str {
-    const KINDS: [(&str, &str); 8] = [
-        ("network namespace", "network namespace"),
-        ("ztunnel pid", "ztunnel process"),
-        ("`iptables", "fault"),
-        ("forced HTTP status", "fault"),
-        ("failing readiness path", "fault"),
-        ("killed app", "fault"),
-        ("backend app", "backend app"),
-        ("readiness probe", "readiness probe"),
-    ];
-    KINDS
-        .iter()
-        .find(|(prefix, _)| description.starts_with(prefix))
-        .map_or("other thing", |(_, kind)| kind)
-}
-
-/// What closing removed, and what it could not.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CloseReport {
-    /// Things removed, by kind (`network namespace`, `ztunnel process`, `fault`, ...).
-    pub removed: BTreeMap<&'static str, usize>,
-    pub lock_files: Vec<PathBuf>,
-    /// Failures on the way, one line each.
-    pub problems: Vec<String>,
-    /// What exists after closing (namespaces, lock files, ledger entries), one line each.
-    pub left: Vec<String>,
-}
-
-impl CloseReport {
-    fn add(&mut self, kind: &'static str) {
-        *self.removed.entry(kind).or_default() += 1;
-    }
-
-    fn merge(&mut self, other: CloseReport) {
-        for (kind, n) in other.removed {
-            *self.removed.entry(kind).or_default() += n;
-        }
-        self.lock_files.extend(other.lock_files);
-        self.problems.extend(other.problems);
-        self.left.extend(other.left);
-    }
-
-    /// How many things of `kind` were removed.
-    pub fn count(&self, kind: &str) -> usize {
-        self.removed.get(kind).copied().unwrap_or(0)
-    }
-}
-
-impl std::fmt::Display for CloseReport {
-    /// `removed 14 network namespaces, 2 ztunnel processes, 1 fault and 1 lock file`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let plural = |n: usize, kind: &str| match (n, kind) {
-            (1, _) => format!("1 {kind}"),
-            (_, k) if k.ends_with("ss") => format!("{n} {k}es"),
-            _ => format!("{n} {kind}s"),
-        };
-        let mut parts: Vec<String> = self
-            .removed
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(kind, n)| plural(*n, kind))
-            .collect();
-        if !self.lock_files.is_empty() {
-            parts.push(plural(self.lock_files.len(), "lock file"));
-        }
-        match parts.len() {
-            0 => f.write_str("removed nothing (nothing was left to remove)")?,
-            1 => write!(f, "removed {}", parts[0])?,
-            n => write!(
-                f,
-                "removed {} and {}",
-                parts[..n - 1].join(", "),
-                parts[n - 1]
-            )?,
-        }
-        if !self.problems.is_empty() {
-            write!(f, "; problems: {}", self.problems.join("; "))?;
-        }
-        if self.left.is_empty() {
-            f.write_str("; nothing of this run is left")
-        } else {
-            write!(
-                f,
-                "; LEFT: {}; run `meshcert sweep` once this process has exited",
-                self.left.join(", ")
-            )
-        }
-    }
-}
-
-/// Closes everything of this process after `begin_closing`: waits (at most `wait`) for the
-/// creations under way, undoes every ledger (processes, faults, apps, namespaces), closes
-/// every run (`Run::close`), and reports what was removed and what is left.
-pub fn close_all(wait: Duration) -> CloseReport {
-    begin_closing();
-    let mut report = CloseReport::default();
-    let started = Instant::now();
-    let still = GATE.wait_creations(wait);
-    if still > 0 {
-        report.problems.push(format!(
-            "{still} creation(s) still under way after {:.1}s",
-            started.elapsed().as_secs_f64()
-        ));
-    }
-    let ledgers: Vec<Arc<Ledger>> = lock(&LEDGERS).iter().filter_map(Weak::upgrade).collect();
-    for ledger in &ledgers {
-        if let Err(e) = ledger.teardown() {
-            report.problems.push(e.to_string());
-        }
-    }
-    let runs: Vec<Arc<Run>> = lock(&RUNS).iter().filter_map(Weak::upgrade).collect();
-    for run in &runs {
-        report.merge(run.close());
-    }
-    for (kind, n) in std::mem::take(&mut *lock(&UNDONE_WHILE_CLOSING)) {
-        *report.removed.entry(kind).or_default() += n;
-    }
-    report.left = leftovers_of(&ledgers, &runs);
-    report
-}
-
-/// What this process made and has not removed: ledger entries, namespaces and lock files of
-/// its runs. Printed before a forced exit.
-pub fn leftovers() -> Vec<String> {
-    let ledgers: Vec<Arc<Ledger>> = lock(&LEDGERS).iter().filter_map(Weak::upgrade).collect();
-    let runs: Vec<Arc<Run>> = lock(&RUNS).iter().filter_map(Weak::upgrade).collect();
-    leftovers_of(&ledgers, &runs)
-}
-
-fn leftovers_of(ledgers: &[Arc<Ledger>], runs: &[Arc<Run>]) -> Vec<String> {
-    let mut left: Vec<String> = Vec::new();
-    for ledger in ledgers {
-        // Namespaces are listed from the machine below, once.
-        left.extend(
-            ledger
-                .describe()
-                .into_iter()
-                .filter(|d| kind_of(d) != "network namespace"),
-        );
-    }
-    for run in runs {
-        left.extend(run.left());
-    }
-    left
-}
+pub use super::closing::{CloseReport, close_all, leftovers};
+pub use super::ledger::{EntryId, Ledger, Undo, cleanup_all};
+pub use super::sweep::{SweepReport, sweep};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::local::closing::kind_of;
     use rstest::rstest;
 
     #[rstest]
