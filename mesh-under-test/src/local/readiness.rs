@@ -168,34 +168,8 @@ fn action(
     if probe.grpc.is_some() {
         return Err(unsupported("grpc", "the local app speaks HTTP/1 only"));
     }
-    let port = |name: &str, port: &IntOrString| -> Result<u16, MeshError> {
-        let number = match port {
-            IntOrString::Int(n) => *n,
-            IntOrString::String(named) => container
-                .ports
-                .iter()
-                .flatten()
-                .find(|p| p.name.as_deref() == Some(named.as_str()))
-                .map(|p| p.container_port)
-                .ok_or_else(|| {
-                    MeshError::InvalidRequest(format!(
-                        "{owner}: field `{}` names port {named:?}, which container {:?} \
-                         (containers[{index}]) does not declare in `ports`",
-                        field(name),
-                        container.name
-                    ))
-                })?,
-        };
-        u16::try_from(number)
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| {
-                MeshError::InvalidRequest(format!(
-                    "{owner}: field `{}` is {number}: not a TCP port number",
-                    field(name)
-                ))
-            })
-    };
+    let port =
+        |name: &str, port: &IntOrString| probe_port(owner, index, container, field(name), port);
     if let Some(get) = &probe.http_get {
         if get.host.as_deref().is_some_and(|h| !h.is_empty()) {
             return Err(unsupported(
@@ -239,6 +213,40 @@ fn action(
         "{owner}: field `{}` has no handler: give it httpGet or tcpSocket",
         field("")
     )))
+}
+
+/// The port a probe's `port` field names: a number, or a port the container declares by name.
+fn probe_port(
+    owner: &str,
+    index: usize,
+    container: &Container,
+    field: String,
+    port: &IntOrString,
+) -> Result<u16, MeshError> {
+    let number = match port {
+        IntOrString::Int(n) => *n,
+        IntOrString::String(named) => container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(named.as_str()))
+            .map(|p| p.container_port)
+            .ok_or_else(|| {
+                MeshError::InvalidRequest(format!(
+                    "{owner}: field `{field}` names port {named:?}, which container {:?} \
+                     (containers[{index}]) does not declare in `ports`",
+                    container.name
+                ))
+            })?,
+    };
+    u16::try_from(number)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            MeshError::InvalidRequest(format!(
+                "{owner}: field `{field}` is {number}: not a TCP port number"
+            ))
+        })
 }
 
 fn div_ceil(a: Duration, b: Duration) -> u32 {

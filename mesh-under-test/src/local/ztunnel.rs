@@ -411,6 +411,85 @@ pub struct ZtunnelProcess {
     output: Arc<OutputLog>,
 }
 
+/// Makes `cmd` join the network namespace `netns_fd` between fork and exec, die with the
+/// harness, and lead its own process group.
+fn enter_netns_at_exec(cmd: &mut Command, netns_fd: std::os::fd::RawFd) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Its own process group, so a wrapper script's children are stopped with it.
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The harness died before prctl took effect: nobody would kill us later.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "meshcert exited while starting ztunnel",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A pidfd for our own child, so signals and waits can never hit a recycled pid; the child
+/// is stopped if there is none.
+fn open_pidfd(child: &mut Child) -> Result<OwnedFd, MeshError> {
+    // SAFETY: pidfd_open on our own unreaped child.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    if raw < 0 {
+        let source = std::io::Error::last_os_error();
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(MeshError::Io {
+            context: "pidfd_open on the ztunnel (Linux >= 5.3 needed)".into(),
+            source,
+        });
+    }
+    // SAFETY: a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
+}
+
+/// Reads the child's stdout and stderr into `output`, one thread a pipe.
+fn capture_output(child: &mut Child, output: &Arc<OutputLog>) -> Result<(), MeshError> {
+    let pid = child.id();
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let log = output.clone();
+        output.pipe_opened();
+        std::thread::Builder::new()
+            .name(format!("ztunnel-log-{pid}"))
+            .spawn(move || read_lines(pipe, log))
+            .map_err(MeshError::io("cannot start a log reader thread"))?;
+    }
+    Ok(())
+}
+
 impl ZtunnelProcess {
     /// Starts the ztunnel inside `spec.netns`, its output captured into `output`.
     pub fn launch(
@@ -429,37 +508,7 @@ impl ZtunnelProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let netns_fd = netns.as_raw_fd();
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe syscalls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // Its own process group, so a wrapper script's children are stopped with it.
-                if libc::setpgid(0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The harness died before prctl took effect: nobody would kill us later.
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::other(
-                        "meshcert exited while starting ztunnel",
-                    ));
-                }
-                Ok(())
-            });
-        }
+        enter_netns_at_exec(&mut cmd, netns.as_raw_fd());
         let program = command.program.display().to_string();
         let mut child = on_spawner_thread(move || {
             let child = cmd.spawn();
@@ -474,40 +523,9 @@ impl ZtunnelProcess {
             source,
         })?;
         let pid = child.id();
-        // SAFETY: pidfd_open on our own unreaped child.
-        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if raw < 0 {
-            let source = std::io::Error::last_os_error();
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(MeshError::Io {
-                context: "pidfd_open on the ztunnel (Linux >= 5.3 needed)".into(),
-                source,
-            });
-        }
-        // SAFETY: a new descriptor we own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        let pidfd = open_pidfd(&mut child)?;
         output.note(&format!("started {program} (pid {pid}) in {}", spec.netns));
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = output.clone();
-            output.pipe_opened();
-            std::thread::Builder::new()
-                .name(format!("ztunnel-log-{pid}"))
-                .spawn(move || read_lines(pipe, log))
-                .map_err(MeshError::io("cannot start a log reader thread"))?;
-        }
+        capture_output(&mut child, &output)?;
         Ok(Arc::new(ZtunnelProcess {
             pod: spec.pod_name.clone(),
             pid,
