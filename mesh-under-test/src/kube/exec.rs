@@ -66,43 +66,11 @@ impl PodExec for KubeExec {
             params = params.container(c);
         }
         let run = async {
-            let mut attached = api
+            let attached = api
                 .exec(pod, command.to_vec(), &params)
                 .await
                 .map_err(|e| api_error(&what, e))?;
-            let mut stdout = attached
-                .stdout()
-                .ok_or_else(|| MeshError::Kube(format!("{what}: the API server gave no stdout")))?;
-            let mut stderr = attached
-                .stderr()
-                .ok_or_else(|| MeshError::Kube(format!("{what}: the API server gave no stderr")))?;
-            let status = attached.take_status();
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let (a, b) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-            a.and(b)
-                .map_err(MeshError::io(format!("{what}: reading its output")))?;
-            let status = match status {
-                Some(status) => status.await,
-                None => None,
-            };
-            let _ = attached.join().await;
-            let (success, status) = match status {
-                // The exec Status is the meta/v1 one: `status` is "Success" or "Failure".
-                Some(s) => (
-                    s.status.as_deref() == Some("Success"),
-                    s.message
-                        .filter(|m| !m.is_empty())
-                        .or(s.status)
-                        .unwrap_or_default(),
-                ),
-                None => (false, "no status from the API server".to_string()),
-            };
-            Ok(ExecOutput {
-                stdout: String::from_utf8_lossy(&out).into_owned(),
-                stderr: String::from_utf8_lossy(&err).into_owned(),
-                status,
-                success,
-            })
+            collect(attached, &what).await
         };
         tokio::time::timeout(deadline, run)
             .await
@@ -112,4 +80,44 @@ impl PodExec for KubeExec {
                 last: "no exit status".into(),
             })?
     }
+}
+
+/// An attached exec's output and exit status, read to the end.
+async fn collect(
+    mut attached: kube::api::AttachedProcess,
+    what: &str,
+) -> Result<ExecOutput, MeshError> {
+    let mut stdout = attached
+        .stdout()
+        .ok_or_else(|| MeshError::Kube(format!("{what}: the API server gave no stdout")))?;
+    let mut stderr = attached
+        .stderr()
+        .ok_or_else(|| MeshError::Kube(format!("{what}: the API server gave no stderr")))?;
+    let status = attached.take_status();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (a, b) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+    a.and(b)
+        .map_err(MeshError::io(format!("{what}: reading its output")))?;
+    let status = match status {
+        Some(status) => status.await,
+        None => None,
+    };
+    let _ = attached.join().await;
+    let (success, status) = match status {
+        // The exec Status is the meta/v1 one: `status` is "Success" or "Failure".
+        Some(s) => (
+            s.status.as_deref() == Some("Success"),
+            s.message
+                .filter(|m| !m.is_empty())
+                .or(s.status)
+                .unwrap_or_default(),
+        ),
+        None => (false, "no status from the API server".to_string()),
+    };
+    Ok(ExecOutput {
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+        status,
+        success,
+    })
 }

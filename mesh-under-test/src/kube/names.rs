@@ -108,29 +108,8 @@ pub fn localize(
 ) -> Result<Vec<Applied>, MeshError> {
     let mut out = Vec::new();
     for object in &manifests.objects {
-        let namespace = || ns.map(object.namespace().unwrap_or(DEFAULT_NAMESPACE));
-        let json = |v: Result<Value, serde_json::Error>| {
-            v.map_err(|e| MeshError::InvalidRequest(format!("{}: {e}", object.describe())))
-        };
         let applied = match object {
-            Manifest::Namespace(n) => {
-                let mut n = n.clone();
-                let fixture = object.name().to_string();
-                n.metadata.name = Some(ns.map(&fixture));
-                n.metadata
-                    .labels
-                    .get_or_insert_with(Default::default)
-                    .extend(ns.labels());
-                let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
-                annotations.insert(EXPIRES_ANNOTATION.into(), ns.expires_at.to_string());
-                annotations.insert(FIXTURE_ANNOTATION.into(), fixture);
-                Applied {
-                    resource: resource("v1", "Namespace", "namespaces"),
-                    namespace: None,
-                    name: ns.map(object.name()),
-                    body: json(serde_json::to_value(&n))?,
-                }
-            }
+            Manifest::Namespace(n) => localize_namespace(object, n, ns)?,
             Manifest::Node(_) if !label_nodes => {
                 return Err(MeshError::Unsupported {
                     what: format!("{} (labelling a cluster node)", object.describe()),
@@ -150,41 +129,67 @@ pub fn localize(
                     "metadata": {"name": object.name(), "labels": n.metadata.labels},
                 }),
             },
-            _ => {
-                const ISTIO: &str = "networking.istio.io/v1";
-                let (api_version, plural, value) = match object {
-                    Manifest::ServiceAccount(o) => {
-                        ("v1", "serviceaccounts", serde_json::to_value(o))
-                    }
-                    Manifest::Service(o) => ("v1", "services", serde_json::to_value(o)),
-                    Manifest::Deployment(o) => ("apps/v1", "deployments", serde_json::to_value(o)),
-                    Manifest::ServiceEntry(o) => (ISTIO, "serviceentries", serde_json::to_value(o)),
-                    Manifest::WorkloadEntry(o) => {
-                        (ISTIO, "workloadentries", serde_json::to_value(o))
-                    }
-                    Manifest::DestinationRule(o) => {
-                        (ISTIO, "destinationrules", serde_json::to_value(o))
-                    }
-                    Manifest::Namespace(_) | Manifest::Node(_) => unreachable!("matched above"),
-                };
-                let kind = object.kind();
-                let mut body = json(value)?;
-                body["apiVersion"] = api_version.into();
-                body["kind"] = kind.into();
-                body["metadata"]["namespace"] = namespace().into();
-                Applied {
-                    resource: resource(api_version, kind, plural),
-                    namespace: Some(namespace()),
-                    name: object.name().to_string(),
-                    body,
-                }
-            }
+            _ => localize_namespaced(object, ns)?,
         };
         out.push(applied);
     }
     // Namespaces first, as kubectl orders an apply.
     out.sort_by_key(|a| a.namespace.is_some());
     Ok(out)
+}
+
+fn to_json(object: &Manifest, v: Result<Value, serde_json::Error>) -> Result<Value, MeshError> {
+    v.map_err(|e| MeshError::InvalidRequest(format!("{}: {e}", object.describe())))
+}
+
+/// A fixture's namespace renamed as the run's, labelled and annotated with its expiry.
+fn localize_namespace(
+    object: &Manifest,
+    n: &k8s_openapi::api::core::v1::Namespace,
+    ns: &RunNamespaces,
+) -> Result<Applied, MeshError> {
+    let mut n = n.clone();
+    let fixture = object.name().to_string();
+    n.metadata.name = Some(ns.map(&fixture));
+    n.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .extend(ns.labels());
+    let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
+    annotations.insert(EXPIRES_ANNOTATION.into(), ns.expires_at.to_string());
+    annotations.insert(FIXTURE_ANNOTATION.into(), fixture);
+    Ok(Applied {
+        resource: resource("v1", "Namespace", "namespaces"),
+        namespace: None,
+        name: ns.map(object.name()),
+        body: to_json(object, serde_json::to_value(&n))?,
+    })
+}
+
+/// A namespaced object moved into the run's namespace of its fixture namespace.
+fn localize_namespaced(object: &Manifest, ns: &RunNamespaces) -> Result<Applied, MeshError> {
+    const ISTIO: &str = "networking.istio.io/v1";
+    let (api_version, plural, value) = match object {
+        Manifest::ServiceAccount(o) => ("v1", "serviceaccounts", serde_json::to_value(o)),
+        Manifest::Service(o) => ("v1", "services", serde_json::to_value(o)),
+        Manifest::Deployment(o) => ("apps/v1", "deployments", serde_json::to_value(o)),
+        Manifest::ServiceEntry(o) => (ISTIO, "serviceentries", serde_json::to_value(o)),
+        Manifest::WorkloadEntry(o) => (ISTIO, "workloadentries", serde_json::to_value(o)),
+        Manifest::DestinationRule(o) => (ISTIO, "destinationrules", serde_json::to_value(o)),
+        Manifest::Namespace(_) | Manifest::Node(_) => unreachable!("cluster-scoped"),
+    };
+    let namespace = ns.map(object.namespace().unwrap_or(DEFAULT_NAMESPACE));
+    let kind = object.kind();
+    let mut body = to_json(object, value)?;
+    body["apiVersion"] = api_version.into();
+    body["kind"] = kind.into();
+    body["metadata"]["namespace"] = namespace.clone().into();
+    Ok(Applied {
+        resource: resource(api_version, kind, plural),
+        namespace: Some(namespace),
+        name: object.name().to_string(),
+        body,
+    })
 }
 
 #[cfg(test)]

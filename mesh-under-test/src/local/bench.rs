@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -243,6 +243,66 @@ fn spawn(
     Ok((process, entry))
 }
 
+/// One namespace for the whole benchmark: a veth pair with both ends inside (no dummy module
+/// everywhere), every address on eth0, ambient's capture of the service and iperf3 traffic.
+fn wire(netns: &str) -> Result<(), MeshError> {
+    ip(&[
+        "-n", netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ])?;
+    ip(&["-n", netns, "link", "set", "eth1", "up"])?;
+    ip(&["-n", netns, "link", "set", "eth0", "up"])?;
+    for addr in [CLIENT, BULK].into_iter().chain(ENDPOINTS) {
+        ip(&[
+            "-n",
+            netns,
+            "addr",
+            "add",
+            &format!("{addr}/16"),
+            "dev",
+            "eth0",
+        ])?;
+    }
+    ztunnel::install_redirect(netns)?;
+    // Pod-to-pod traffic to the iperf3 workload is captured too, as ambient does.
+    let bulk = BULK.to_string();
+    let port = IPERF_PORT.to_string();
+    ztunnel::redirect(netns, &["-d", &bulk, "--dport", &port])?;
+    Ok(())
+}
+
+/// nginx and the iperf3 server, in the benchmark's namespace.
+fn start_servers(
+    ledger: &Arc<Ledger>,
+    netns: &str,
+    dir: &Path,
+    created: Instant,
+) -> Result<Vec<EntryId>, MeshError> {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(dir))
+        .map_err(MeshError::io(format!("cannot write {}", conf.display())))?;
+    let conf_arg = conf.display().to_string();
+    let (_, nginx) = spawn(
+        ledger,
+        netns,
+        "nginx",
+        &["-c", &conf_arg],
+        dir,
+        created,
+        "nginx",
+    )?;
+    let port = IPERF_PORT.to_string();
+    let (_, iperf) = spawn(
+        ledger,
+        netns,
+        "iperf3",
+        &["-s", "-p", &port],
+        dir,
+        created,
+        "iperf3",
+    )?;
+    Ok(vec![nginx, iperf])
+}
+
 impl Bench {
     fn setup(options: &BenchOptions) -> Result<Bench, MeshError> {
         let run = Run::start()?;
@@ -254,28 +314,7 @@ impl Bench {
         )))?;
         let netns = run.netns_name(run.next_mesh_number(), "bench");
         let mut entries = vec![netns::create_netns(&run, &ledger, &netns)?];
-        // A veth pair with both ends inside (no dummy module everywhere): addresses on eth0.
-        ip(&[
-            "-n", &netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ])?;
-        ip(&["-n", &netns, "link", "set", "eth1", "up"])?;
-        ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
-        for addr in [CLIENT, BULK].into_iter().chain(ENDPOINTS) {
-            ip(&[
-                "-n",
-                &netns,
-                "addr",
-                "add",
-                &format!("{addr}/16"),
-                "dev",
-                "eth0",
-            ])?;
-        }
-        ztunnel::install_redirect(&netns)?;
-        // Pod-to-pod traffic to the iperf3 workload is captured too, as ambient does.
-        let bulk = BULK.to_string();
-        let port = IPERF_PORT.to_string();
-        ztunnel::redirect(&netns, &["-d", &bulk, "--dport", &port])?;
+        wire(&netns)?;
         // nginx resolves relative paths against its prefix, not our directory.
         let dir = options
             .work_dir
@@ -284,31 +323,7 @@ impl Bench {
                 "cannot resolve {}",
                 options.work_dir.display()
             )))?;
-        let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(&dir))
-            .map_err(MeshError::io(format!("cannot write {}", conf.display())))?;
-        let conf_arg = conf.display().to_string();
-        let (_, nginx) = spawn(
-            &ledger,
-            &netns,
-            "nginx",
-            &["-c", &conf_arg],
-            &dir,
-            created,
-            "nginx",
-        )?;
-        entries.push(nginx);
-        let port = IPERF_PORT.to_string();
-        let (_, iperf) = spawn(
-            &ledger,
-            &netns,
-            "iperf3",
-            &["-s", "-p", &port],
-            &dir,
-            created,
-            "iperf3",
-        )?;
-        entries.push(iperf);
+        entries.extend(start_servers(&ledger, &netns, &dir, created)?);
         std::fs::write(dir.join("ztunnel.yaml"), config().to_yaml())
             .map_err(MeshError::io("cannot write the benchmark's ztunnel config"))?;
         // The benchmark's config writes no network and cluster `bench` (see `config`).
