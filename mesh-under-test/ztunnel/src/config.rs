@@ -251,8 +251,15 @@ impl Config {
             listeners: Listeners::default(),
             worker_threads: env.number(ZTUNNEL_WORKER_THREADS, DEFAULT_WORKER_THREADS)?,
             placement: placement(&env)?,
-            packet_mark: packet_mark(&env)?,
-            drain: drain(&env)?,
+            packet_mark: env
+                .parsed(PACKET_MARK, "expected a decimal number, e.g. 1337 (0x539)")?
+                .unwrap_or(DEFAULT_PACKET_MARK),
+            drain: env
+                .parsed(
+                    TERMINATION_GRACE_PERIOD_SECONDS,
+                    "expected whole seconds, e.g. 30",
+                )?
+                .map_or(DEFAULT_DRAIN, upstream_drain),
         };
         // CLUSTER_DOMAIN, POD_NAME, POD_NAMESPACE and SERVICE_ACCOUNT are accepted and
         // unused: the reference runs no DNS proxy and no identity of its own (upstream uses
@@ -370,29 +377,8 @@ fn placement(env: &Env) -> Result<Placement, ZtunnelError> {
             .get(ISTIO_META_CLUSTER_ID)
             .or_else(|| env.get(CLUSTER_ID)),
         node: env.get(NODE_NAME),
-        instance_ip: env.parse_with(INSTANCE_IP, |s| {
-            s.parse()
-                .map_err(|_| "expected the pod's IP address".to_string())
-        })?,
+        instance_ip: env.parsed(INSTANCE_IP, "expected the pod's IP address")?,
     })
-}
-
-fn packet_mark(env: &Env) -> Result<u32, ZtunnelError> {
-    Ok(env
-        .parse_with(PACKET_MARK, |s| {
-            s.parse::<u32>()
-                .map_err(|_| "expected a decimal number, e.g. 1337 (0x539)".to_string())
-        })?
-        .unwrap_or(DEFAULT_PACKET_MARK))
-}
-
-fn drain(env: &Env) -> Result<Duration, ZtunnelError> {
-    Ok(env
-        .parse_with(TERMINATION_GRACE_PERIOD_SECONDS, |s| {
-            s.parse::<u64>()
-                .map_err(|_| "expected whole seconds, e.g. 30".to_string())
-        })?
-        .map_or(DEFAULT_DRAIN, upstream_drain))
 }
 
 /// `ENABLE_ORIG_SRC=true` is refused: the reference cannot do what it asks.
@@ -445,6 +431,15 @@ impl Env<'_> {
                 parse(value.trim()).map_err(|hint| ZtunnelError::InvalidEnv { var, value, hint })
             })
             .transpose()
+    }
+
+    /// Parses an optional value; `hint` says what was expected when it does not parse.
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        hint: &str,
+    ) -> Result<Option<T>, ZtunnelError> {
+        self.parse_with(var, |s| s.parse::<T>().map_err(|_| hint.to_string()))
     }
 
     fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ZtunnelError> {
