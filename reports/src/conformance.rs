@@ -132,64 +132,81 @@ pub(crate) fn merge_assertions(into: &mut Vec<Assertion>, scenario: &crate::Scen
     }
 }
 
-impl ConformanceReport {
-    pub fn of(results: &RunResults) -> Self {
-        type Entry = (Counts, Option<String>, Vec<Assertion>);
-        let mut areas: BTreeMap<&str, BTreeMap<String, Entry>> = BTreeMap::new();
-        for s in &results.scenarios {
-            for id in s.behaviours() {
-                let entry = areas
-                    .entry(s.area())
-                    .or_default()
-                    .entry(id.to_string())
-                    .or_default();
-                entry.0.add(&s.verdict);
-                merge_assertions(&mut entry.2, s);
-                let note = match &s.verdict {
-                    crate::Verdict::Failed { step, .. } => Some(format!("failed at {step}")),
-                    crate::Verdict::Skipped { reason }
-                    | crate::Verdict::NotApplicable { reason } => Some(reason.clone()),
-                    crate::Verdict::Passed => None,
-                };
-                // A failure explains more than a skip.
-                if entry.1.is_none()
-                    || matches!(s.verdict, crate::Verdict::Failed { .. })
-                        && !entry
-                            .1
-                            .as_deref()
-                            .is_some_and(|n| n.starts_with("failed at"))
-                {
-                    entry.1 = note.or(entry.1.take());
+/// What a behaviour's scenarios add up to while the report is made.
+#[derive(Default)]
+struct BehaviourTally {
+    counts: Counts,
+    /// Why it is not conformant: the first failure's step, else the first skip's reason.
+    note: Option<String>,
+    assertions: Vec<Assertion>,
+}
+
+/// Every behaviour's tally, by area then behaviour ID.
+fn tally(results: &RunResults) -> BTreeMap<&str, BTreeMap<String, BehaviourTally>> {
+    let mut areas: BTreeMap<&str, BTreeMap<String, BehaviourTally>> = BTreeMap::new();
+    for s in &results.scenarios {
+        for id in s.behaviours() {
+            let entry = areas
+                .entry(s.area())
+                .or_default()
+                .entry(id.to_string())
+                .or_default();
+            entry.counts.add(&s.verdict);
+            merge_assertions(&mut entry.assertions, s);
+            let note = match &s.verdict {
+                crate::Verdict::Failed { step, .. } => Some(format!("failed at {step}")),
+                crate::Verdict::Skipped { reason } | crate::Verdict::NotApplicable { reason } => {
+                    Some(reason.clone())
                 }
+                crate::Verdict::Passed => None,
+            };
+            // A failure explains more than a skip.
+            if entry.note.is_none()
+                || matches!(s.verdict, crate::Verdict::Failed { .. })
+                    && !entry
+                        .note
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("failed at"))
+            {
+                entry.note = note.or(entry.note.take());
             }
         }
-        let areas: Vec<Area> = areas
+    }
+    areas
+}
+
+/// An area's result and behaviours from their tallies; a note only where not conformant.
+fn area(name: &str, ids: BTreeMap<String, BehaviourTally>) -> Area {
+    let mut total = Counts::default();
+    let behaviours = ids
+        .into_iter()
+        .map(|(id, tally)| {
+            total.merge(&tally.counts);
+            let result = tally.counts.conformance();
+            Behaviour {
+                id,
+                result,
+                statistics: tally.counts.into(),
+                note: (result != Conformance::Conformant)
+                    .then_some(tally.note)
+                    .flatten(),
+                assertions: tally.assertions,
+            }
+        })
+        .collect();
+    Area {
+        name: name.to_string(),
+        result: total.conformance(),
+        statistics: total.into(),
+        behaviours,
+    }
+}
+
+impl ConformanceReport {
+    pub fn of(results: &RunResults) -> Self {
+        let areas: Vec<Area> = tally(results)
             .into_iter()
-            .map(|(name, ids)| {
-                let mut total = Counts::default();
-                let behaviours = ids
-                    .into_iter()
-                    .map(|(id, (counts, note, assertions))| {
-                        total.merge(&counts);
-                        let result = counts.conformance();
-                        Behaviour {
-                            id,
-                            result,
-                            statistics: counts.into(),
-                            note: (result != Conformance::Conformant)
-                                .then_some(note)
-                                .flatten(),
-                            assertions,
-                        }
-                    })
-                    .collect();
-                Area {
-                    name: name.to_string(),
-                    result: total.conformance(),
-                    statistics: total.into(),
-                    behaviours,
-                }
-            })
+            .map(|(name, ids)| area(name, ids))
             .collect();
         let counts = results.counts();
         let t = &results.target;

@@ -373,22 +373,23 @@ mod tests {
         json!({"plan":{"url":"http://in-ambient:8000/hostname"},"records":records})
     }
 
-    #[test]
-    fn only_behaviours_whose_verdict_changes_are_listed_with_their_scenarios() {
-        // Scenarios both runs agree on.
-        let agreed = || {
-            [
-                scenario(
-                    "l4/rr.feature",
-                    9,
-                    &["@L4-RR-1"],
-                    Verdict::Passed,
-                    Value::Null,
-                ),
-                scenario("log.feature", 3, &["@LOG-1"], Verdict::Passed, Value::Null),
-            ]
-        };
-        let a = run(vec![
+    /// Scenarios both runs agree on.
+    fn agreed() -> [ScenarioResult; 2] {
+        [
+            scenario(
+                "l4/rr.feature",
+                9,
+                &["@L4-RR-1"],
+                Verdict::Passed,
+                Value::Null,
+            ),
+            scenario("log.feature", 3, &["@LOG-1"], Verdict::Passed, Value::Null),
+        ]
+    }
+
+    /// A run where L4-RR-1 passes and L4-OD-1 does not apply.
+    fn run_before_the_defect() -> RunResults {
+        run(vec![
             scenario(
                 "l4/rr.feature",
                 5,
@@ -408,8 +409,12 @@ mod tests {
         ]
         .into_iter()
         .chain(agreed())
-        .collect());
-        let b = run(vec![
+        .collect())
+    }
+
+    /// A run where L4-RR-1 fails, with its evidence, and L4-OD-1 passes.
+    fn run_with_the_defect() -> RunResults {
+        run(vec![
             scenario(
                 "l4/rr.feature",
                 5,
@@ -424,7 +429,12 @@ mod tests {
         ]
         .into_iter()
         .chain(agreed())
-        .collect());
+        .collect())
+    }
+
+    #[test]
+    fn only_behaviours_whose_verdict_changes_are_listed_with_their_scenarios() {
+        let (a, b) = (run_before_the_defect(), run_with_the_defect());
         let diff = Diff::between("reference", &a, "reference defect=x", &b);
         assert_eq!(diff.differing_ids(), ["L4-OD-1", "L4-RR-1"]);
         assert_eq!(diff.agreeing, ["LOG-1"]);

@@ -14,6 +14,7 @@ use crate::health_check;
 use crate::http;
 use crate::local_config::LocalConfigError;
 use crate::log::{Level, Logger, Record};
+use crate::model::Model;
 use crate::proxy::Outbound;
 use crate::reload;
 use crate::shutdown;
@@ -138,12 +139,52 @@ fn data_plane(
     Ok(on_end)
 }
 
+/// The listeners, bound before anything runs so a port in use fails the start.
+struct Bound {
+    outbound: Vec<std::net::TcpListener>,
+    admin: TcpListener,
+    stats: TcpListener,
+    readiness: TcpListener,
+}
+
 async fn run_with_logger(
     config: Config,
     logger: Logger,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ZtunnelError> {
-    for record in defect_records(&config) {
+    let (text, model) = load_model(&config, &logger)?;
+    let sockets = marked_sockets(&config)?;
+    let l = config.listeners.clone();
+    let bound = bind_all(&config).await?;
+    let (workloads, services) = (
+        model.config().workloads.len(),
+        model.config().services.len(),
+    );
+    let drain = config.drain;
+    let state = ProxyState::new(config, model, logger.clone());
+    let (trigger, shutdown) = shutdown::channel();
+    let tasks = spawn_tasks(&state, bound, sockets, text, &shutdown)?;
+
+    state.set_ready();
+    logger.log(
+        Record::new(Level::Info, "ztunnel", "ready")
+            .bare("outbound", l.outbound)
+            .bare("admin", l.admin)
+            .bare("stats", l.stats)
+            .bare("readiness", l.readiness)
+            .uint("workloads", workloads as u64)
+            .uint("services", services as u64),
+    );
+
+    stop.await;
+    shut_down(&logger, trigger, tasks, drain).await;
+    Ok(())
+}
+
+/// Logs the defects switched on, reads the local config and builds the model from it, warning
+/// where this node's placement disagrees with the workload's. Returns the config text too.
+fn load_model(config: &Config, logger: &Logger) -> Result<(String, Model), ZtunnelError> {
+    for record in defect_records(config) {
         logger.log(record);
     }
     let path = config.local_xds_path.clone();
@@ -158,74 +199,87 @@ async fn run_with_logger(
             logger.log(Record::new(Level::Warn, "ztunnel", problem));
         }
     }
+    Ok((text, model))
+}
 
+/// Upstream sockets carrying the packet mark, once it is known they can be marked.
+fn marked_sockets(config: &Config) -> Result<Arc<dyn SocketFactory>, ZtunnelError> {
     let marked = MarkedSockets {
         mark: config.packet_mark,
     };
     marked.check().map_err(ZtunnelError::io(
         "checking that upstream sockets can be marked",
     ))?;
-    let sockets: Arc<dyn SocketFactory> = Arc::new(marked);
-    let original_dst: Arc<dyn OriginalDst> = Arc::new(SoOriginalDst);
+    Ok(Arc::new(marked))
+}
 
-    let l = config.listeners.clone();
+/// Binds every listener of the config: the outbound ones (one per data-plane thread) first.
+async fn bind_all(config: &Config) -> Result<Bound, ZtunnelError> {
+    let l = &config.listeners;
     let outbound = bind_outbound(l.outbound, config.worker_threads)?;
     let admin = bind(l.admin, "the admin API").await?;
     let stats = bind(l.stats, "metrics").await?;
     let readiness = bind(l.readiness, "readiness").await?;
+    Ok(Bound {
+        outbound,
+        admin,
+        stats,
+        readiness,
+    })
+}
 
-    let (workloads, services) = (
-        model.config().workloads.len(),
-        model.config().services.len(),
-    );
-    let drain = config.drain;
-    let state = ProxyState::new(config, model, logger.clone());
-    let (trigger, shutdown) = shutdown::channel();
+/// Starts the data-plane threads, the health checker, the config reloader and the HTTP
+/// servers; each is a task of the set returned, which ends when it does.
+fn spawn_tasks(
+    state: &Arc<ProxyState>,
+    bound: Bound,
+    sockets: Arc<dyn SocketFactory>,
+    text: String,
+    shutdown: &shutdown::Shutdown,
+) -> Result<JoinSet<()>, ZtunnelError> {
+    let original_dst: Arc<dyn OriginalDst> = Arc::new(SoOriginalDst);
     let mut tasks = JoinSet::new();
-    let proxy = Outbound::new(Arc::clone(&state), original_dst, Arc::clone(&sockets));
-    for (n, listener) in outbound.into_iter().enumerate() {
+    let proxy = Outbound::new(Arc::clone(state), original_dst, Arc::clone(&sockets));
+    for (n, listener) in bound.outbound.into_iter().enumerate() {
         let ended = data_plane(n, listener, proxy.clone(), shutdown.clone())?;
         tasks.spawn(async move {
             let _ = ended.await;
         });
     }
     tasks.spawn(health_check::run(
-        Arc::clone(&state),
+        Arc::clone(state),
         sockets,
         shutdown.clone(),
     ));
-    tasks.spawn(reload::run(Arc::clone(&state), text, shutdown.clone()));
+    tasks.spawn(reload::run(Arc::clone(state), text, shutdown.clone()));
     tasks.spawn(http::serve(
-        admin,
-        Arc::clone(&state),
+        bound.admin,
+        Arc::clone(state),
         http::admin,
         shutdown.clone(),
     ));
     tasks.spawn(http::serve(
-        stats,
-        Arc::clone(&state),
+        bound.stats,
+        Arc::clone(state),
         http::stats,
         shutdown.clone(),
     ));
     tasks.spawn(http::serve(
-        readiness,
-        Arc::clone(&state),
+        bound.readiness,
+        Arc::clone(state),
         http::readiness,
         shutdown.clone(),
     ));
+    Ok(tasks)
+}
 
-    state.set_ready();
-    logger.log(
-        Record::new(Level::Info, "ztunnel", "ready")
-            .bare("outbound", l.outbound)
-            .bare("admin", l.admin)
-            .bare("stats", l.stats)
-            .bare("readiness", l.readiness)
-            .uint("workloads", workloads as u64)
-            .uint("services", services as u64),
-    );
-
-    stop.await;
+/// Tells every task to stop and waits for them up to the drain time.
+async fn shut_down(
+    logger: &Logger,
+    trigger: shutdown::ShutdownTrigger,
+    mut tasks: JoinSet<()>,
+    drain: std::time::Duration,
+) {
     logger.log(Record::new(Level::Info, "ztunnel", "shutting down"));
     trigger.fire();
     let drained =
@@ -237,5 +291,4 @@ async fn run_with_logger(
             "tasks still running after the drain time; exiting",
         ));
     }
-    Ok(())
 }

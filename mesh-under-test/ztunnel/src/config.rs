@@ -216,32 +216,12 @@ impl Config {
     /// Reads settings through `lookup` (the environment, or a map in tests), then validates them.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ZtunnelError> {
         let env = Env(&lookup);
-        let mode = env.required(PROXY_MODE, "set PROXY_MODE=dedicated")?;
-        if mode != PROXY_MODE_DEDICATED {
-            return Err(ZtunnelError::InvalidEnv {
-                var: PROXY_MODE,
-                value: mode,
-                hint: "only PROXY_MODE=dedicated is supported by the reference ztunnel".into(),
-            });
-        }
-        if let Some(xds) = env.get(XDS_ADDRESS) {
-            return Err(ZtunnelError::InvalidEnv {
-                var: XDS_ADDRESS,
-                value: xds,
-                hint: "the reference ztunnel reads only LOCAL_XDS_PATH; set XDS_ADDRESS= (empty)"
-                    .into(),
-            });
-        }
+        check_mode(&env)?;
         let config = Config {
             local_xds_path: PathBuf::from(
                 env.required(LOCAL_XDS_PATH, "point it at the local workload config file")?,
             ),
-            workload_info: env
-                .parse_with(PROXY_WORKLOAD_INFO, |s| s.parse())?
-                .ok_or_else(|| ZtunnelError::MissingEnv {
-                    var: PROXY_WORKLOAD_INFO,
-                    hint: "dedicated mode needs <namespace>/<pod name>/<service account>".into(),
-                })?,
+            workload_info: workload_info(&env)?,
             fake_ca: env.parse_with(FAKE_CA, parse_bool)?.unwrap_or(false),
             health_check_interval: env
                 .duration(HEALTH_CHECK_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL)?,
@@ -270,42 +250,21 @@ impl Config {
                 .unwrap_or_default(),
             listeners: Listeners::default(),
             worker_threads: env.number(ZTUNNEL_WORKER_THREADS, DEFAULT_WORKER_THREADS)?,
-            placement: Placement {
-                network: env.get(NETWORK),
-                cluster_id: env
-                    .get(ISTIO_META_CLUSTER_ID)
-                    .or_else(|| env.get(CLUSTER_ID)),
-                node: env.get(NODE_NAME),
-                instance_ip: env.parse_with(INSTANCE_IP, |s| {
-                    s.parse()
-                        .map_err(|_| "expected the pod's IP address".to_string())
-                })?,
-            },
+            placement: placement(&env)?,
             packet_mark: env
-                .parse_with(PACKET_MARK, |s| {
-                    s.parse::<u32>()
-                        .map_err(|_| "expected a decimal number, e.g. 1337 (0x539)".to_string())
-                })?
+                .parsed(PACKET_MARK, "expected a decimal number, e.g. 1337 (0x539)")?
                 .unwrap_or(DEFAULT_PACKET_MARK),
             drain: env
-                .parse_with(TERMINATION_GRACE_PERIOD_SECONDS, |s| {
-                    s.parse::<u64>()
-                        .map_err(|_| "expected whole seconds, e.g. 30".to_string())
-                })?
+                .parsed(
+                    TERMINATION_GRACE_PERIOD_SECONDS,
+                    "expected whole seconds, e.g. 30",
+                )?
                 .map_or(DEFAULT_DRAIN, upstream_drain),
         };
         // CLUSTER_DOMAIN, POD_NAME, POD_NAMESPACE and SERVICE_ACCOUNT are accepted and
         // unused: the reference runs no DNS proxy and no identity of its own (upstream uses
         // them for those, its own identity in shared mode only).
-        if env.parse_with(ENABLE_ORIG_SRC, parse_bool)? == Some(true) {
-            return Err(ZtunnelError::InvalidEnv {
-                var: ENABLE_ORIG_SRC,
-                value: "true".into(),
-                hint: "the reference does not keep the client's source address; \
-                       set ENABLE_ORIG_SRC=false or leave it unset"
-                    .into(),
-            });
-        }
+        refuse_orig_src(&env)?;
         config.validate()?;
         Ok(config)
     }
@@ -380,6 +339,62 @@ impl Config {
     }
 }
 
+/// Only dedicated mode, and no xDS server: the reference reads its config from a file.
+fn check_mode(env: &Env) -> Result<(), ZtunnelError> {
+    let mode = env.required(PROXY_MODE, "set PROXY_MODE=dedicated")?;
+    if mode != PROXY_MODE_DEDICATED {
+        return Err(ZtunnelError::InvalidEnv {
+            var: PROXY_MODE,
+            value: mode,
+            hint: "only PROXY_MODE=dedicated is supported by the reference ztunnel".into(),
+        });
+    }
+    if let Some(xds) = env.get(XDS_ADDRESS) {
+        return Err(ZtunnelError::InvalidEnv {
+            var: XDS_ADDRESS,
+            value: xds,
+            hint: "the reference ztunnel reads only LOCAL_XDS_PATH; set XDS_ADDRESS= (empty)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// The workload this dedicated proxy serves (`PROXY_WORKLOAD_INFO`, required).
+fn workload_info(env: &Env) -> Result<WorkloadInfo, ZtunnelError> {
+    env.parse_with(PROXY_WORKLOAD_INFO, |s| s.parse())?
+        .ok_or_else(|| ZtunnelError::MissingEnv {
+            var: PROXY_WORKLOAD_INFO,
+            hint: "dedicated mode needs <namespace>/<pod name>/<service account>".into(),
+        })
+}
+
+/// Where the proxy runs, as upstream reads it.
+fn placement(env: &Env) -> Result<Placement, ZtunnelError> {
+    Ok(Placement {
+        network: env.get(NETWORK),
+        cluster_id: env
+            .get(ISTIO_META_CLUSTER_ID)
+            .or_else(|| env.get(CLUSTER_ID)),
+        node: env.get(NODE_NAME),
+        instance_ip: env.parsed(INSTANCE_IP, "expected the pod's IP address")?,
+    })
+}
+
+/// `ENABLE_ORIG_SRC=true` is refused: the reference cannot do what it asks.
+fn refuse_orig_src(env: &Env) -> Result<(), ZtunnelError> {
+    if env.parse_with(ENABLE_ORIG_SRC, parse_bool)? == Some(true) {
+        return Err(ZtunnelError::InvalidEnv {
+            var: ENABLE_ORIG_SRC,
+            value: "true".into(),
+            hint: "the reference does not keep the client's source address; \
+                   set ENABLE_ORIG_SRC=false or leave it unset"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Upstream's drain deadline for a pod grace period: 5 s less above 10 s, else 1 s less,
 /// never under 1 s (what is left before the kubelet's SIGKILL).
 fn upstream_drain(grace_secs: u64) -> Duration {
@@ -416,6 +431,15 @@ impl Env<'_> {
                 parse(value.trim()).map_err(|hint| ZtunnelError::InvalidEnv { var, value, hint })
             })
             .transpose()
+    }
+
+    /// Parses an optional value; `hint` says what was expected when it does not parse.
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        hint: &str,
+    ) -> Result<Option<T>, ZtunnelError> {
+        self.parse_with(var, |s| s.parse::<T>().map_err(|_| hint.to_string()))
     }
 
     fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ZtunnelError> {
