@@ -10,9 +10,9 @@ use cucumber::event::{self, Cucumber, Feature, Rule, Scenario, Step};
 use cucumber::gherkin;
 use cucumber::{Event, World, Writer, cli, parser};
 use meshcert_reports::{ScenarioResult, StepTiming, Verdict, is_behaviour_id};
+use meshcert_steps::unsupported_reason;
 
 use crate::applicability::{Applicability, marker};
-use crate::world::unsupported_reason;
 
 /// Identifies a scenario across events: feature path and scenario line.
 pub type ScenarioKey = (String, usize);
