@@ -129,65 +129,83 @@ impl ResultsCollector {
                 pending.unmatched.get_or_insert(error.clone());
                 self.out.feature_errors.lock().unwrap().push(error);
             }
-            Scenario::Finished => {
-                let pending = self.pending.remove(&key).unwrap_or_default();
-                let verdict = match (marker(scenario), pending.unmatched, pending.failure) {
-                    (Some(Applicability::NotApplicable(reason)), _, _) => {
-                        Verdict::NotApplicable { reason }
-                    }
-                    (Some(Applicability::Skipped(reason)), _, _) => Verdict::Skipped { reason },
-                    (_, Some(error), _) => Verdict::Skipped { reason: error },
-                    // The target cannot do what a step asked: nothing was judged.
-                    (_, _, Some((step, message))) => match unsupported_reason(&message) {
-                        Some(reason) => Verdict::Skipped {
-                            reason: reason.to_string(),
-                        },
-                        None => Verdict::Failed { step, message },
-                    },
-                    _ => Verdict::Passed,
-                };
-                let duration_ms = pending
-                    .started
-                    .and_then(|s| at.duration_since(s).ok())
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
-                let mut tags: Vec<String> = feature.tags.clone();
-                if let Some(rule) = rule {
-                    tags.extend(rule.tags.iter().cloned());
-                }
-                tags.extend(scenario.tags.iter().cloned());
-                tags.extend(
-                    scenario
-                        .examples
-                        .iter()
-                        .flat_map(|e| e.tags.iter().cloned()),
-                );
-                let observations = self
-                    .observations
-                    .lock()
-                    .unwrap()
-                    .remove(&key)
-                    .unwrap_or(serde_json::Value::Null);
-                let behaviour_ids = tags
-                    .iter()
-                    .map(|t| t.trim_start_matches('@'))
-                    .filter(|t| is_behaviour_id(t))
-                    .map(str::to_string)
-                    .collect();
-                self.out.scenarios.lock().unwrap().push(ScenarioResult {
-                    feature: key.0,
-                    name: scenario.name.clone(),
-                    line: key.1,
-                    tags,
-                    behaviour_ids,
-                    verdict,
-                    duration_ms,
-                    steps: pending.steps,
-                    observations,
-                });
-            }
+            Scenario::Finished => self.finish(at, feature, rule, scenario, key),
             _ => {}
         }
+    }
+
+    /// The scenario's result, from what its events left.
+    fn finish(
+        &mut self,
+        at: SystemTime,
+        feature: &gherkin::Feature,
+        rule: Option<&gherkin::Rule>,
+        scenario: &gherkin::Scenario,
+        key: ScenarioKey,
+    ) {
+        let pending = self.pending.remove(&key).unwrap_or_default();
+        let duration_ms = pending
+            .started
+            .and_then(|s| at.duration_since(s).ok())
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let verdict = verdict(scenario, pending.unmatched, pending.failure);
+        let mut tags: Vec<String> = feature.tags.clone();
+        if let Some(rule) = rule {
+            tags.extend(rule.tags.iter().cloned());
+        }
+        tags.extend(scenario.tags.iter().cloned());
+        tags.extend(
+            scenario
+                .examples
+                .iter()
+                .flat_map(|e| e.tags.iter().cloned()),
+        );
+        let observations = self
+            .observations
+            .lock()
+            .unwrap()
+            .remove(&key)
+            .unwrap_or(serde_json::Value::Null);
+        let behaviour_ids = tags
+            .iter()
+            .map(|t| t.trim_start_matches('@'))
+            .filter(|t| is_behaviour_id(t))
+            .map(str::to_string)
+            .collect();
+        self.out.scenarios.lock().unwrap().push(ScenarioResult {
+            feature: key.0,
+            name: scenario.name.clone(),
+            line: key.1,
+            tags,
+            behaviour_ids,
+            verdict,
+            duration_ms,
+            steps: pending.steps,
+            observations,
+        });
+    }
+}
+
+/// A finished scenario's verdict: its applicability marker first, then a step no definition
+/// matched, then its first failure.
+fn verdict(
+    scenario: &gherkin::Scenario,
+    unmatched: Option<String>,
+    failure: Option<(String, String)>,
+) -> Verdict {
+    match (marker(scenario), unmatched, failure) {
+        (Some(Applicability::NotApplicable(reason)), _, _) => Verdict::NotApplicable { reason },
+        (Some(Applicability::Skipped(reason)), _, _) => Verdict::Skipped { reason },
+        (_, Some(error), _) => Verdict::Skipped { reason: error },
+        // The target cannot do what a step asked: nothing was judged.
+        (_, _, Some((step, message))) => match unsupported_reason(&message) {
+            Some(reason) => Verdict::Skipped {
+                reason: reason.to_string(),
+            },
+            None => Verdict::Failed { step, message },
+        },
+        _ => Verdict::Passed,
     }
 }
 
