@@ -12,7 +12,7 @@ use cucumber::{Event, World, Writer, cli, parser};
 use meshcert_reports::{ScenarioResult, StepTiming, Verdict, is_behaviour_id};
 use meshcert_steps::unsupported_reason;
 
-use crate::applicability::{Applicability, marker};
+use crate::applicability::{Applicability, marker, scenario_tags};
 
 /// Identifies a scenario across events: feature path and scenario line.
 pub type ScenarioKey = (String, usize);
@@ -129,19 +129,22 @@ impl ResultsCollector {
                 pending.unmatched.get_or_insert(error.clone());
                 self.out.feature_errors.lock().unwrap().push(error);
             }
-            Scenario::Finished => self.finish(at, feature, rule, scenario, key),
+            Scenario::Finished => {
+                let rule_tags = rule.map(|r| r.tags.as_slice()).unwrap_or_default();
+                let tags = scenario_tags(&feature.tags, rule_tags, scenario);
+                self.finish(at, scenario, key, tags);
+            }
             _ => {}
         }
     }
 
-    /// The scenario's result, from what its events left.
+    /// The scenario's result, from what its events left and its tags.
     fn finish(
         &mut self,
         at: SystemTime,
-        feature: &gherkin::Feature,
-        rule: Option<&gherkin::Rule>,
         scenario: &gherkin::Scenario,
         key: ScenarioKey,
+        tags: Vec<String>,
     ) {
         let pending = self.pending.remove(&key).unwrap_or_default();
         let duration_ms = pending
@@ -150,17 +153,6 @@ impl ResultsCollector {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let verdict = verdict(scenario, pending.unmatched, pending.failure);
-        let mut tags: Vec<String> = feature.tags.clone();
-        if let Some(rule) = rule {
-            tags.extend(rule.tags.iter().cloned());
-        }
-        tags.extend(scenario.tags.iter().cloned());
-        tags.extend(
-            scenario
-                .examples
-                .iter()
-                .flat_map(|e| e.tags.iter().cloned()),
-        );
         let observations = self
             .observations
             .lock()
