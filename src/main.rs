@@ -10,8 +10,8 @@ use meshcert_mesh::Profile;
 use meshcert_reports::conformance::ConformanceReport;
 use meshcert_reports::diff::Diff;
 use meshcert_reports::{RunOutcome, RunResults};
-use meshcert_steps::target::{TargetKind, local_machine_check};
-use meshcert_steps::{SuiteConfig, TargetSpec, run_suite};
+use meshcert_runner::target::{TargetKind, local_machine_check};
+use meshcert_runner::{SuiteConfig, TargetSpec, run_suite};
 
 /// The feature set and fixtures this meshcert was built with, for runs where `./features`
 /// and `./fixtures` do not exist (an installed binary run from anywhere).
@@ -484,8 +484,8 @@ fn main() -> ExitCode {
             // Signals are taken over before anything is created (the machine check too), and
             // nothing of the previous run may look current, even if this one is stopped.
             if let Err(e) = runtime
-                .block_on(async { meshcert_steps::interrupt::listen() })
-                .and_then(|_| meshcert_steps::remove_previous_outputs(&args.out))
+                .block_on(async { meshcert_runner::interrupt::listen() })
+                .and_then(|_| meshcert_runner::remove_previous_outputs(&args.out))
             {
                 return bad_input(e);
             }
@@ -495,7 +495,7 @@ fn main() -> ExitCode {
             };
             if let Err(code) = machine_check("run", &[&target]) {
                 // A signal during the check is why it failed: nothing was made.
-                if meshcert_steps::interrupt::received().is_some() {
+                if meshcert_runner::interrupt::received().is_some() {
                     return interrupted_exit();
                 }
                 return code;
@@ -510,11 +510,11 @@ fn main() -> ExitCode {
             println!("meshcert: {}", files.said);
             let config = args.common.suite(target, &files, args.out.clone());
             let result = runtime.block_on(run_suite(config));
-            if let Some(signal) = meshcert_steps::interrupt::received() {
+            if let Some(signal) = meshcert_runner::interrupt::received() {
                 if let Err(e) = &result {
                     // The run stopped before its own cleanup: what it made goes here.
                     eprintln!("meshcert run: interrupted: {e}");
-                    runtime.block_on(meshcert_steps::interrupt::close_everything(signal));
+                    runtime.block_on(meshcert_runner::interrupt::close_everything(signal));
                 }
                 return interrupted_exit();
             }
@@ -524,7 +524,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Diff(args) => match runtime.block_on(diff(&args)) {
-            _ if meshcert_steps::interrupt::received().is_some() => interrupted_exit(),
+            _ if meshcert_runner::interrupt::received().is_some() => interrupted_exit(),
             Ok((diff, _)) if !diff.differing.is_empty() => ExitCode::FAILURE,
             Ok((_, skipped)) if skipped > 0 && !args.common.allow_skipped => {
                 println!(
@@ -573,14 +573,14 @@ fn outcome_exit(outcome: RunOutcome, allow_skipped: bool) -> ExitCode {
 
 /// 130 or 143: the run was stopped by SIGINT or SIGTERM and has removed what it made.
 fn interrupted_exit() -> ExitCode {
-    ExitCode::from(meshcert_steps::interrupt::received().map_or(130, |s| s.exit_code()))
+    ExitCode::from(meshcert_runner::interrupt::received().map_or(130, |s| s.exit_code()))
 }
 
 /// Runs both sides one after the other (they would share the machine's two cores otherwise)
 /// and prints where they differ; also how many applicable scenarios a side skipped (those
 /// were not compared).
 async fn diff(args: &DiffArgs) -> Result<(Diff, usize), DiffError> {
-    meshcert_steps::interrupt::listen()?;
+    meshcert_runner::interrupt::listen()?;
     let reference = args.common.reference()?;
     let a = TargetSpec::parse(&args.a, &reference).map_err(|e| format!("--a: {e}"))?;
     let b = TargetSpec::parse(&args.b, &reference).map_err(|e| format!("--b: {e}"))?;

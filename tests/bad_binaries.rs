@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     let work = root.join("target/meshcert/bad-binaries");
     let reference = env!("CARGO_BIN_EXE_meshcert-ztunnel");
     let cases = cases(&work, reference);
-    if let Err(reason) = meshcert_steps::target::local_machine_check() {
+    if let Err(reason) = meshcert_runner::target::local_machine_check() {
         if std::env::var_os("CI").is_some() {
             println!("bad_binaries: CI is set and local meshes are unavailable: {reason}");
             println!("bad_binaries: 0 passed, {} failed", cases.len() + 1);

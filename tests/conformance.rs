@@ -21,8 +21,8 @@ use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use meshcert_mesh::Profile;
-use meshcert_steps::target::local_machine_check;
-use meshcert_steps::{SuiteConfig, TargetKind, TargetSpec, run_suite};
+use meshcert_runner::target::local_machine_check;
+use meshcert_runner::{SuiteConfig, TargetKind, TargetSpec, run_suite};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

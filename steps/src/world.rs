@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,6 @@ use meshcert_model::LogLine;
 use meshcert_model::MetricSample;
 use serde::Serialize;
 
-use crate::suite;
 use crate::thresholds::Thresholds;
 
 /// Why a step failed: a sentence for the report.
@@ -180,9 +179,28 @@ fn head_and_tail<T>(mut items: Vec<T>, head: usize, tail: usize) -> (Vec<T>, usi
     (items, omitted)
 }
 
+/// Where a scenario's meshes come from: the runner's target (a local run or a cluster).
+#[async_trait::async_trait]
+pub trait MeshSource: Send + Sync {
+    /// A new mesh of the target, for one scenario.
+    async fn make_mesh(&self) -> Result<Box<dyn MeshUnderTest>, MeshError>;
+}
+
+/// What the runner gives each scenario's World before its first step.
+#[derive(Clone)]
+pub struct WorldConfig {
+    /// Where `<name>.yaml` and `topologies/<name>.yaml` are.
+    pub fixtures: PathBuf,
+    /// The declared thresholds the steps judge with.
+    pub thresholds: Arc<Thresholds>,
+    pub meshes: Arc<dyn MeshSource>,
+}
+
 #[derive(cucumber::World)]
 #[world(init = Self::new)]
 pub struct MeshWorld {
+    /// Set by the runner's `before` hook: cucumber builds a World from no arguments.
+    config: Option<WorldConfig>,
     mesh: Option<Box<dyn MeshUnderTest>>,
     pub scene: Scene,
     pub observations: Observations,
@@ -205,16 +223,34 @@ impl fmt::Debug for MeshWorld {
 impl MeshWorld {
     fn new() -> Self {
         Self {
+            config: None,
             mesh: None,
             scene: Scene::default(),
             observations: Observations::default(),
         }
     }
 
+    /// Gives the World what the run decided; the runner calls it before the first step.
+    pub fn configure(&mut self, config: WorldConfig) {
+        self.config = Some(config);
+    }
+
+    fn config(&self) -> Result<&WorldConfig, StepFailure> {
+        self.config.as_ref().ok_or_else(|| {
+            StepFailure("the World has no configuration: scenarios run only in a suite".into())
+        })
+    }
+
+    /// The fixtures directory of this run.
+    pub fn fixtures_dir(&self) -> Result<&Path, StepFailure> {
+        Ok(&self.config()?.fixtures)
+    }
+
     /// The mesh, created on first use by the suite's target.
     pub async fn mesh(&mut self) -> Result<&mut (dyn MeshUnderTest + 'static), StepFailure> {
         if self.mesh.is_none() {
-            self.mesh = Some(suite::context().make_mesh().await?);
+            let meshes = self.config()?.meshes.clone();
+            self.mesh = Some(meshes.make_mesh().await?);
         }
         Ok(self.mesh.as_deref_mut().expect("just created"))
     }
@@ -271,7 +307,7 @@ impl MeshWorld {
 
     /// Reads `fixtures/<name>.yaml` for each name not read yet; returns the objects of `names`.
     pub fn load_fixtures(&mut self, names: &[&str]) -> Result<ManifestSet, StepFailure> {
-        let dir = suite::context().fixtures_dir().to_path_buf();
+        let dir = self.fixtures_dir()?.to_path_buf();
         let paths: Vec<PathBuf> = names
             .iter()
             .map(|n| dir.join(format!("{n}.yaml")))
@@ -436,8 +472,8 @@ impl MeshWorld {
     }
 
     /// The declared thresholds of this run.
-    pub fn thresholds(&self) -> Arc<Thresholds> {
-        suite::context().thresholds()
+    pub fn thresholds(&self) -> Result<Arc<Thresholds>, StepFailure> {
+        Ok(self.config()?.thresholds.clone())
     }
 
     pub fn last_batch(&self) -> Result<&[RequestRecord], StepFailure> {

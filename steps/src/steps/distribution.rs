@@ -18,12 +18,11 @@ use meshcert_oracle::levels::priority_level;
 use meshcert_oracle::{failover, spread, summary};
 
 use crate::params::{After, Mode, Priority, Rate, Setting, SettingField, TakeDown, Window};
-use crate::suite;
 use crate::world::{MeshWorld, RequestBatch, StepFailure, StepResult, ensure};
 
 #[given(expr = "the topology {string}")]
 async fn topology(world: &mut MeshWorld, name: String) -> StepResult {
-    world.scene.topology = load_topology(&name)?;
+    world.scene.topology = load_topology(world, &name)?;
     world.apply_topology().await
 }
 
@@ -36,7 +35,7 @@ async fn topology_without_above(
     level: Priority,
     mode: Mode,
 ) -> StepResult {
-    let mut topology = load_topology(&name)?;
+    let mut topology = load_topology(world, &name)?;
     let client = topology
         .clients
         .first()
@@ -58,9 +57,9 @@ async fn topology_without_above(
     world.apply_topology().await
 }
 
-fn load_topology(name: &str) -> Result<Topology, StepFailure> {
-    let path = suite::context()
-        .fixtures_dir()
+fn load_topology(world: &MeshWorld, name: &str) -> Result<Topology, StepFailure> {
+    let path = world
+        .fixtures_dir()?
         .join("topologies")
         .join(format!("{name}.yaml"));
     Ok(Topology::load(&path)?)
@@ -364,10 +363,9 @@ async fn level_took_all(
         .map(|r| r.replica().map(|pod| levels.replica_of(pod).unwrap_or(pod)))
         .collect();
     let names: Vec<&str> = members.iter().map(String::as_str).collect();
+    let rate = rate.resolve(&*world.thresholds()?);
     spread::answered_only_by(&answers, &names)
-        .and_then(|counts| {
-            spread::every_member_answered(&counts, rate.resolve(&world.thresholds()))
-        })
+        .and_then(|counts| spread::every_member_answered(&counts, rate))
         .map_err(|finding| {
             StepFailure(format!(
                 "the replicas at {} of {} for {}: {finding}. Levels: {}",
@@ -386,7 +384,7 @@ async fn after_block_at(
     level: Priority,
     mode: Mode,
 ) -> StepResult {
-    let after = after.0.resolve(&world.thresholds());
+    let after = after.0.resolve(&*world.thresholds()?);
     let from = world.network_fault()?.handle.injected_at + scaled(after);
     let batch = last_batch(world)?;
     let late: Vec<&RequestRecord> = batch
@@ -443,7 +441,7 @@ async fn level_takes_over(
     // Paced probes, bounded by the deadline: the level has taken over once one full round
     // (one request per member) lands there and nothing lands elsewhere.
     let every = Duration::from_millis(50);
-    let within = within.resolve(&world.thresholds());
+    let within = within.resolve(&*world.thresholds()?);
     let deadline = scaled(within);
     let count = (deadline.as_millis() / every.as_millis()).clamp(1, 200) as u32;
     let started = world.elapsed();
@@ -476,7 +474,7 @@ async fn level_takes_over(
 
 #[then(expr = "every request failed within {window}")]
 async fn failed_fast(world: &mut MeshWorld, within: Window) -> StepResult {
-    let within = within.resolve(&world.thresholds());
+    let within = within.resolve(&*world.thresholds()?);
     let slow: Vec<String> = world
         .last_batch()?
         .iter()

@@ -197,7 +197,7 @@ async fn outlier_line(
     let pod = fault.pod.name.clone();
     // The fault took effect somewhere after the driver began to inject it.
     let since = fault.handle.requested_at;
-    let within = within.resolve(&world.thresholds());
+    let within = within.resolve(&*world.thresholds()?);
     let mesh = world.mesh().await?;
     let line = eventually(
         &format!("a {} {target} line \"{message}\" about {pod}", level.0),

@@ -63,7 +63,7 @@ async fn send_past_window(
 ) -> StepResult {
     // The stream is as long as the declared window needs, so one feature serves a profile whose
     // mesh detects in the data plane (1s) and one that waits for the kubelet (10s).
-    let span = scaled(window.resolve(&world.thresholds())) + extra.0;
+    let span = scaled(window.resolve(&*world.thresholds()?)) + extra.0;
     let every = every.0.max(Duration::from_millis(1));
     let count = (span.as_millis() / every.as_millis()).clamp(1, u128::from(MOST_PACED)) as u32;
     world.send(&url, count, every, timeout.0).await
@@ -84,7 +84,7 @@ async fn all_answered(world: &mut MeshWorld) -> StepResult {
 #[then(expr = "at most {budget} request(s) failed")]
 #[then(expr = "no more requests failed than {budget}")]
 async fn at_most_failed(world: &mut MeshWorld, bound: Budget) -> StepResult {
-    let bound = bound.resolve(&world.thresholds());
+    let bound = bound.resolve(&*world.thresholds()?);
     let failed = failures(world.last_batch()?);
     ensure!(
         failed.len() <= bound,
@@ -172,7 +172,7 @@ async fn healthy_after_block(
         healthy.clone(),
         format!("answered by each of the other {others} replicas after the block"),
     );
-    let thresholds = world.thresholds();
+    let thresholds = world.thresholds()?;
     let after = after.0.resolve(&thresholds);
     let records = after_block(world, scaled(after))?;
     judge_members(&records, &healthy, rate.resolve(&thresholds), false).map_err(|f| {
@@ -198,7 +198,7 @@ async fn replicas_answered(
     judge_members(
         world.last_batch()?,
         &pods,
-        rate.resolve(&world.thresholds()),
+        rate.resolve(&*world.thresholds()?),
         spread == Spread::Evenly,
     )
     .map_err(|f| StepFailure(f.to_string()))
@@ -222,7 +222,7 @@ async fn still_picked(
         answered,
         batch.len(),
         replicas,
-        rate.resolve(&world.thresholds()),
+        rate.resolve(&*world.thresholds()?),
     )
     .map_err(|f| StepFailure(format!("{f} (answers in order: {})", answer_runs(batch))))
 }
@@ -243,7 +243,7 @@ async fn pick_unchanged(world: &mut MeshWorld, rate: Rate) -> StepResult {
             "a request of the batch {name} failed: {batch:?}"
         );
     }
-    spread::same_pick(&before, &after, rate.resolve(&world.thresholds()))
+    spread::same_pick(&before, &after, rate.resolve(&*world.thresholds()?))
         .map(|_| ())
         .map_err(StepFailure)
 }
@@ -251,7 +251,7 @@ async fn pick_unchanged(world: &mut MeshWorld, rate: Rate) -> StepResult {
 #[then(expr = "within {window} the formerly blocked pod answers again")]
 #[then(expr = "within {window} the pod taken down answers again")]
 async fn answers_again(world: &mut MeshWorld, within: Window) -> StepResult {
-    let within = within.resolve(&world.thresholds());
+    let within = within.resolve(&*world.thresholds()?);
     let pod = world.network_fault()?.pod.name.clone();
     let url = world
         .observations

@@ -10,9 +10,9 @@ use cucumber::event::{self, Cucumber, Feature, Rule, Scenario, Step};
 use cucumber::gherkin;
 use cucumber::{Event, World, Writer, cli, parser};
 use meshcert_reports::{ScenarioResult, StepTiming, Verdict, is_behaviour_id};
+use meshcert_steps::unsupported_reason;
 
-use crate::applicability::{Applicability, marker};
-use crate::world::unsupported_reason;
+use crate::applicability::{Applicability, marker, scenario_tags};
 
 /// Identifies a scenario across events: feature path and scenario line.
 pub type ScenarioKey = (String, usize);
@@ -130,64 +130,74 @@ impl ResultsCollector {
                 self.out.feature_errors.lock().unwrap().push(error);
             }
             Scenario::Finished => {
-                let pending = self.pending.remove(&key).unwrap_or_default();
-                let verdict = match (marker(scenario), pending.unmatched, pending.failure) {
-                    (Some(Applicability::NotApplicable(reason)), _, _) => {
-                        Verdict::NotApplicable { reason }
-                    }
-                    (Some(Applicability::Skipped(reason)), _, _) => Verdict::Skipped { reason },
-                    (_, Some(error), _) => Verdict::Skipped { reason: error },
-                    // The target cannot do what a step asked: nothing was judged.
-                    (_, _, Some((step, message))) => match unsupported_reason(&message) {
-                        Some(reason) => Verdict::Skipped {
-                            reason: reason.to_string(),
-                        },
-                        None => Verdict::Failed { step, message },
-                    },
-                    _ => Verdict::Passed,
-                };
-                let duration_ms = pending
-                    .started
-                    .and_then(|s| at.duration_since(s).ok())
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
-                let mut tags: Vec<String> = feature.tags.clone();
-                if let Some(rule) = rule {
-                    tags.extend(rule.tags.iter().cloned());
-                }
-                tags.extend(scenario.tags.iter().cloned());
-                tags.extend(
-                    scenario
-                        .examples
-                        .iter()
-                        .flat_map(|e| e.tags.iter().cloned()),
-                );
-                let observations = self
-                    .observations
-                    .lock()
-                    .unwrap()
-                    .remove(&key)
-                    .unwrap_or(serde_json::Value::Null);
-                let behaviour_ids = tags
-                    .iter()
-                    .map(|t| t.trim_start_matches('@'))
-                    .filter(|t| is_behaviour_id(t))
-                    .map(str::to_string)
-                    .collect();
-                self.out.scenarios.lock().unwrap().push(ScenarioResult {
-                    feature: key.0,
-                    name: scenario.name.clone(),
-                    line: key.1,
-                    tags,
-                    behaviour_ids,
-                    verdict,
-                    duration_ms,
-                    steps: pending.steps,
-                    observations,
-                });
+                let rule_tags = rule.map(|r| r.tags.as_slice()).unwrap_or_default();
+                let tags = scenario_tags(&feature.tags, rule_tags, scenario);
+                self.finish(at, scenario, key, tags);
             }
             _ => {}
         }
+    }
+
+    /// The scenario's result, from what its events left and its tags.
+    fn finish(
+        &mut self,
+        at: SystemTime,
+        scenario: &gherkin::Scenario,
+        key: ScenarioKey,
+        tags: Vec<String>,
+    ) {
+        let pending = self.pending.remove(&key).unwrap_or_default();
+        let duration_ms = pending
+            .started
+            .and_then(|s| at.duration_since(s).ok())
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let verdict = verdict(scenario, pending.unmatched, pending.failure);
+        let observations = self
+            .observations
+            .lock()
+            .unwrap()
+            .remove(&key)
+            .unwrap_or(serde_json::Value::Null);
+        let behaviour_ids = tags
+            .iter()
+            .map(|t| t.trim_start_matches('@'))
+            .filter(|t| is_behaviour_id(t))
+            .map(str::to_string)
+            .collect();
+        self.out.scenarios.lock().unwrap().push(ScenarioResult {
+            feature: key.0,
+            name: scenario.name.clone(),
+            line: key.1,
+            tags,
+            behaviour_ids,
+            verdict,
+            duration_ms,
+            steps: pending.steps,
+            observations,
+        });
+    }
+}
+
+/// A finished scenario's verdict: its applicability marker first, then a step no definition
+/// matched, then its first failure.
+fn verdict(
+    scenario: &gherkin::Scenario,
+    unmatched: Option<String>,
+    failure: Option<(String, String)>,
+) -> Verdict {
+    match (marker(scenario), unmatched, failure) {
+        (Some(Applicability::NotApplicable(reason)), _, _) => Verdict::NotApplicable { reason },
+        (Some(Applicability::Skipped(reason)), _, _) => Verdict::Skipped { reason },
+        (_, Some(error), _) => Verdict::Skipped { reason: error },
+        // The target cannot do what a step asked: nothing was judged.
+        (_, _, Some((step, message))) => match unsupported_reason(&message) {
+            Some(reason) => Verdict::Skipped {
+                reason: reason.to_string(),
+            },
+            None => Verdict::Failed { step, message },
+        },
+        _ => Verdict::Passed,
     }
 }
 

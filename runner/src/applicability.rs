@@ -101,16 +101,7 @@ impl Gate {
         rule_tags: &[String],
         scenario: &gherkin::Scenario,
     ) -> Applicability {
-        let mut tags: Vec<String> = feature_tags.to_vec();
-        tags.extend_from_slice(rule_tags);
-        tags.extend(scenario.tags.iter().cloned());
-        tags.extend(
-            scenario
-                .examples
-                .iter()
-                .flat_map(|e| e.tags.iter().cloned()),
-        );
-        self.judge(&tags)
+        self.judge(&scenario_tags(feature_tags, rule_tags, scenario))
     }
 
     /// Marks every scenario that will not run. Background steps run before a scenario's own
@@ -198,6 +189,24 @@ fn prepend(scenario: &mut gherkin::Scenario, background: &[gherkin::Step], verdi
     steps.extend_from_slice(background);
     steps.append(&mut scenario.steps);
     scenario.steps = steps;
+}
+
+/// A scenario's tags with those it inherits: its feature's, its rule's, its examples'.
+pub fn scenario_tags(
+    feature_tags: &[String],
+    rule_tags: &[String],
+    scenario: &gherkin::Scenario,
+) -> Vec<String> {
+    let mut tags: Vec<String> = feature_tags.to_vec();
+    tags.extend_from_slice(rule_tags);
+    tags.extend(scenario.tags.iter().cloned());
+    tags.extend(
+        scenario
+            .examples
+            .iter()
+            .flat_map(|e| e.tags.iter().cloned()),
+    );
+    tags
 }
 
 /// The first step's text, when it is a marker this module inserted.

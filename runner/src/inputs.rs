@@ -13,9 +13,9 @@ use cucumber::tag::Ext as _;
 use cucumber::{World as _, step};
 use meshcert_mesh::manifest::ManifestSet;
 use meshcert_mesh::topology::Topology;
+use meshcert_steps::MeshWorld;
 
 use crate::applicability::check_tags;
-use crate::world::MeshWorld;
 
 /// At most this many problems are listed; the rest are counted.
 const LISTED: usize = 20;

@@ -12,7 +12,7 @@ use meshcert_mesh::manifest::{self, ManifestSet};
 use meshcert_mesh::{DeploymentRef, MeshUnderTest, RequestPlan};
 use meshcert_oracle::logs::{LogLine, parse_line};
 
-use crate::suite::SuiteContext;
+use crate::context::SuiteContext;
 
 /// The fixtures the probe deploys: the client and its backend.
 const FIXTURES: [&str; 2] = ["in-ambient", "client-in-ambient"];

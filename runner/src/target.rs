@@ -11,6 +11,7 @@ use std::time::Duration;
 use meshcert_mesh::local::ZtunnelCommand;
 use meshcert_mesh::local::admin::READY_DEADLINE;
 use meshcert_mesh::{Capability, Profile, TargetInfo, external_ztunnel_capabilities};
+use meshcert_steps::thresholds::parse_duration;
 use meshcert_ztunnel::defects::Defects;
 
 /// Which kind of binary runs as every client pod's ztunnel.
@@ -408,22 +409,6 @@ fn list(value: &str) -> impl Iterator<Item = &str> {
     value.split('+').map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// `500ms`, `20s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration like 500ms or 20s");
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|at| text.split_at(at))
-        .ok_or_else(bad)?;
-    let n: f64 = number.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| bad())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,13 +585,5 @@ mod tests {
         assert!(missing_tools(&[PathBuf::from("/nonexistent"), dir.clone()]).is_empty());
         assert_eq!(missing_tools(&[]).len(), 3);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[rstest]
-    #[case("500ms", Duration::from_millis(500))]
-    #[case("20s", Duration::from_secs(20))]
-    #[case("1.5s", Duration::from_millis(1500))]
-    fn durations(#[case] text: &str, #[case] expected: Duration) {
-        assert_eq!(parse_duration(text).unwrap(), expected);
     }
 }
