@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use meshcert_ztunnel::defects::Defects;
+use meshcert_control_plane::istio::{DestinationRule, ServiceEntry, WorkloadEntry};
+use meshcert_control_plane::{self as control_plane, ClusterSnapshot, ControlPlaneDefects};
+use meshcert_ztunnel::defects::{Defect, Defects};
 
 use super::admin::Admin;
 use super::app::BackendApp;
@@ -24,9 +26,7 @@ use super::netns::{self, PodNetns, SocketFactory, Topology};
 use super::readiness::{Board, ProbeAction, ProbeSpec, ProbeTarget, Prober};
 use super::run::{EntryId, Ledger, Run, Undo};
 use super::ztunnel::{self, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess};
-use crate::istio::{DestinationRule, ServiceEntry, WorkloadEntry};
 use crate::manifest::{Manifest, ManifestSet};
-use crate::translate::{self, ClusterSnapshot};
 use crate::wait::{Probe, eventually};
 use crate::{
     Capability, DeploymentRef, Fault, FaultHandle, FaultKind, MeshError, MeshUnderTest, PodInfo,
@@ -505,13 +505,13 @@ impl LocalMesh {
         if !self.options.network.is_empty() {
             let system = match namespaces
                 .iter_mut()
-                .find(|n| n.metadata.name.as_deref() == Some(translate::ISTIO_SYSTEM))
+                .find(|n| n.metadata.name.as_deref() == Some(control_plane::ISTIO_SYSTEM))
             {
                 Some(ns) => ns,
                 None => {
                     namespaces.push(Namespace {
                         metadata: ObjectMeta {
-                            name: Some(translate::ISTIO_SYSTEM.into()),
+                            name: Some(control_plane::ISTIO_SYSTEM.into()),
                             ..Default::default()
                         },
                         ..Default::default()
@@ -523,12 +523,12 @@ impl LocalMesh {
                 .metadata
                 .labels
                 .get_or_insert_with(Default::default)
-                .entry(translate::NETWORK_LABEL.to_string())
+                .entry(control_plane::NETWORK_LABEL.to_string())
                 .or_insert_with(|| self.options.network.clone());
         }
         ClusterSnapshot {
             cluster_id: self.options.cluster_id.clone(),
-            trust_domain: translate::CLUSTER_DOMAIN.to_string(),
+            trust_domain: control_plane::CLUSTER_DOMAIN.to_string(),
             nodes: self
                 .nodes
                 .iter()
@@ -1059,11 +1059,12 @@ impl LocalMesh {
     /// Writes every client's config; starts missing ztunnels, restarts (or lets reload) those
     /// whose config changed; waits until each is ready and knows every endpoint.
     async fn sync_ztunnels(&mut self, removed: &BTreeSet<String>) -> Result<(), MeshError> {
-        let translation = translate::to_local_config_with(
-            &self.snapshot(),
-            self.options.profile,
-            &self.options.defects,
-        )?;
+        // The reference's defect list names the control plane's switches too.
+        let defects = ControlPlaneDefects {
+            wrong_precedence: self.options.defects.is_on(Defect::WrongPrecedence),
+        };
+        let translation =
+            control_plane::to_local_config_with(&self.snapshot(), self.options.profile, defects)?;
         for warning in &translation.warnings {
             if !self.warnings.contains(warning) {
                 tracing::warn!(mesh = self.number, "{warning}");
