@@ -7,12 +7,13 @@ use std::fmt;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use meshcert_model::Profile;
 use meshcert_ztunnel::local_config::{self, NetworkAddress};
 
 use crate::distribution::{load_balancer, resolve_distribution, resolve_entry_distribution};
-use crate::istio::{Location, Resolution, ServiceEntry, ServiceEntrySpec};
+use crate::istio::{Location, Resolution, ServiceEntry, ServiceEntryPort};
 use crate::{
     ClusterSnapshot, ControlPlaneDefects, ControlPlaneError, MeshScope, describe, invalid,
     namespace_of, service_hostname,
@@ -138,13 +139,7 @@ fn translate_service<'a>(
     network: &str,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Translated<'a>>, ControlPlaneError> {
-    let what = describe("Service", &service.metadata);
-    let name = service
-        .metadata
-        .name
-        .clone()
-        .ok_or_else(|| invalid(&what, "metadata.name", "is missing"))?;
-    let namespace = namespace_of(&service.metadata);
+    let (what, name, namespace) = identify("Service", &service.metadata)?;
     let spec = service
         .spec
         .as_ref()
@@ -158,7 +153,8 @@ fn translate_service<'a>(
     let Some(vips) = service_vips(&what, spec, network, warnings)? else {
         return Ok(None);
     };
-    let (ports, rules) = service_ports(&what, spec, warnings)?;
+    let rules = port_rules(&what, spec.ports.iter().flatten(), warnings)?;
+    let ports = port_map(&rules);
     let resolved = resolve_distribution(service, profile, defects)?;
     warnings.extend(resolved.warning);
     let hostname = service_hostname(&name, namespace);
@@ -215,31 +211,29 @@ fn service_vips(
         .map(Some)
 }
 
-/// A service's port map for the local config (service port -> target port) and the rules its
-/// endpoints serve the ports by.
-type Ports<'a> = (BTreeMap<u16, u16>, Vec<PortRule<'a>>);
+/// A port of a Service or ServiceEntry, as its rule.
+trait PortSpec {
+    /// The warning the port is skipped with; `None` when ztunnel proxies it.
+    fn skipped(&self, what: &str) -> Option<String>;
+    /// The port's rule; `i` is its index in `spec.ports`, for messages.
+    fn rule(&self, what: &str, i: usize) -> Result<PortRule<'_>, ControlPlaneError>;
+}
 
-/// A Service's TCP ports.
-fn service_ports<'a>(
-    what: &str,
-    spec: &'a ServiceSpec,
-    warnings: &mut Vec<String>,
-) -> Result<Ports<'a>, ControlPlaneError> {
-    let mut ports = BTreeMap::new();
-    let mut rules = Vec::new();
-    for (i, port) in spec.ports.iter().flatten().enumerate() {
-        if !is_tcp(port) {
-            warnings.push(format!(
+impl PortSpec for ServicePort {
+    fn skipped(&self, what: &str) -> Option<String> {
+        (!is_tcp(self)).then(|| {
+            format!(
                 "{what}: port {} is {}, which ztunnel does not proxy: skipped",
-                port.port,
-                port.protocol.as_deref().unwrap_or_default()
-            ));
-            continue;
-        }
-        let service_port = port_number(what, &format!("spec.ports[{i}].port"), port.port)?;
-        // A named targetPort can differ per pod: as istiod does, the service says 0 and each
-        // workload's own port map carries the number.
-        let target = match &port.target_port {
+                self.port,
+                self.protocol.as_deref().unwrap_or_default()
+            )
+        })
+    }
+
+    fn rule(&self, what: &str, i: usize) -> Result<PortRule<'_>, ControlPlaneError> {
+        let service_port = port_number(what, &format!("spec.ports[{i}].port"), self.port)?;
+        // A named targetPort can differ per pod: each workload's own port map has the number.
+        let target = match &self.target_port {
             None => PortTarget::Number(service_port),
             Some(IntOrString::Int(t)) => PortTarget::Number(port_number(
                 what,
@@ -248,20 +242,68 @@ fn service_ports<'a>(
             )?),
             Some(IntOrString::String(name)) => PortTarget::Named(name),
         };
-        ports.insert(
-            service_port,
-            match target {
-                PortTarget::Number(n) => n,
-                PortTarget::Named(_) => 0,
-            },
-        );
-        rules.push(PortRule {
+        Ok(PortRule {
             port: service_port,
-            name: port.name.as_deref().unwrap_or_default(),
+            name: self.name.as_deref().unwrap_or_default(),
             target,
-        });
+        })
     }
-    Ok((ports, rules))
+}
+
+/// A ServiceEntry's ports are TCP unless UDP.
+impl PortSpec for ServiceEntryPort {
+    fn skipped(&self, what: &str) -> Option<String> {
+        let protocol = self.protocol.as_deref().unwrap_or_default();
+        protocol.eq_ignore_ascii_case("UDP").then(|| {
+            format!(
+                "{what}: port {} is UDP, which ztunnel does not proxy: skipped",
+                self.number
+            )
+        })
+    }
+
+    fn rule(&self, what: &str, i: usize) -> Result<PortRule<'_>, ControlPlaneError> {
+        let number = port_number(what, &format!("spec.ports[{i}].number"), self.number)?;
+        let target = match self.target_port {
+            Some(t) => port_number(what, &format!("spec.ports[{i}].targetPort"), t)?,
+            None => number,
+        };
+        Ok(PortRule {
+            port: number,
+            name: &self.name,
+            target: PortTarget::Number(target),
+        })
+    }
+}
+
+/// A service's port rules in order; a skipped port is left out with a warning.
+fn port_rules<'a, P: PortSpec + 'a>(
+    what: &str,
+    ports: impl IntoIterator<Item = &'a P>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<PortRule<'a>>, ControlPlaneError> {
+    let mut rules = Vec::new();
+    for (i, port) in ports.into_iter().enumerate() {
+        match port.skipped(what) {
+            Some(warning) => warnings.push(warning),
+            None => rules.push(port.rule(what, i)?),
+        }
+    }
+    Ok(rules)
+}
+
+/// The port map of the local config, service port -> target port: as istiod does, 0 for a
+/// named targetPort, which each workload's own port map resolves.
+fn port_map(rules: &[PortRule<'_>]) -> BTreeMap<u16, u16> {
+    let mut ports = BTreeMap::new();
+    for rule in rules {
+        let target = match rule.target {
+            PortTarget::Number(n) => n,
+            PortTarget::Named(_) => 0,
+        };
+        ports.insert(rule.port, target);
+    }
+    ports
 }
 
 /// One service per host of a MESH_INTERNAL, STATIC ServiceEntry; `None` when the entry is
@@ -272,13 +314,7 @@ fn translate_service_entry<'a>(
     network: &str,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Vec<Translated<'a>>>, ControlPlaneError> {
-    let what = describe("ServiceEntry", &entry.metadata);
-    let name = entry
-        .metadata
-        .name
-        .clone()
-        .ok_or_else(|| invalid(&what, "metadata.name", "is missing"))?;
-    let namespace = namespace_of(&entry.metadata);
+    let (what, name, namespace) = identify("ServiceEntry", &entry.metadata)?;
     let spec = &entry.spec;
     if spec.location != Location::MeshInternal {
         warnings.push(format!(
@@ -296,7 +332,8 @@ fn translate_service_entry<'a>(
         ));
         return Ok(None);
     }
-    let (ports, rules) = entry_ports(&what, spec, warnings)?;
+    let rules = port_rules(&what, &spec.ports, warnings)?;
+    let ports = port_map(&rules);
     let resolved = resolve_entry_distribution(entry, profile)?;
     warnings.extend(resolved.warning);
     let mut translated = Vec::new();
@@ -342,36 +379,17 @@ fn translate_service_entry<'a>(
     Ok(Some(translated))
 }
 
-/// A ServiceEntry's TCP ports (any protocol but UDP).
-fn entry_ports<'a>(
-    what: &str,
-    spec: &'a ServiceEntrySpec,
-    warnings: &mut Vec<String>,
-) -> Result<Ports<'a>, ControlPlaneError> {
-    let mut ports = BTreeMap::new();
-    let mut rules = Vec::new();
-    for (i, port) in spec.ports.iter().enumerate() {
-        let protocol = port.protocol.as_deref().unwrap_or_default();
-        if protocol.eq_ignore_ascii_case("UDP") {
-            warnings.push(format!(
-                "{what}: port {} is UDP, which ztunnel does not proxy: skipped",
-                port.number
-            ));
-            continue;
-        }
-        let number = port_number(what, &format!("spec.ports[{i}].number"), port.number)?;
-        let target = match port.target_port {
-            Some(t) => port_number(what, &format!("spec.ports[{i}].targetPort"), t)?,
-            None => number,
-        };
-        ports.insert(number, target);
-        rules.push(PortRule {
-            port: number,
-            name: &port.name,
-            target: PortTarget::Number(target),
-        });
-    }
-    Ok((ports, rules))
+/// `Kind namespace/name` for messages, the object's name (required) and its namespace.
+fn identify<'a>(
+    kind: &str,
+    meta: &'a ObjectMeta,
+) -> Result<(String, String, &'a str), ControlPlaneError> {
+    let what = describe(kind, meta);
+    let name = meta
+        .name
+        .clone()
+        .ok_or_else(|| invalid(&what, "metadata.name", "is missing"))?;
+    Ok((what, name, namespace_of(meta)))
 }
 
 /// A VIP: an IP address on the cluster's network. A ServiceEntry may name a CIDR range, which
