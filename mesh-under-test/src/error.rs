@@ -53,6 +53,18 @@ impl MeshError {
     }
 }
 
+/// The control plane's errors name the object and field at fault: a request that cannot be
+/// honoured, as before translation had a crate of its own.
+impl From<meshcert_control_plane::ControlPlaneError> for MeshError {
+    fn from(e: meshcert_control_plane::ControlPlaneError) -> Self {
+        match e {
+            meshcert_control_plane::ControlPlaneError::InvalidObject(message) => {
+                MeshError::InvalidRequest(message)
+            }
+        }
+    }
+}
+
 impl From<meshcert_oracle::logs::LogParseError> for MeshError {
     fn from(e: meshcert_oracle::logs::LogParseError) -> Self {
         MeshError::Ztunnel(format!(

@@ -3,13 +3,11 @@
 //! waiting helper. Log and metric parsers are the oracle's; the types they fill, the model's.
 
 pub mod error;
-pub mod istio;
 pub mod kube;
 pub mod local;
 pub mod manifest;
 pub mod mesh;
 pub mod topology;
-pub mod translate;
 pub mod wait;
 
 pub use error::MeshError;

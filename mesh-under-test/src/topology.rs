@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
 use crate::manifest::{Manifest, ManifestSet};
-use crate::translate::{ISTIO_SYSTEM, NETWORK_LABEL, REGION_LABEL, SUBZONE_LABEL, ZONE_LABEL};
+use meshcert_control_plane::{
+    ISTIO_SYSTEM, NETWORK_LABEL, REGION_LABEL, SUBZONE_LABEL, ZONE_LABEL,
+};
 use meshcert_model::Placement;
 
 /// Node label Kubernetes sets to the node's name; pods are pinned with it.

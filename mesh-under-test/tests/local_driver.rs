@@ -1184,7 +1184,7 @@ async fn a_killed_process_refuses_connections_and_is_not_ready_at_once() {
     );
     assert!(change.reason.contains("killed"), "{change:?}");
     let translated =
-        meshcert_mesh::translate::to_local_config(&mesh.snapshot(), Profile::Istio).unwrap();
+        meshcert_control_plane::to_local_config(&mesh.snapshot(), Profile::Istio).unwrap();
     let workload = translated
         .config
         .workloads
@@ -1276,7 +1276,7 @@ async fn service_entries_get_addresses_and_destination_rules_change_nothing() {
     manifests.extend(istio_fixture("service-entry.yaml"));
     mesh.deploy(&manifests).await.unwrap();
     let translate = |mesh: &LocalMesh| {
-        meshcert_mesh::translate::to_local_config(&mesh.snapshot(), Profile::Istio).unwrap()
+        meshcert_control_plane::to_local_config(&mesh.snapshot(), Profile::Istio).unwrap()
     };
     let before = translate(&mesh);
     let entry = &mesh.snapshot().service_entries[0];

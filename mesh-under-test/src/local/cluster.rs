@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use super::netns::SERVICE_CIDR;
 use super::readiness::ProbeSpec;
 use crate::MeshError;
-use crate::istio::{ServiceEntry, ServiceEntryAddress};
+use meshcert_control_plane::istio::{ServiceEntry, ServiceEntryAddress};
 
 /// The alphabet Kubernetes uses for generated name parts (no vowels, no look-alikes).
 pub const NAME_ALPHABET: &[u8; 27] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -752,7 +752,7 @@ mod tests {
                 namespace: Some("httpbin".into()),
                 ..Default::default()
             },
-            crate::istio::ServiceEntrySpec {
+            meshcert_control_plane::istio::ServiceEntrySpec {
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 addresses: addresses.iter().map(|a| a.to_string()).collect(),
                 ..Default::default()

@@ -4,7 +4,8 @@
 //! dispatched on `apiVersion` + `kind`; only the kinds the control-plane translation reads are
 //! accepted, so a typo in a fixture fails loudly instead of being silently ignored. Errors name
 //! the file, the line, the object and the field, so a fixture author can fix them directly.
-//! Istio's ServiceEntry, WorkloadEntry and DestinationRule are typed in `crate::istio`.
+//! Istio's ServiceEntry, WorkloadEntry and DestinationRule are typed in
+//! `meshcert_control_plane::istio`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use serde::Deserialize;
 use serde_saphyr::{SnippetMode, Spanned, UserMessageFormatter};
 
 use crate::MeshError;
-use crate::istio::{self, DestinationRule, ServiceEntry, WorkloadEntry};
+use meshcert_control_plane::istio::{self, DestinationRule, ServiceEntry, WorkloadEntry};
 use strict::{Located, erased, first_unknown, key_path_at};
 
 mod strict;

@@ -43,6 +43,7 @@ pub enum Defect {
     /// Routing preferences are ignored: every endpoint shares one level (breaks every mode).
     IgnoreLocality,
     /// Control plane: the Service annotation beats `spec.trafficDistribution` (breaks TD-PREC-1).
+    /// Named here with the others; the local driver hands it to the control plane's own switch.
     WrongPrecedence,
     /// When the best level has no available endpoint, skip the next level too (breaks TD-FO-1).
     FailOverTwoLevels,

@@ -162,13 +162,13 @@ impl LocalMesh {
         if !self.options.network.is_empty() {
             let system = match namespaces
                 .iter_mut()
-                .find(|n| n.metadata.name.as_deref() == Some(translate::ISTIO_SYSTEM))
+                .find(|n| n.metadata.name.as_deref() == Some(control_plane::ISTIO_SYSTEM))
             {
                 Some(ns) => ns,
                 None => {
                     namespaces.push(Namespace {
                         metadata: ObjectMeta {
-                            name: Some(translate::ISTIO_SYSTEM.into()),
+                            name: Some(control_plane::ISTIO_SYSTEM.into()),
                             ..Default::default()
                         },
                         ..Default::default()
@@ -180,12 +180,12 @@ impl LocalMesh {
                 .metadata
                 .labels
                 .get_or_insert_with(Default::default)
-                .entry(translate::NETWORK_LABEL.to_string())
+                .entry(control_plane::NETWORK_LABEL.to_string())
                 .or_insert_with(|| self.options.network.clone());
         }
         ClusterSnapshot {
             cluster_id: self.options.cluster_id.clone(),
-            trust_domain: translate::CLUSTER_DOMAIN.to_string(),
+            trust_domain: control_plane::CLUSTER_DOMAIN.to_string(),
             nodes: self
                 .nodes
                 .iter()

@@ -76,11 +76,12 @@ impl LocalMesh {
         &mut self,
         removed: &BTreeSet<String>,
     ) -> Result<(), MeshError> {
-        let translation = translate::to_local_config_with(
-            &self.snapshot(),
-            self.options.profile,
-            &self.options.defects,
-        )?;
+        // The reference's defect list names the control plane's switches too.
+        let defects = ControlPlaneDefects {
+            wrong_precedence: self.options.defects.is_on(Defect::WrongPrecedence),
+        };
+        let translation =
+            control_plane::to_local_config_with(&self.snapshot(), self.options.profile, defects)?;
         for warning in &translation.warnings {
             if !self.warnings.contains(warning) {
                 tracing::warn!(mesh = self.number, "{warning}");

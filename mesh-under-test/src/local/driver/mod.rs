@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use meshcert_ztunnel::defects::Defects;
+use meshcert_control_plane::istio::{DestinationRule, ServiceEntry, WorkloadEntry};
+use meshcert_control_plane::{self as control_plane, ClusterSnapshot, ControlPlaneDefects};
+use meshcert_ztunnel::defects::{Defect, Defects};
 
 use super::admin::Admin;
 use super::app::BackendApp;
@@ -24,9 +26,7 @@ use super::netns::{self, PodNetns, SocketFactory, Topology};
 use super::readiness::{Board, ProbeAction, ProbeSpec, ProbeTarget, Prober};
 use super::run::{EntryId, Ledger, Run, Undo};
 use super::ztunnel::{self, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess};
-use crate::istio::{DestinationRule, ServiceEntry, WorkloadEntry};
 use crate::manifest::{Manifest, ManifestSet};
-use crate::translate::{self, ClusterSnapshot};
 use crate::wait::{Probe, eventually};
 use crate::{
     Capability, DeploymentRef, Fault, FaultHandle, FaultKind, MeshError, MeshUnderTest, PodInfo,

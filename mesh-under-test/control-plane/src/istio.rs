@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use meshcert_ztunnel::config::parse_duration;
+use meshcert_ztunnel::local_config::Locality;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::local_config::Locality;
 
 /// The `apiVersion` this module writes.
 pub const API_VERSION: &str = "networking.istio.io/v1";
