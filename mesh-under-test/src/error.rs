@@ -16,6 +16,14 @@ pub enum MeshError {
     /// A request from a step cannot be honoured (unknown deployment, pod index out of range, ...).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The mesh refused an object, as an API server or the control plane does: which object,
+    /// which field, and what is wrong with it.
+    #[error("{object}: field `{field}` {problem}")]
+    Refused {
+        object: String,
+        field: String,
+        problem: String,
+    },
     /// An external command (ip, iptables) failed.
     #[error("`{command}` failed ({status}): {stderr}")]
     Command {
@@ -58,9 +66,15 @@ impl MeshError {
 impl From<meshcert_control_plane::ControlPlaneError> for MeshError {
     fn from(e: meshcert_control_plane::ControlPlaneError) -> Self {
         match e {
-            meshcert_control_plane::ControlPlaneError::InvalidObject(message) => {
-                MeshError::InvalidRequest(message)
-            }
+            meshcert_control_plane::ControlPlaneError::Refused {
+                object,
+                field,
+                problem,
+            } => MeshError::Refused {
+                object,
+                field,
+                problem,
+            },
         }
     }
 }

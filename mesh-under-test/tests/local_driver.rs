@@ -838,7 +838,10 @@ async fn refused_objects_name_the_field_and_create_nothing() {
     }
     let err = mesh.deploy(&bad).await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, MeshError::InvalidRequest(_)), "{text}");
+    assert!(
+        matches!(&err, MeshError::Refused { field, .. } if field == "spec.trafficDistribution"),
+        "{text}"
+    );
     for fragment in [
         "Service httpbin/in-ambient",
         "field `spec.trafficDistribution` is \"PreferNetwork\"",

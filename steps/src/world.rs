@@ -374,6 +374,17 @@ impl MeshWorld {
         name: &str,
         change: impl FnOnce(&mut Manifest) -> Result<(), StepFailure>,
     ) -> StepResult {
+        Ok(self.try_change_object(kind, name, change).await??)
+    }
+
+    /// Like `change_object`, with the mesh's answer apart from the harness's own errors: the
+    /// outer error is the harness's (no such fixture, no mesh), the inner the mesh's refusal.
+    pub async fn try_change_object(
+        &mut self,
+        kind: &str,
+        name: &str,
+        change: impl FnOnce(&mut Manifest) -> Result<(), StepFailure>,
+    ) -> Result<Result<(), MeshError>, StepFailure> {
         let index = self
             .scene
             .fixtures
@@ -390,9 +401,11 @@ impl MeshWorld {
         let set = ManifestSet {
             objects: vec![changed.clone()],
         };
-        self.mesh().await?.deploy(&set).await?;
+        if let Err(e) = self.mesh().await?.deploy(&set).await {
+            return Ok(Err(e));
+        }
         self.scene.fixtures.objects[index] = changed;
-        Ok(())
+        Ok(Ok(()))
     }
 
     pub fn deployment(&self, name: &str) -> DeploymentRef {

@@ -212,9 +212,12 @@ fn unknown_value(
                  (it accepts {accepted}): treated as Any, every healthy endpoint with equal weight"
             )),
         }),
-        Profile::Solo => Err(ControlPlaneError::InvalidObject(format!(
-            "{what}: field `{field}` is {value:?}, which profile solo does not accept: \
-             use one of {accepted}"
-        ))),
+        Profile::Solo => Err(ControlPlaneError::Refused {
+            object: what.to_string(),
+            field: field.to_string(),
+            problem: format!(
+                "is {value:?}, which profile solo does not accept: use one of {accepted}"
+            ),
+        }),
     }
 }

@@ -3,7 +3,12 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ControlPlaneError {
     /// An object of the snapshot cannot be translated (a field missing or out of range, a
-    /// value the profile refuses); the message names the object, the field and what to use.
-    #[error("{0}")]
-    InvalidObject(String),
+    /// value the profile refuses): the object, the field and what is wrong with it (what to
+    /// use instead).
+    #[error("{object}: field `{field}` {problem}")]
+    Refused {
+        object: String,
+        field: String,
+        problem: String,
+    },
 }

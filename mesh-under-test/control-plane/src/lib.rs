@@ -166,7 +166,11 @@ pub(crate) fn describe(kind: &str, meta: &ObjectMeta) -> String {
 }
 
 pub(crate) fn invalid(what: &str, field: &str, problem: impl fmt::Display) -> ControlPlaneError {
-    ControlPlaneError::InvalidObject(format!("{what}: field `{field}` {problem}"))
+    ControlPlaneError::Refused {
+        object: what.to_string(),
+        field: field.to_string(),
+        problem: problem.to_string(),
+    }
 }
 
 pub(crate) fn namespace_of(meta: &ObjectMeta) -> &str {

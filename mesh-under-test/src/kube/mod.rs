@@ -30,27 +30,52 @@ use crate::MeshError;
 /// An API error in one line, with what to do for the usual ones.
 pub fn api_error(what: &str, e: kube::Error) -> MeshError {
     match e {
+        // An invalid object names its field the API server's way: `<Kind> "<name>" is
+        // invalid: <field>: <problem>`.
+        kube::Error::Api(status) if status.code == 422 => match refused_field(&status.message) {
+            Some((field, problem)) => MeshError::Refused {
+                object: what.to_string(),
+                field,
+                problem,
+            },
+            None => api_status_error(what, status.code, &status.reason, &status.message),
+        },
         kube::Error::Api(status) => {
-            let hint = match status.code {
-                401 => "; the kubeconfig's credentials were refused (expired token?)",
-                403 => "; the kube user lacks RBAC for this: apply ci/rbac.yaml (see ci/README.md)",
-                404 => "; it does not exist",
-                409 => "; another writer changed it or owns the field (conflict)",
-                422 => "; the object is invalid",
-                _ => "",
-            };
-            MeshError::Kube(format!(
-                "{what}: the API server answered {} {}: {}{hint}",
-                status.code,
-                status.reason,
-                status.message.trim()
-            ))
+            api_status_error(what, status.code, &status.reason, &status.message)
         }
         other => MeshError::Kube(format!(
             "{what}: cannot reach the API server: {}",
             one_line(&other.to_string())
         )),
     }
+}
+
+/// The field and problem of an API server's "is invalid" message, for the first cause.
+fn refused_field(message: &str) -> Option<(String, String)> {
+    let (_, causes) = message.split_once(" is invalid: ")?;
+    let (field, problem) = causes.split_once(": ")?;
+    let field = field.trim_start_matches('[').trim();
+    (!field.is_empty() && !field.contains(' ')).then(|| {
+        (
+            field.to_string(),
+            problem.trim_end_matches(']').trim().to_string(),
+        )
+    })
+}
+
+fn api_status_error(what: &str, code: u16, reason: &str, message: &str) -> MeshError {
+    let hint = match code {
+        401 => "; the kubeconfig's credentials were refused (expired token?)",
+        403 => "; the kube user lacks RBAC for this: apply ci/rbac.yaml (see ci/README.md)",
+        404 => "; it does not exist",
+        409 => "; another writer changed it or owns the field (conflict)",
+        422 => "; the object is invalid",
+        _ => "",
+    };
+    MeshError::Kube(format!(
+        "{what}: the API server answered {code} {reason}: {}{hint}",
+        message.trim()
+    ))
 }
 
 /// The HTTP status of an API error, if the server answered.
@@ -208,4 +233,30 @@ pub async fn sweep(client: &Client, all: bool) -> Result<KubeSweep, MeshError> {
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_object_names_its_field() {
+        let message = "Service \"in-ambient\" is invalid: spec.trafficDistribution: Unsupported \
+                       value: \"PreferNetwork\": supported values: \"PreferClose\"";
+        assert_eq!(
+            refused_field(message),
+            Some((
+                "spec.trafficDistribution".to_string(),
+                "Unsupported value: \"PreferNetwork\": supported values: \"PreferClose\""
+                    .to_string()
+            ))
+        );
+        let several = "Service \"x\" is invalid: [spec.ports[0].port: Invalid value: 0: must be \
+                       between 1 and 65535, spec.type: Unsupported value]";
+        assert_eq!(
+            refused_field(several).map(|(f, _)| f),
+            Some("spec.ports[0].port".to_string())
+        );
+        assert_eq!(refused_field("the server rejected our request"), None);
+    }
 }

@@ -114,20 +114,24 @@ pub fn validate_service(service: &Service) -> Result<(), MeshError> {
         .filter(|v| !v.is_empty())
         && !["PreferClose", "PreferSameZone", "PreferSameNode"].contains(&value)
     {
-        return Err(MeshError::InvalidRequest(format!(
-            "{what}: field `spec.trafficDistribution` is {value:?}: the API server supports only \
-             PreferClose, PreferSameZone and PreferSameNode; Istio's other modes (Any, \
-             PreferNetwork, PreferRegion) go in the annotation \
-             networking.istio.io/traffic-distribution"
-        )));
+        return Err(MeshError::Refused {
+            object: what,
+            field: "spec.trafficDistribution".into(),
+            problem: format!(
+                "is {value:?}: the API server supports only PreferClose, PreferSameZone and \
+                 PreferSameNode; Istio's other modes (Any, PreferNetwork, PreferRegion) go in \
+                 the annotation networking.istio.io/traffic-distribution"
+            ),
+        });
     }
     if let Some(value) = spec.internal_traffic_policy.as_deref()
         && !["Cluster", "Local"].contains(&value)
     {
-        return Err(MeshError::InvalidRequest(format!(
-            "{what}: field `spec.internalTrafficPolicy` is {value:?}: the API server supports \
-             only Cluster and Local"
-        )));
+        return Err(MeshError::Refused {
+            object: what,
+            field: "spec.internalTrafficPolicy".into(),
+            problem: format!("is {value:?}: the API server supports only Cluster and Local"),
+        });
     }
     Ok(())
 }
@@ -738,7 +742,7 @@ mod tests {
             Some(fragment) => {
                 let err = result.unwrap_err();
                 let text = err.to_string();
-                assert!(matches!(err, MeshError::InvalidRequest(_)), "{text}");
+                assert!(matches!(err, MeshError::Refused { .. }), "{text}");
                 assert!(text.starts_with("Service httpbin/in-ambient: "), "{text}");
                 assert!(text.contains(fragment), "{text}");
             }

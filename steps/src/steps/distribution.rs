@@ -12,7 +12,7 @@ use meshcert_control_plane::TRAFFIC_DISTRIBUTION_ANNOTATION;
 use meshcert_mesh::manifest::Manifest;
 use meshcert_mesh::topology::{ClientPlacement, ReplicaPlacement, Topology, TopologyNode};
 use meshcert_mesh::wait::scaled;
-use meshcert_mesh::{DeploymentRef, FaultKind, PodInfo, RequestRecord};
+use meshcert_mesh::{DeploymentRef, FaultKind, MeshError, PodInfo, RequestRecord};
 use meshcert_model::{Placement, PriorityLevel, TrafficDistribution};
 use meshcert_oracle::levels::priority_level;
 use meshcert_oracle::{failover, spread, summary};
@@ -194,15 +194,20 @@ async fn setting_refused(
     field: String,
 ) -> StepResult {
     match world
-        .change_object("Service", &service, |object| set(object, &setting))
-        .await
+        .try_change_object("Service", &service, |object| set(object, &setting))
+        .await?
     {
         Ok(()) => Err(StepFailure(format!(
             "the mesh accepted {setting:?} on Service {service}; it must refuse it"
         ))),
-        Err(e) if e.0.contains(&field) => Ok(()),
+        Err(MeshError::Refused { field: named, .. }) if named == field => Ok(()),
+        Err(e @ MeshError::Refused { .. }) => Err(StepFailure(format!(
+            "the mesh refused {setting:?} on Service {service} naming another field than \
+             {field:?}: {e}"
+        ))),
         Err(e) => Err(StepFailure(format!(
-            "the mesh refused {setting:?} on Service {service} without naming {field:?}: {e}"
+            "the mesh did not refuse {setting:?} on Service {service} as an API server \
+             refuses an object (naming the object and field {field:?}); it failed: {e}"
         ))),
     }
 }
