@@ -2,7 +2,9 @@
 //! cannot: a first step that no definition matches, whose text carries the reason. cucumber then
 //! reports the scenario skipped in every writer, and the results collector reads the reason back.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use cucumber::gherkin::{self, LineCol, Span, StepType};
 use cucumber::parser::{self, Parser};
@@ -51,14 +53,46 @@ pub enum Applicability {
 }
 
 /// What the suite knows before running anything.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Gate {
     pub target: TargetInfo,
     /// Why the target cannot run at all on this machine (no root, no network namespaces, ...).
     pub unavailable: Option<String>,
+    /// What the gate decided for every scenario that will not run, by scenario: the results
+    /// read this, not the marker step's text.
+    decisions: Mutex<HashMap<ScenarioId, Applicability>>,
+}
+
+/// A scenario of a feature file: the file, its line, and its Examples block's line.
+type ScenarioId = (Option<PathBuf>, usize, Option<usize>);
+
+fn scenario_id(feature: &gherkin::Feature, scenario: &gherkin::Scenario) -> ScenarioId {
+    (
+        feature.path.clone(),
+        scenario.position.line,
+        scenario.examples.first().map(|e| e.position.line),
+    )
 }
 
 impl Gate {
+    pub fn new(target: TargetInfo, unavailable: Option<String>) -> Gate {
+        Gate {
+            target,
+            unavailable,
+            decisions: Mutex::default(),
+        }
+    }
+
+    /// Why a scenario does not run (not applicable, or skipped), if the gate said so.
+    pub fn decision(
+        &self,
+        feature: &gherkin::Feature,
+        scenario: &gherkin::Scenario,
+    ) -> Option<Applicability> {
+        let decisions = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
+        decisions.get(&scenario_id(feature, scenario)).cloned()
+    }
+
     /// Tags: `@profile-solo` / `@profile-istio` restrict a scenario to one profile;
     /// `@needs-<capability>` (e.g. `@needs-network-faults`) to targets that have it.
     pub fn judge(&self, tags: &[String]) -> Applicability {
@@ -132,15 +166,29 @@ impl Gate {
             .take()
             .map(|b| b.steps)
             .unwrap_or_default();
+        let path = feature.path.clone();
+        let decide = |scenario: &gherkin::Scenario, rule_tags: &[String]| {
+            let verdict = self.judge_scenario(&feature_tags, rule_tags, scenario);
+            let id = (
+                path.clone(),
+                scenario.position.line,
+                scenario.examples.first().map(|e| e.position.line),
+            );
+            if verdict != Applicability::Runs {
+                let mut decisions = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
+                decisions.insert(id, verdict.clone());
+            }
+            verdict
+        };
         for scenario in &mut feature.scenarios {
-            let verdict = self.judge_scenario(&feature_tags, &[], scenario);
+            let verdict = decide(scenario, &[]);
             prepend(scenario, &background, verdict);
         }
         for rule in &mut feature.rules {
             let mut steps = background.clone();
             steps.extend(rule.background.take().map(|b| b.steps).unwrap_or_default());
             for scenario in &mut rule.scenarios {
-                let verdict = self.judge_scenario(&feature_tags, &rule.tags, scenario);
+                let verdict = decide(scenario, &rule.tags);
                 prepend(scenario, &steps, verdict);
             }
         }
@@ -209,18 +257,6 @@ pub fn scenario_tags(
     tags
 }
 
-/// The first step's text, when it is a marker this module inserted.
-pub fn marker(scenario: &gherkin::Scenario) -> Option<Applicability> {
-    let first = &scenario.steps.first()?.value;
-    if let Some(reason) = first.strip_prefix(NOT_APPLICABLE) {
-        Some(Applicability::NotApplicable(reason.to_string()))
-    } else {
-        first
-            .strip_prefix(SKIPPED)
-            .map(|reason| Applicability::Skipped(reason.to_string()))
-    }
-}
-
 /// cucumber's own parser, then the gate applied to every scenario.
 pub struct GatedParser {
     pub inner: parser::Basic,
@@ -250,16 +286,16 @@ mod tests {
     use super::*;
 
     fn gate(profile: Profile, unavailable: Option<&str>) -> Gate {
-        Gate {
-            target: TargetInfo {
+        Gate::new(
+            TargetInfo {
                 kind: "reference".into(),
                 name: "reference".into(),
                 version: "0".into(),
                 profile,
                 capabilities: vec![Capability::NetworkFaults],
             },
-            unavailable: unavailable.map(str::to_string),
-        }
+            unavailable.map(str::to_string),
+        )
     }
 
     fn tags(t: &[&str]) -> Vec<String> {
@@ -347,11 +383,12 @@ mod tests {
     fn each_examples_block_is_judged_alone() {
         let text = "Feature: f\n  Scenario Outline: o <v>\n    When <v>\n\n    Examples:\n      | v |\n      | a |\n\n    @profile-solo\n    Examples:\n      | v |\n      | b |\n";
         let mut feature = gherkin::Feature::parse(text, gherkin::GherkinEnv::default()).unwrap();
-        gate(Profile::Istio, None).apply(&mut feature);
+        let g = gate(Profile::Istio, None);
+        g.apply(&mut feature);
         assert_eq!(feature.scenarios.len(), 2);
-        assert_eq!(marker(&feature.scenarios[0]), None);
+        assert_eq!(g.decision(&feature, &feature.scenarios[0]), None);
         assert!(matches!(
-            marker(&feature.scenarios[1]),
+            g.decision(&feature, &feature.scenarios[1]),
             Some(Applicability::NotApplicable(_))
         ));
         assert_eq!(feature.scenarios[1].examples[0].tags, ["profile-solo"]);

@@ -12,7 +12,7 @@ use cucumber::{Event, World, Writer, cli, parser};
 use meshcert_reports::{ScenarioResult, StepTiming, Verdict, is_behaviour_id};
 use meshcert_steps::unsupported_reason;
 
-use crate::applicability::{Applicability, marker, scenario_tags};
+use crate::applicability::{Applicability, Gate, scenario_tags};
 
 /// Identifies a scenario across events: feature path and scenario line.
 pub type ScenarioKey = (String, usize);
@@ -55,6 +55,8 @@ pub struct Collected {
 
 pub struct ResultsCollector {
     features_dir: PathBuf,
+    /// Which scenarios the gate kept from running, and why.
+    gate: Arc<Gate>,
     pending: HashMap<ScenarioKey, Pending>,
     out: Collected,
     observations: Arc<Mutex<HashMap<ScenarioKey, serde_json::Value>>>,
@@ -63,11 +65,13 @@ pub struct ResultsCollector {
 impl ResultsCollector {
     pub fn new(
         features_dir: PathBuf,
+        gate: Arc<Gate>,
         out: Collected,
         observations: Arc<Mutex<HashMap<ScenarioKey, serde_json::Value>>>,
     ) -> Self {
         Self {
             features_dir,
+            gate,
             pending: HashMap::new(),
             out,
             observations,
@@ -119,7 +123,7 @@ impl ResultsCollector {
             // Not the mesh's failure but the feature set's: the scenario is skipped with the
             // reason and the run gives no verdict.
             Scenario::Step(step, Step::Skipped) | Scenario::Background(step, Step::Skipped)
-                if marker(scenario).is_none() =>
+                if self.gate.decision(feature, scenario).is_none() =>
             {
                 pending.step_ended(at, step, "skipped");
                 let error = format!(
@@ -132,7 +136,8 @@ impl ResultsCollector {
             Scenario::Finished => {
                 let rule_tags = rule.map(|r| r.tags.as_slice()).unwrap_or_default();
                 let tags = scenario_tags(&feature.tags, rule_tags, scenario);
-                self.finish(at, scenario, key, tags);
+                let gated = self.gate.decision(feature, scenario);
+                self.finish(at, scenario, gated, key, tags);
             }
             _ => {}
         }
@@ -143,6 +148,7 @@ impl ResultsCollector {
         &mut self,
         at: SystemTime,
         scenario: &gherkin::Scenario,
+        gated: Option<Applicability>,
         key: ScenarioKey,
         tags: Vec<String>,
     ) {
@@ -152,7 +158,7 @@ impl ResultsCollector {
             .and_then(|s| at.duration_since(s).ok())
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let verdict = verdict(scenario, pending.unmatched, pending.failure);
+        let verdict = verdict(gated, pending.unmatched, pending.failure);
         let observations = self
             .observations
             .lock()
@@ -179,14 +185,14 @@ impl ResultsCollector {
     }
 }
 
-/// A finished scenario's verdict: its applicability marker first, then a step no definition
+/// A finished scenario's verdict: the gate's decision first, then a step no definition
 /// matched, then its first failure.
 fn verdict(
-    scenario: &gherkin::Scenario,
+    gated: Option<Applicability>,
     unmatched: Option<String>,
     failure: Option<(String, String)>,
 ) -> Verdict {
-    match (marker(scenario), unmatched, failure) {
+    match (gated, unmatched, failure) {
         (Some(Applicability::NotApplicable(reason)), _, _) => Verdict::NotApplicable { reason },
         (Some(Applicability::Skipped(reason)), _, _) => Verdict::Skipped { reason },
         (_, Some(error), _) => Verdict::Skipped { reason: error },

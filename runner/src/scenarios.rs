@@ -12,7 +12,7 @@ use futures::FutureExt;
 use meshcert_reports::ScenarioResult;
 use meshcert_steps::MeshWorld;
 
-use crate::applicability::{Gate, GatedParser, marker};
+use crate::applicability::{Gate, GatedParser};
 use crate::context::{SuiteContext, Target};
 use crate::interrupt::{self, Listener};
 use crate::outputs::Pending;
@@ -45,10 +45,7 @@ pub async fn run(
     // Written under temporary names, renamed only when cucumber has finished them.
     let (junit_pending, junit) = Pending::create(config.out_dir.join("junit.xml"))?;
     let (json_pending, json) = Pending::create(config.out_dir.join("cucumber.json"))?;
-    let gate = Arc::new(Gate {
-        target: target.info.clone(),
-        unavailable: target.unavailable.clone(),
-    });
+    let gate = Arc::new(Gate::new(target.info.clone(), target.unavailable.clone()));
     let opts = cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty> {
         tags_filter: tags,
         ..Default::default()
@@ -59,7 +56,7 @@ pub async fn run(
     let cucumber = MeshWorld::cucumber::<PathBuf>()
         .with_parser(GatedParser {
             inner: cucumber::parser::Basic::new(),
-            gate,
+            gate: gate.clone(),
         })
         .with_writer(
             writer::Basic::raw(std::io::stdout(), writer::Coloring::Never, 0)
@@ -68,12 +65,15 @@ pub async fn run(
                 .tee::<MeshWorld, _>(writer::Json::for_tee(json))
                 .tee::<MeshWorld, _>(ResultsCollector::new(
                     features_dir.clone(),
+                    gate.clone(),
                     collected.clone(),
                     observations.clone(),
                 ))
                 .normalized(),
         )
-        .fail_on_skipped_with(|_, _, scenario| marker(scenario).is_none())
+        .fail_on_skipped_with(move |feature, _, scenario| {
+            gate.decision(feature, scenario).is_none()
+        })
         .before(move |_feature, _rule, _scenario, world| {
             world.configure(world_config.clone());
             async {}.boxed_local()
