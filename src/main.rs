@@ -616,12 +616,12 @@ async fn diff(args: &DiffArgs) -> Result<(Diff, usize), DiffError> {
 }
 
 async fn sweep(args: &SweepArgs) -> Result<(), String> {
-    let report = meshcert_mesh::local::sweep().map_err(|e| e.to_string())?;
+    let report = meshcert_local::sweep().map_err(|e| e.to_string())?;
     println!("{report}");
     if !args.kube {
         return Ok(());
     }
-    use meshcert_mesh::kube;
+    use meshcert_kube as kube;
     let path = kube::kubeconfig_path(args.cluster.kubeconfig.as_deref())
         .ok_or("no kubeconfig: KUBECONFIG is not set and ~/.kube/config does not exist")?;
     let (client, _) = kube::client(&path, args.cluster.context.as_deref())
@@ -711,7 +711,7 @@ impl From<String> for BenchError {
 }
 
 async fn bench(args: &BenchArgs) -> Result<(), BenchError> {
-    use meshcert_mesh::local::bench::{BenchOptions, run_bench};
+    use meshcert_bench::{BenchOptions, run_bench};
     if args.pairs == 0 || args.seconds == 0 || args.connections == 0 {
         return Err("--pairs, --seconds and --connections must be at least 1"
             .to_string()
@@ -745,7 +745,7 @@ async fn bench(args: &BenchArgs) -> Result<(), BenchError> {
     tokio::spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("meshcert bench: interrupted; removing its namespace and processes");
-            let _ = meshcert_mesh::local::cleanup_all();
+            let _ = meshcert_local::cleanup_all();
             std::process::exit(130);
         }
     });

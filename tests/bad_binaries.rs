@@ -240,7 +240,7 @@ fn run_is_live(netns: &str) -> bool {
     else {
         return false;
     };
-    let path = Path::new(meshcert_mesh::local::run::LOCK_DIR).join(format!("{id}.lock"));
+    let path = Path::new(meshcert_local::run::LOCK_DIR).join(format!("{id}.lock"));
     let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) else {
         return false;
     };

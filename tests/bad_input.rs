@@ -167,7 +167,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn main() -> ExitCode {
-    if let Err(reason) = meshcert_mesh::local::preflight() {
+    if let Err(reason) = meshcert_local::preflight() {
         // `meshcert run` says first that the machine cannot run a local target (exit 4).
         println!("bad_input: skipped, local meshes unavailable: {reason}");
         println!("bad_input: 0 passed, 0 failed, {} skipped", cases().len());
@@ -297,7 +297,7 @@ fn check(case: &Case, root: &Path, work: &Path) -> Result<String, String> {
 }
 
 fn lock_files() -> std::collections::BTreeSet<PathBuf> {
-    std::fs::read_dir(meshcert_mesh::local::run::LOCK_DIR)
+    std::fs::read_dir(meshcert_local::run::LOCK_DIR)
         .into_iter()
         .flatten()
         .filter_map(Result::ok)

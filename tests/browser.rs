@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         println!("browser: 0 passed, 0 failed, 1 skipped");
         return ExitCode::SUCCESS;
     }
-    if let Err(reason) = meshcert_mesh::local::preflight() {
+    if let Err(reason) = meshcert_local::preflight() {
         println!("browser: skipped, local meshes unavailable for the run it reports: {reason}");
         println!("browser: 0 passed, 0 failed, 1 skipped");
         return ExitCode::SUCCESS;

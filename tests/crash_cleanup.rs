@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
-    if let Err(reason) = meshcert_mesh::local::preflight() {
+    if let Err(reason) = meshcert_local::preflight() {
         println!("crash_cleanup: skipped, local meshes unavailable: {reason}");
         println!("crash_cleanup: 0 passed, 0 failed, 1 skipped");
         return ExitCode::SUCCESS;

@@ -199,7 +199,7 @@ const DEFECTS: &[Defect] = &[
 ];
 
 fn main() -> ExitCode {
-    if let Err(reason) = meshcert_mesh::local::preflight() {
+    if let Err(reason) = meshcert_local::preflight() {
         println!("defects: skipped, local meshes unavailable: {reason}");
         println!("defects: 0 passed, 0 failed, {} skipped", DEFECTS.len());
         return ExitCode::SUCCESS;

@@ -10,7 +10,7 @@ const DEFECT: &str = "log-wrong-workload";
 const BROKEN: [&str; 2] = ["LOG-1", "LOG-2"];
 
 fn main() -> ExitCode {
-    if let Err(reason) = meshcert_mesh::local::preflight() {
+    if let Err(reason) = meshcert_local::preflight() {
         println!("diff: skipped, local meshes unavailable: {reason}");
         println!("diff: 0 passed, 0 failed, 1 skipped");
         return ExitCode::SUCCESS;

@@ -81,7 +81,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn main() -> ExitCode {
-    if let Err(reason) = meshcert_mesh::local::preflight() {
+    if let Err(reason) = meshcert_local::preflight() {
         println!("interrupt: skipped, local meshes unavailable: {reason}");
         if std::env::var_os("CI").is_some() {
             println!("interrupt: FAILED: CI is set and this test cannot run");

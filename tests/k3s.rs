@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::api::Api;
-use meshcert_mesh::kube::{KubeExec, KubeMesh, KubeOptions};
+use meshcert_kube::{KubeExec, KubeMesh, KubeOptions};
 use meshcert_mesh::manifest::ManifestSet;
 use meshcert_mesh::{DeploymentRef, Fault, FaultKind, MeshUnderTest, PodRef, Profile, RequestPlan};
 use testcontainers_modules::k3s::{K3s, KUBE_SECURE_PORT};
@@ -79,7 +79,7 @@ async fn run() -> Result<String, String> {
     );
     let kubeconfig = work.join("kubeconfig.yaml");
     std::fs::write(&kubeconfig, text).map_err(|e| e.to_string())?;
-    let (client, url) = meshcert_mesh::kube::client(&kubeconfig, None)
+    let (client, url) = meshcert_kube::client(&kubeconfig, None)
         .await
         .map_err(|e| e.to_string())?;
     let up = started.elapsed();
@@ -89,7 +89,7 @@ async fn run() -> Result<String, String> {
         mesh: 1,
         allow_faults: true,
         allow_node_labels: false,
-        fault_image: meshcert_mesh::kube::faults::DEFAULT_FAULT_IMAGE.into(),
+        fault_image: meshcert_kube::faults::DEFAULT_FAULT_IMAGE.into(),
         rollout_deadline: Duration::from_secs(300),
         lifetime: Duration::from_secs(3600),
         target_name: "k3s".into(),

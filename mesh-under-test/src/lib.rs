@@ -3,8 +3,6 @@
 //! waiting helper. Log and metric parsers are the oracle's; the types they fill, the model's.
 
 pub mod error;
-pub mod kube;
-pub mod local;
 pub mod manifest;
 pub mod mesh;
 pub mod topology;
@@ -13,4 +11,3 @@ pub mod wait;
 pub use error::MeshError;
 pub use mesh::*;
 pub use meshcert_oracle::stats;
-pub use meshcert_ztunnel::local_config;

@@ -231,6 +231,19 @@ impl RequestRecord {
     }
 }
 
+/// The replica named by a `/hostname` body: the trimmed text, or its `hostname` field when the
+/// app answers JSON (httpbin does).
+pub fn replica_of(body: &str) -> String {
+    let text = body.trim();
+    if text.starts_with('{')
+        && let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text)
+        && let Some(serde_json::Value::String(host)) = map.get("hostname")
+    {
+        return host.clone();
+    }
+    text.to_string()
+}
+
 /// A ztunnel restarted to take a config change (a binary that reads its config once).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Restart {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use meshcert_mesh::kube::{self as mkube, ClusterReport, KubeMesh, KubeOptions};
-use meshcert_mesh::local::{self, LocalMesh, LocalOptions, Run};
+use meshcert_kube::{self as mkube, ClusterReport, KubeMesh, KubeOptions};
+use meshcert_local::{self as local, LocalMesh, LocalOptions, Run};
 use meshcert_mesh::{MeshError, MeshUnderTest, TargetInfo};
 use meshcert_steps::thresholds::Thresholds;
 use meshcert_steps::{MeshSource, WorldConfig};

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use meshcert_mesh::kube as mkube;
-use meshcert_mesh::local::run::{self, CloseReport};
+use meshcert_kube as mkube;
+use meshcert_local::run::{self, CloseReport};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

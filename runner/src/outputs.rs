@@ -8,7 +8,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use meshcert_mesh::local::run::{is_run_id, run_is_live};
+use meshcert_local::run::{is_run_id, run_is_live};
 use meshcert_reports::temporary_path;
 
 /// Every file a run writes in its output directory.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use meshcert_mesh::local::{LocalMesh, ztunnel};
+use meshcert_local::{LocalMesh, ztunnel};
 use meshcert_mesh::manifest::{self, ManifestSet};
 use meshcert_mesh::{DeploymentRef, MeshUnderTest, RequestPlan};
 use meshcert_oracle::logs::{LogLine, parse_line};

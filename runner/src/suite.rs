@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use meshcert_local as local;
+use meshcert_local::run::{CloseReport, Run};
 use meshcert_mesh::Profile;
-use meshcert_mesh::local;
-use meshcert_mesh::local::run::{CloseReport, Run};
 use meshcert_reports::{RunResults, SCHEMA_VERSION, ScenarioResult, TargetSummary};
 use meshcert_steps::thresholds::Thresholds;
 

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use meshcert_mesh::local::ZtunnelCommand;
-use meshcert_mesh::local::admin::READY_DEADLINE;
+use meshcert_local::ZtunnelCommand;
+use meshcert_local::admin::READY_DEADLINE;
 use meshcert_mesh::{Capability, Profile, TargetInfo, external_ztunnel_capabilities};
 use meshcert_steps::thresholds::parse_duration;
 use meshcert_ztunnel::defects::Defects;
@@ -383,7 +383,7 @@ pub fn local_machine_check() -> Result<(), String> {
     if !problems.is_empty() {
         return Err(problems.join("; and "));
     }
-    meshcert_mesh::local::preflight()
+    meshcert_local::preflight()
 }
 
 /// The tools of [`LOCAL_TOOLS`] that no directory of `path` has as an executable file.

@@ -1,0 +1,257 @@
+//! Config push: the translated config written for every client ztunnel, which reloads or is restarted, and its admin endpoint.
+
+use super::*;
+
+impl LocalMesh {
+    /// The control plane's push after a change: Ready conditions as the kubelet reports
+    /// them, every ztunnel synced, then the grace periods of pods just delisted begin.
+    pub(super) async fn push(&mut self, removed: &BTreeSet<String>) -> Result<(), MeshError> {
+        let first = self.readiness.len();
+        self.refresh_readiness();
+        let synced = self.sync_ztunnels(removed).await;
+        self.start_grace_periods();
+        synced?;
+        let pushed = self.elapsed();
+        for change in &mut self.readiness[first..] {
+            change.pushed_at = Some(pushed);
+        }
+        Ok(())
+    }
+
+    /// Brings the pods of a deployment to `replicas`: new ones last in name order are not
+    /// guaranteed, so removal takes the highest names, as the brief of `scale` says. Removed
+    /// pods are only delisted here; the caller's push starts their grace periods.
+    pub(super) async fn reconcile(
+        &mut self,
+        deployment: &DeploymentRef,
+        replicas: u32,
+    ) -> Result<BTreeSet<String>, MeshError> {
+        let mut removed = BTreeSet::new();
+        let current = self.pods_of(deployment).len() as u32;
+        for _ in current..replicas {
+            self.add_pod(deployment).await?;
+        }
+        if replicas < current {
+            let doomed: Vec<PodRef> = self
+                .pods_of(deployment)
+                .iter()
+                .rev()
+                .take((current - replicas) as usize)
+                .map(|p| PodRef {
+                    namespace: p.deployment.namespace.clone(),
+                    name: p.netns.name.clone(),
+                })
+                .collect();
+            for pod in doomed {
+                self.delist_pod(&pod)?;
+                removed.insert(pod.name);
+            }
+        }
+        if let Some(state) = self.deployments.get_mut(deployment) {
+            state
+                .object
+                .spec
+                .get_or_insert_with(Default::default)
+                .replicas = Some(replicas as i32);
+        }
+        Ok(removed)
+    }
+
+    /// Names of the ready backend pods the config lists: what every ztunnel must know.
+    pub(super) fn expected_endpoints(
+        &self,
+        config: &meshcert_ztunnel::local_config::LocalConfig,
+    ) -> BTreeSet<String> {
+        let listed: BTreeSet<&str> = config.workloads.iter().map(|w| w.name.as_str()).collect();
+        self.pods
+            .iter()
+            .filter(|(pod, state)| state.app.is_some() && listed.contains(pod.name.as_str()))
+            .map(|(pod, _)| pod.name.clone())
+            .collect()
+    }
+
+    /// Writes every client's config; starts missing ztunnels, restarts (or lets reload) those
+    /// whose config changed; waits until each is ready and knows every endpoint.
+    pub(super) async fn sync_ztunnels(
+        &mut self,
+        removed: &BTreeSet<String>,
+    ) -> Result<(), MeshError> {
+        // The reference's defect list names the control plane's switches too.
+        let defects = ControlPlaneDefects {
+            wrong_precedence: self.options.defects.is_on(Defect::WrongPrecedence),
+        };
+        let translation =
+            control_plane::to_local_config_with(&self.snapshot(), self.options.profile, defects)?;
+        for warning in &translation.warnings {
+            if !self.warnings.contains(warning) {
+                tracing::warn!(mesh = self.number, "{warning}");
+                self.warnings.push(warning.clone());
+            }
+        }
+        let yaml = translation.config.to_yaml();
+        let present = self.expected_endpoints(&translation.config);
+        let clients: Vec<PodRef> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| {
+                self.deployments
+                    .get(&p.deployment)
+                    .is_some_and(|d| d.template.is_client())
+            })
+            .map(|(pod, _)| pod.clone())
+            .collect();
+        // A reloading ztunnel's reload is looked for from here, before any file is written.
+        let written_at = self.elapsed();
+        let mut restarting = BTreeMap::new();
+        for pod in &clients {
+            if !self.ztunnels.contains_key(pod) {
+                let z = self.new_client_ztunnel(pod, &translation.config)?;
+                self.ztunnels.insert(pod.clone(), z);
+            }
+            let z = self.ztunnels.get_mut(pod).expect("inserted above");
+            let changed = z.written != yaml;
+            if changed {
+                write_atomically(&z.spec.config_path, &yaml)?;
+                z.written = yaml.clone();
+            }
+            match &z.running {
+                None => self.start_ztunnel(pod).await?,
+                Some((process, _)) => {
+                    if let Some(status) = process.exit_status() {
+                        return Err(MeshError::Ztunnel(process.describe_exit(status)));
+                    }
+                    if changed && !self.options.ztunnel.reloads_config {
+                        restarting.insert(pod.clone(), (self.elapsed(), Instant::now()));
+                        self.stop_ztunnel(pod).await?;
+                        self.start_ztunnel(pod).await?;
+                    }
+                }
+            }
+        }
+        for pod in &clients {
+            if let Some(admin) = self.admin(pod) {
+                // A reloading ztunnel must serve exactly the written config, which implies
+                // knowing every endpoint; a restarted one read it at start.
+                if self.options.ztunnel.reloads_config {
+                    admin.wait_config(&translation.config, written_at).await?;
+                } else {
+                    admin.wait_knows(&present, removed).await?;
+                }
+            }
+            if let Some((at, began)) = restarting.remove(pod) {
+                // Stop, start, ready and knowing the config: what a change costs this target.
+                self.restarts.push(Restart {
+                    pod: pod.to_string(),
+                    at,
+                    took: began.elapsed(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The launch of a client pod's ztunnel: where the pod runs, and its network and cluster
+    /// as the control plane wrote them for its workload in `config`.
+    pub(super) fn new_client_ztunnel(
+        &self,
+        pod: &PodRef,
+        config: &meshcert_ztunnel::local_config::LocalConfig,
+    ) -> Result<ClientZtunnel, MeshError> {
+        let state = &self.pods[pod];
+        let template = &self.deployments[&state.deployment].template;
+        let output = OutputLog::create(
+            &self.dir.join(format!("ztunnel-{}.log", pod.name)),
+            self.created,
+        )?;
+        let workload = config
+            .workloads
+            .iter()
+            .find(|w| w.namespace == pod.namespace && w.name == pod.name);
+        let spec = state.object.spec.as_ref();
+        let status = state.object.status.as_ref();
+        Ok(ClientZtunnel {
+            spec: LaunchSpec {
+                netns: state.netns.netns.clone(),
+                pod_namespace: pod.namespace.clone(),
+                pod_name: pod.name.clone(),
+                service_account: template.service_account.clone(),
+                config_path: self.dir.join(format!("ztunnel-{}.yaml", pod.name)),
+                node_name: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+                instance_ip: status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
+                network: workload
+                    .map(|w| w.network.clone())
+                    .unwrap_or_else(|| self.options.network.clone()),
+                cluster_id: workload
+                    .map(|w| w.cluster_id.clone())
+                    .unwrap_or_else(|| self.options.cluster_id.clone()),
+            },
+            output,
+            running: None,
+            written: String::new(),
+            redirected: false,
+        })
+    }
+
+    pub(super) async fn start_ztunnel(&mut self, pod: &PodRef) -> Result<(), MeshError> {
+        let z = self
+            .ztunnels
+            .get_mut(pod)
+            .expect("caller made the client ztunnel");
+        if !z.redirected {
+            let netns = z.spec.netns.clone();
+            let run = self.run.clone();
+            blocking(move || {
+                let _creating = run.creating(&format!("the redirect in {netns}"))?;
+                ztunnel::install_redirect(&netns)
+            })
+            .await?;
+            z.redirected = true;
+        }
+        let (command, spec, output) = (
+            self.options.ztunnel.clone(),
+            z.spec.clone(),
+            z.output.clone(),
+        );
+        let (run, ledger) = (self.run.clone(), self.ledger.clone());
+        // Launched and recorded under one permission, so a closing run either sees it in the
+        // ledger or it never started.
+        let (process, entry) = blocking(move || {
+            let _creating = run.creating(&format!("a ztunnel in {}", spec.netns))?;
+            let process = ZtunnelProcess::launch(&command, &spec, output)?;
+            let entry = ledger.record(Box::new(process.clone()));
+            Ok((process, entry))
+        })
+        .await?;
+        z.running = Some((process.clone(), entry));
+        let admin = Admin {
+            sockets: self.sockets.clone(),
+            netns: z.spec.netns.clone(),
+            process,
+            pod: pod.to_string(),
+        };
+        admin.wait_ready(self.options.ready_deadline).await
+    }
+
+    pub(super) async fn stop_ztunnel(&mut self, pod: &PodRef) -> Result<(), MeshError> {
+        let Some(z) = self.ztunnels.get_mut(pod) else {
+            return Ok(());
+        };
+        let Some((_, entry)) = z.running.take() else {
+            return Ok(());
+        };
+        let ledger = self.ledger.clone();
+        blocking(move || ledger.release(entry)).await
+    }
+
+    /// The admin endpoints of a client pod's running ztunnel.
+    pub(super) fn admin(&self, pod: &PodRef) -> Option<Admin> {
+        let z = self.ztunnels.get(pod)?;
+        let (process, _) = z.running.as_ref()?;
+        Some(Admin {
+            sockets: self.sockets.clone(),
+            netns: z.spec.netns.clone(),
+            process: process.clone(),
+            pod: pod.to_string(),
+        })
+    }
+}

@@ -1,0 +1,29 @@
+//! meshcert-local, the local driver: a mesh made of network namespaces on this machine, with
+//! the ztunnel under test (the bundled reference or any upstream-compatible binary) running in
+//! the client pods.
+//!
+//! `run` claims the machine and records what is created; `netns` builds namespaces, links and
+//! the socket factory; `cluster` decides what an API server would (names, addresses, objects);
+//! `app` is the backend app and `faults` what breaks a pod; `readiness` the kubelet's
+//! readiness probes; `client` the HTTP client;
+//! `ztunnel` launches the proxy and `admin` probes its endpoints; `driver` puts them together
+//! as a `MeshUnderTest`.
+
+pub mod admin;
+pub mod app;
+pub mod client;
+mod closing;
+pub mod cluster;
+pub mod driver;
+pub mod faults;
+mod ledger;
+pub mod netns;
+pub mod readiness;
+pub mod run;
+mod sweep;
+pub mod ztunnel;
+
+pub use driver::{LocalMesh, LocalOptions, NodeSpec};
+pub use netns::{SocketFactory, Topology, preflight};
+pub use run::{Ledger, Run, SweepReport, cleanup_all, sweep};
+pub use ztunnel::ZtunnelCommand;
