@@ -31,8 +31,13 @@ pub struct Target {
 }
 
 impl Target {
-    /// Connects to a cluster target or starts a local run; an unavailable target starts nothing.
-    pub async fn set_up(config: &SuiteConfig, signals: &Listener) -> Result<Target, String> {
+    /// Connects to a cluster target or starts a local run; an unavailable target starts nothing,
+    /// nor does one whose meshes a test gives (`given`: what they declare).
+    pub async fn set_up(
+        config: &SuiteConfig,
+        signals: &Listener,
+        given: Option<TargetInfo>,
+    ) -> Result<Target, String> {
         let mut target = Target {
             info: config.target.info(),
             settings: config.target.settings(),
@@ -40,6 +45,10 @@ impl Target {
             cluster: None,
             unavailable: config.skip_all.clone(),
         };
+        if let Some(info) = given {
+            target.info = info;
+            return Ok(target);
+        }
         if target.unavailable.is_none() && config.target.kind == TargetKind::Kube {
             let (client, report) = connect(&config.target).await?;
             println!("meshcert: {report}");
@@ -89,12 +98,20 @@ pub struct SuiteContext {
     cluster: Option<(kube::Client, String)>,
     next_mesh: AtomicU32,
     thresholds: Arc<Thresholds>,
+    /// Meshes a test gives instead of the target's.
+    given: Option<Arc<dyn MeshSource>>,
 }
 
 impl SuiteContext {
     /// Takes the cluster client out of `target`: meshes are made here from now on.
-    pub fn new(config: SuiteConfig, target: &mut Target, thresholds: Thresholds) -> Self {
+    pub fn new(
+        config: SuiteConfig,
+        target: &mut Target,
+        thresholds: Thresholds,
+        given: Option<Arc<dyn MeshSource>>,
+    ) -> Self {
         Self {
+            given,
             config,
             target: target.info.clone(),
             run: target.run.clone(),
@@ -187,6 +204,9 @@ impl MeshSource for SuiteContext {
                 "no new mesh: meshcert is closing ({})",
                 signal.name()
             )));
+        }
+        if let Some(given) = &self.given {
+            return given.make_mesh().await;
         }
         if let Some((client, run)) = &self.cluster {
             return Ok(Box::new(self.make_kube_mesh(client, run)));

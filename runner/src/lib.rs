@@ -6,6 +6,8 @@
 
 mod applicability;
 mod context;
+#[cfg(test)]
+mod golden;
 mod inputs;
 pub mod interrupt;
 mod outputs;

@@ -9,8 +9,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use meshcert_local as local;
 use meshcert_local::run::{CloseReport, Run};
-use meshcert_mesh::Profile;
+use meshcert_mesh::{Profile, TargetInfo};
 use meshcert_reports::{RunResults, SCHEMA_VERSION, ScenarioResult, TargetSummary};
+use meshcert_steps::MeshSource;
 use meshcert_steps::thresholds::Thresholds;
 
 use crate::context::{SuiteContext, Target};
@@ -98,6 +99,17 @@ struct Started {
 }
 
 pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
+    run_suite_over(config, None).await
+}
+
+/// Meshes a test gives the suite instead of its target's (the in-memory mesh), and what they
+/// declare; `None` in every real run.
+pub(crate) type GivenMeshes = Option<(TargetInfo, Arc<dyn MeshSource>)>;
+
+pub(crate) async fn run_suite_over(
+    config: SuiteConfig,
+    given: GivenMeshes,
+) -> Result<SuiteOutcome, String> {
     let (checked, thresholds) = check_inputs(&config)?;
     let started = Started {
         at: Instant::now(),
@@ -109,12 +121,18 @@ pub async fn run_suite(config: SuiteConfig) -> Result<SuiteOutcome, String> {
     prepare_out_dir(&config.out_dir)?;
     // From here on a signal stops the run cleanly instead of killing it halfway.
     let mut signals = Listener::install()?;
-    let mut target = Target::set_up(&config, &signals).await?;
+    let (given_info, given_source) = given.unzip();
+    let mut target = Target::set_up(&config, &signals, given_info).await?;
     let run_id = target.run_id();
     // A cluster's profile is known once connected.
     let thresholds = config.thresholds_of(target.info.profile, thresholds)?;
     target.settings.extend(thresholds.settings());
-    let context = Arc::new(SuiteContext::new(config.clone(), &mut target, thresholds));
+    let context = Arc::new(SuiteContext::new(
+        config.clone(),
+        &mut target,
+        thresholds,
+        given_source,
+    ));
     probe_target(&config, &context, &mut signals, &mut target.settings).await?;
 
     let ran = scenarios::run(&config, &context, &target, checked.tags, &mut signals).await?;

@@ -4,6 +4,10 @@
 
 mod params;
 mod steps;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;
 pub mod thresholds;
 mod world;
 
