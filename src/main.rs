@@ -476,53 +476,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run(args) => {
-            let bad_input = |e: String| {
-                eprintln!("meshcert run: {e}");
-                ExitCode::from(2)
-            };
-            // Signals are taken over before anything is created (the machine check too), and
-            // nothing of the previous run may look current, even if this one is stopped.
-            if let Err(e) = runtime
-                .block_on(async { meshcert_runner::interrupt::listen() })
-                .and_then(|_| meshcert_runner::remove_previous_outputs(&args.out))
-            {
-                return bad_input(e);
-            }
-            let (target, note) = match args.target() {
-                Ok(target) => target,
-                Err(e) => return bad_input(e),
-            };
-            if let Err(code) = machine_check("run", &[&target]) {
-                // A signal during the check is why it failed: nothing was made.
-                if meshcert_runner::interrupt::received().is_some() {
-                    return interrupted_exit();
-                }
-                return code;
-            }
-            if let Some(note) = note {
-                println!("meshcert: {note}");
-            }
-            let files = match args.common.files(&args.out) {
-                Ok(files) => files,
-                Err(e) => return bad_input(e),
-            };
-            println!("meshcert: {}", files.said);
-            let config = args.common.suite(target, &files, args.out.clone());
-            let result = runtime.block_on(run_suite(config));
-            if let Some(signal) = meshcert_runner::interrupt::received() {
-                if let Err(e) = &result {
-                    // The run stopped before its own cleanup: what it made goes here.
-                    eprintln!("meshcert run: interrupted: {e}");
-                    runtime.block_on(meshcert_runner::interrupt::close_everything(signal));
-                }
-                return interrupted_exit();
-            }
-            match result {
-                Ok(outcome) => outcome_exit(outcome.outcome(), args.common.allow_skipped),
-                Err(e) => bad_input(e),
-            }
-        }
+        Command::Run(args) => run(&runtime, &args),
         Command::Diff(args) => match runtime.block_on(diff(&args)) {
             _ if meshcert_runner::interrupt::received().is_some() => interrupted_exit(),
             Ok((diff, _)) if !diff.differing.is_empty() => ExitCode::FAILURE,
@@ -540,6 +494,55 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// `meshcert run`: the suite against one target, its outcome as the exit code.
+fn run(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> ExitCode {
+    let bad_input = |e: String| {
+        eprintln!("meshcert run: {e}");
+        ExitCode::from(2)
+    };
+    // Signals are taken over before anything is created (the machine check too), and
+    // nothing of the previous run may look current, even if this one is stopped.
+    if let Err(e) = runtime
+        .block_on(async { meshcert_runner::interrupt::listen() })
+        .and_then(|_| meshcert_runner::remove_previous_outputs(&args.out))
+    {
+        return bad_input(e);
+    }
+    let (target, note) = match args.target() {
+        Ok(target) => target,
+        Err(e) => return bad_input(e),
+    };
+    if let Err(code) = machine_check("run", &[&target]) {
+        // A signal during the check is why it failed: nothing was made.
+        if meshcert_runner::interrupt::received().is_some() {
+            return interrupted_exit();
+        }
+        return code;
+    }
+    if let Some(note) = note {
+        println!("meshcert: {note}");
+    }
+    let files = match args.common.files(&args.out) {
+        Ok(files) => files,
+        Err(e) => return bad_input(e),
+    };
+    println!("meshcert: {}", files.said);
+    let config = args.common.suite(target, &files, args.out.clone());
+    let result = runtime.block_on(run_suite(config));
+    if let Some(signal) = meshcert_runner::interrupt::received() {
+        if let Err(e) = &result {
+            // The run stopped before its own cleanup: what it made goes here.
+            eprintln!("meshcert run: interrupted: {e}");
+            runtime.block_on(meshcert_runner::interrupt::close_everything(signal));
+        }
+        return interrupted_exit();
+    }
+    match result {
+        Ok(outcome) => outcome_exit(outcome.outcome(), args.common.allow_skipped),
+        Err(e) => bad_input(e),
     }
 }
 

@@ -141,6 +141,35 @@ pub fn answered_only_by(answers: &[Answer<'_>], members: &[&str]) -> Result<Leve
     Ok(count(answers, members))
 }
 
+/// Exact, over answers only: every request that was answered was answered by `members`, and
+/// at least one was. A failed request is no answer from elsewhere: which replicas answer is
+/// this verdict's claim, how many requests may fail is another behaviour's.
+pub fn answers_only_from(answers: &[Answer<'_>], members: &[&str]) -> Result<LevelCounts, Finding> {
+    let n = answers.len();
+    if answers.iter().all(Option::is_none) {
+        return Err(Finding::Failed {
+            indices: (0..n).collect(),
+            n,
+        });
+    }
+    let strays: Vec<(usize, String)> = answers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            a.filter(|r| !members.contains(r))
+                .map(|r| (i, r.to_string()))
+        })
+        .collect();
+    if !strays.is_empty() {
+        return Err(Finding::Strays {
+            strays,
+            members: members.iter().map(|m| m.to_string()).collect(),
+            n,
+        });
+    }
+    Ok(count(answers, members))
+}
+
 /// Answers per member, failures and strays ignored.
 pub fn count(answers: &[Answer<'_>], members: &[&str]) -> LevelCounts {
     LevelCounts {
@@ -427,5 +456,22 @@ mod tests {
     fn same_pick_cases(#[case] before: &str, #[case] after: &str, #[case] same: bool) {
         let verdict = same_pick(&names(before), &names(after), 1e-5);
         assert_eq!(verdict.is_ok(), same, "{verdict:?}");
+    }
+
+    #[test]
+    fn answers_only_from_ignores_failures_but_not_strays() {
+        let m = ["a", "b"];
+        let ok = [Some("a"), None, Some("b"), Some("a")];
+        assert_eq!(answers_only_from(&ok, &m).unwrap().total(), 3);
+        let stray = [Some("a"), None, Some("x")];
+        assert!(matches!(
+            answers_only_from(&stray, &m),
+            Err(Finding::Strays { ref strays, .. }) if strays == &[(2, "x".to_string())]
+        ));
+        let silent = [None, None];
+        assert!(matches!(
+            answers_only_from(&silent, &m),
+            Err(Finding::Failed { n: 2, .. })
+        ));
     }
 }

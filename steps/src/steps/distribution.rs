@@ -382,7 +382,9 @@ async fn level_took_all(
         })
 }
 
-#[then(expr = "every request started {after} was answered by a replica at {priority} of {mode}")]
+#[then(
+    expr = "the requests started {after} were answered only by replicas at {priority} of {mode}"
+)]
 async fn after_block_at(
     world: &mut MeshWorld,
     after: After,
@@ -409,7 +411,7 @@ async fn after_block_at(
         .iter()
         .map(|r| r.replica().map(|p| levels.replica_of(p).unwrap_or(p)))
         .collect();
-    spread::answered_only_by(&answers, &names)
+    spread::answers_only_from(&answers, &names)
         .map(|_| ())
         .map_err(|finding| {
             StepFailure(format!(
