@@ -40,4 +40,4 @@ Feature: a connection that cannot reach its endpoint is re-opened to a different
     When I block port 8080 of one replica at P0 of PreferClose with iptables DROP
     And the client sends 12 requests to "http://in-ambient:8000/hostname" with a 2s timeout
     Then every request is answered
-    And the requests started 0s or more after the block were answered only by replicas at P0 of PreferClose
+    And the requests started 0s or more after the block were answered only by replicas at P0 of PreferClose, and no more failed than 0

@@ -21,8 +21,8 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
   answered by the next level, and no other (failover moves exactly one level); once the fault is
   removed the level must take every answer back within the declared recovery window (8s as
   bundled). And the edge: with one replica of P0 blocked and the others healthy, traffic stays
-  at P0. Which level answers is this behaviour's claim; a request that fails is no answer from
-  another level, and how many may fail is L4-FO-2's claim.
+  at P0. A request that fails is no answer from another level; more failures than the declared
+  failure budget (2 as bundled) after the window mean the next level did not take the traffic.
 
   @TD-MODE-PC
   Scenario Outline: PreferClose sends every request to <level> when nothing is left above it
@@ -48,7 +48,7 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
     And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferClose
     When I take down every replica at <level> of PreferClose by <fault>
     And the client sends requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout, until 1.5s after <window>
-    Then the requests started after <window> were answered only by replicas at <next> of PreferClose
+    Then the requests started after <window> were answered only by replicas at <next> of PreferClose, and no more failed than the failure budget
     When the faults on the replicas at <level> of PreferClose are removed
     Then within the recovery window the replicas at <level> of PreferClose take every request to "http://in-ambient:8000/hostname"
 
@@ -74,4 +74,4 @@ Feature: PreferClose ranks same zone, then same region, then same network, then 
     And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferClose
     When I block port 8080 of one replica at P0 of PreferClose with iptables DROP
     And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
-    Then the requests started after the detection window were answered only by replicas at P0 of PreferClose
+    Then the requests started after the detection window were answered only by replicas at P0 of PreferClose, and no more failed than the failure budget

@@ -17,8 +17,8 @@ Feature: PreferSameNode ranks same node, subzone, zone, region, network, then ev
   Failover (TD-FO-1): the replicas of a level are blocked with the guide's
   `iptables -A INPUT -p tcp --dport 8080 -j DROP`; after the declared detection window (1s as bundled)
   every request that is answered must be answered by the next level, and no other (failover
-  moves exactly one level; a failed request is no answer from another level: how many may fail
-  is L4-FO-2's claim); after `iptables -F` the level must take every answer back within the
+  moves exactly one level; a failed request is no answer from another level, but more failures
+  than the declared failure budget mean the next level did not take the traffic); after `iptables -F` the level must take every answer back within the
   declared recovery window (8s as bundled).
 
   @TD-MODE-PSN
@@ -47,7 +47,7 @@ Feature: PreferSameNode ranks same node, subzone, zone, region, network, then ev
     And the Service "in-ambient" has annotation networking.istio.io/traffic-distribution: PreferSameNode
     When I block port 8080 of every replica at <level> of PreferSameNode with iptables DROP
     And the client sends 30 requests to "http://in-ambient:8000/hostname", one every 50ms, with a 2s timeout
-    Then the requests started after the detection window were answered only by replicas at <next> of PreferSameNode
+    Then the requests started after the detection window were answered only by replicas at <next> of PreferSameNode, and no more failed than the failure budget
     When I remove the blocks of the replicas at <level> of PreferSameNode with iptables -F
     Then within the recovery window the replicas at <level> of PreferSameNode take every request to "http://in-ambient:8000/hostname"
 

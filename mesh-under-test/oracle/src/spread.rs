@@ -141,16 +141,19 @@ pub fn answered_only_by(answers: &[Answer<'_>], members: &[&str]) -> Result<Leve
     Ok(count(answers, members))
 }
 
-/// Exact, over answers only: every request that was answered was answered by `members`, and
-/// at least one was. A failed request is no answer from elsewhere: which replicas answer is
-/// this verdict's claim, how many requests may fail is another behaviour's.
-pub fn answers_only_from(answers: &[Answer<'_>], members: &[&str]) -> Result<LevelCounts, Finding> {
+/// Exact over the answers: every request that was answered was answered by `members`; and
+/// the members took the traffic: at most `failure_budget` requests failed. A rare failed
+/// request is no answer from elsewhere (the declared budget, as while a fault is detected);
+/// many mean the members did not take the traffic.
+pub fn answers_only_from(
+    answers: &[Answer<'_>],
+    members: &[&str],
+    failure_budget: usize,
+) -> Result<LevelCounts, Finding> {
     let n = answers.len();
-    if answers.iter().all(Option::is_none) {
-        return Err(Finding::Failed {
-            indices: (0..n).collect(),
-            n,
-        });
+    let failed: Vec<usize> = (0..n).filter(|&i| answers[i].is_none()).collect();
+    if failed.len() > failure_budget || failed.len() == n {
+        return Err(Finding::Failed { indices: failed, n });
     }
     let strays: Vec<(usize, String)> = answers
         .iter()
@@ -462,15 +465,19 @@ mod tests {
     fn answers_only_from_ignores_failures_but_not_strays() {
         let m = ["a", "b"];
         let ok = [Some("a"), None, Some("b"), Some("a")];
-        assert_eq!(answers_only_from(&ok, &m).unwrap().total(), 3);
+        assert_eq!(answers_only_from(&ok, &m, 1).unwrap().total(), 3);
+        assert!(matches!(
+            answers_only_from(&ok, &m, 0),
+            Err(Finding::Failed { n: 4, .. })
+        ));
         let stray = [Some("a"), None, Some("x")];
         assert!(matches!(
-            answers_only_from(&stray, &m),
+            answers_only_from(&stray, &m, 2),
             Err(Finding::Strays { ref strays, .. }) if strays == &[(2, "x".to_string())]
         ));
         let silent = [None, None];
         assert!(matches!(
-            answers_only_from(&silent, &m),
+            answers_only_from(&silent, &m, 5),
             Err(Finding::Failed { n: 2, .. })
         ));
     }

@@ -17,7 +17,7 @@ use meshcert_model::{Placement, PriorityLevel, TrafficDistribution};
 use meshcert_oracle::levels::priority_level;
 use meshcert_oracle::{failover, spread, summary};
 
-use crate::params::{After, Mode, Priority, Rate, Setting, SettingField, TakeDown, Window};
+use crate::params::{After, Budget, Mode, Priority, Rate, Setting, SettingField, TakeDown, Window};
 use crate::world::{MeshWorld, RequestBatch, StepFailure, StepResult, ensure};
 
 #[given(expr = "the topology {string}")]
@@ -383,14 +383,16 @@ async fn level_took_all(
 }
 
 #[then(
-    expr = "the requests started {after} were answered only by replicas at {priority} of {mode}"
+    expr = "the requests started {after} were answered only by replicas at {priority} of {mode}, and no more failed than {budget}"
 )]
 async fn after_block_at(
     world: &mut MeshWorld,
     after: After,
     level: Priority,
     mode: Mode,
+    budget: Budget,
 ) -> StepResult {
+    let failure_budget = budget.resolve(&*world.thresholds()?);
     let after = after.0.resolve(&*world.thresholds()?);
     let from = world.network_fault()?.handle.injected_at + scaled(after);
     let batch = last_batch(world)?;
@@ -411,7 +413,7 @@ async fn after_block_at(
         .iter()
         .map(|r| r.replica().map(|p| levels.replica_of(p).unwrap_or(p)))
         .collect();
-    spread::answers_only_from(&answers, &names)
+    spread::answers_only_from(&answers, &names, failure_budget)
         .map(|_| ())
         .map_err(|finding| {
             StepFailure(format!(
