@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeSet;
 
-/// Two short scenarios: a failover with a DROP fault, and a scale-up.
+/// Failover under each fault kind (four rows of L4-FO-2, a DROP among them), and a scale-up.
 const TAGS: &str = "@L4-FO-2 or @L4-RR-4";
+/// How many scenarios `TAGS` selects.
+const SCENARIOS: usize = 5;
 /// Inherited by every process the run starts, so the test finds them all afterwards.
 const MARKER: &str = "MESHCERT_INTERRUPT_TEST";
 /// A run that does not end this long after its signal failed to stop.
@@ -440,8 +442,10 @@ fn check_outputs(out: &Path, stale: &str, interrupted: bool) -> Vec<String> {
                         ));
                     }
                     let scenarios = results["scenarios"].as_array().map_or(0, Vec::len);
-                    if !interrupted && scenarios != 2 {
-                        problems.push(format!("results.json has {scenarios} scenarios, not 2"));
+                    if !interrupted && scenarios != SCENARIOS {
+                        problems.push(format!(
+                            "results.json has {scenarios} scenarios, not {SCENARIOS}"
+                        ));
                     }
                 }
                 Err(e) => problems.push(format!("results.json does not parse: {e}")),
