@@ -190,13 +190,13 @@ fn check(case: &Case, work: &Path) -> Result<String, String> {
     Ok(error)
 }
 
-/// A machine without iptables (a PATH with only `ip` and `bridge`): exit code 4 and one line
+/// A machine without iptables (a PATH with only `ip`): exit code 4 and one line
 /// naming the package, before anything starts (no results file).
 fn no_iptables(work: &Path) -> Result<String, String> {
     let bin = work.join("no-iptables-path");
     std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for tool in ["ip", "bridge"] {
+    for tool in ["ip"] {
         let found = std::env::split_paths(&path)
             .map(|dir| dir.join(tool))
             .find(|p| p.is_file())

@@ -348,11 +348,7 @@ impl fmt::Display for TargetSpec {
 }
 
 /// The commands a local mesh runs, with the Debian package of each.
-const LOCAL_TOOLS: [(&str, &str); 3] = [
-    ("iptables", "iptables"),
-    ("ip", "iproute2"),
-    ("bridge", "iproute2"),
-];
+const LOCAL_TOOLS: [(&str, &str); 2] = [("iptables", "iptables"), ("ip", "iproute2")];
 
 /// Whether this machine can run local meshes (the `reference` and `ztunnel` targets): the
 /// tools on PATH, root, then a namespace made and removed. The error is one line naming what
@@ -574,16 +570,16 @@ mod tests {
             std::fs::write(&path, "#!/bin/sh\n").unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         };
-        tool("ip", 0o755);
+        tool("ip", 0o644);
         tool("iptables", 0o644);
         assert_eq!(
             missing_tools(std::slice::from_ref(&dir)),
-            [("iptables", "iptables"), ("bridge", "iproute2")]
+            [("iptables", "iptables"), ("ip", "iproute2")]
         );
         tool("iptables", 0o755);
-        tool("bridge", 0o755);
+        tool("ip", 0o755);
         assert!(missing_tools(&[PathBuf::from("/nonexistent"), dir.clone()]).is_empty());
-        assert_eq!(missing_tools(&[]).len(), 3);
+        assert_eq!(missing_tools(&[]).len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod driver;
 pub mod faults;
 mod ledger;
+mod netlink;
 pub mod netns;
 pub mod readiness;
 pub mod run;

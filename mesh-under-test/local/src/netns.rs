@@ -19,6 +19,7 @@ use std::sync::Arc;
 use meshcert_mesh::MeshError;
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::netlink;
 use crate::run::{EntryId, Ledger, Run, Undo};
 
 /// Where `ip netns` keeps its namespace handles.
@@ -43,22 +44,24 @@ fn in_cidr(ip: Ipv4Addr, (net, len): (Ipv4Addr, u8)) -> bool {
 /// the terminal's Ctrl-C (sent to meshcert's group) cannot kill the `ip` or `iptables` that
 /// a cleanup is running.
 pub(crate) fn command(program: &str, args: &[&str]) -> Result<String, MeshError> {
-    let shown = || format!("{program} {}", args.join(" "));
-    let output = Command::new(program)
-        .args(args)
+    let mut command = Command::new(program);
+    command.args(args);
+    run_command(command, format!("{program} {}", args.join(" ")))
+}
+
+fn run_command(mut command: Command, shown: String) -> Result<String, MeshError> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command
         .stdin(Stdio::null())
         .process_group(0)
         .output()
         .map_err(|source| MeshError::Io {
-            context: format!(
-                "cannot run `{}` (is {program} installed and on PATH?)",
-                shown()
-            ),
+            context: format!("cannot run `{shown}` (is {program} installed and on PATH?)"),
             source,
         })?;
     if !output.status.success() {
         return Err(MeshError::Command {
-            command: shown(),
+            command: shown,
             status: output.status.to_string(),
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
@@ -70,11 +73,26 @@ pub fn ip(args: &[&str]) -> Result<String, MeshError> {
     command("ip", args)
 }
 
-/// Runs a program inside a namespace (as `ip netns exec` does, with its own mount view).
+/// Runs a program inside a namespace: the child joins it before `exec` (what `ip netns exec`
+/// does, without the private mount table and /sys remount that iptables does not need).
 pub fn netns_exec(netns: &str, program: &str, args: &[&str]) -> Result<String, MeshError> {
-    let mut all = vec!["netns", "exec", netns, program];
-    all.extend_from_slice(args);
-    ip(&all)
+    let namespace = File::open(std::path::Path::new(NETNS_DIR).join(netns)).map_err(
+        MeshError::io(format!("cannot open network namespace {netns}")),
+    )?;
+    let fd = namespace.as_raw_fd();
+    let mut command = Command::new(program);
+    command.args(args);
+    // SAFETY: setns(2) is async-signal-safe; the descriptor stays open until the child execs.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let shown = format!("{program} {} (in {netns})", args.join(" "));
+    run_command(command, shown)
 }
 
 /// Every named network namespace on the machine.
@@ -107,15 +125,12 @@ pub(crate) fn netns_pids(netns: &str) -> Result<Vec<i32>, MeshError> {
 }
 
 pub(crate) fn delete_netns(netns: &str) -> Result<(), MeshError> {
-    match ip(&["netns", "del", netns]) {
-        // Already gone: the goal of deleting it is met.
-        Err(_) if !std::path::Path::new(NETNS_DIR).join(netns).exists() => Ok(()),
-        other => other.map(|_| ()),
-    }
+    netlink::del_netns(netns)
 }
 
-/// Checks that this machine can run local meshes: root, `ip netns`, `bridge`, and `iptables`
-/// (filter and nat tables) inside a namespace. The error is one line, ready to print as a skip reason.
+/// Checks that this machine can run local meshes: root, network namespaces and netlink, `ip`
+/// (its `netns pids` finds a killed run's processes), and `iptables` (filter and nat tables)
+/// inside a namespace. The error is one line, ready to print as a skip reason.
 pub fn preflight() -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -132,13 +147,15 @@ pub fn preflight() -> Result<(), String> {
         let creating = run
             .creating(&format!("network namespace {name}"))
             .map_err(one_line)?;
-        ip(&["netns", "add", &name])
-            .map_err(|e| format!("`ip netns` is not usable: {}", one_line(e)))?;
+        netlink::add_netns(&name)
+            .map_err(|e| format!("network namespaces are not usable: {}", one_line(e)))?;
         run.netns_created(&name);
         drop(creating);
-        command("bridge", &["-n", &name, "link", "show"]).map_err(|e| {
+        netlink::loopback_up(&name)
+            .map_err(|e| format!("netlink is not usable in a namespace: {}", one_line(e)))?;
+        netns_pids(&name).map_err(|e| {
             format!(
-                "`bridge` (iproute2) is not usable: {}; install iproute2",
+                "`ip netns` (iproute2) is not usable: {}; install iproute2",
                 one_line(e)
             )
         })?;
@@ -180,21 +197,19 @@ impl Undo for NetnsEntry {
 /// to it, so a failure halfway still removes it. Refused once the run is closing.
 pub fn create_netns(run: &Arc<Run>, ledger: &Ledger, name: &str) -> Result<EntryId, MeshError> {
     let creating = run.creating(&format!("network namespace {name}"))?;
-    ip(&["netns", "add", name])?;
+    netlink::add_netns(name)?;
     run.netns_created(name);
     let entry = ledger.record(Box::new(NetnsEntry {
         run: run.clone(),
         name: name.to_string(),
     }));
     drop(creating);
-    ip(&["-n", name, "link", "set", "lo", "up"])?;
+    netlink::loopback_up(name)?;
     Ok(entry)
 }
 
 fn add_bridge(netns: &str) -> Result<(), MeshError> {
-    ip(&["-n", netns, "link", "add", BRIDGE, "type", "bridge"])?;
-    ip(&["-n", netns, "link", "set", BRIDGE, "up"])?;
-    Ok(())
+    netlink::add_bridge(netns, BRIDGE)
 }
 
 /// A node: its Kubernetes name, number (the third octet of its pods' addresses), namespace and
@@ -283,36 +298,12 @@ impl Topology {
         create_netns(&self.run, &self.ledger, &netns)?;
         add_bridge(&netns)?;
         let fabric_end = format!("n{number}");
-        ip(&[
-            "-n",
-            &self.fabric,
-            "link",
-            "add",
-            &fabric_end,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            UPLINK,
-            "netns",
-            &netns,
-        ])?;
-        ip(&[
-            "-n",
-            &self.fabric,
-            "link",
-            "set",
-            &fabric_end,
-            "master",
-            BRIDGE,
-            "up",
-        ])?;
-        ip(&["-n", &netns, "link", "set", UPLINK, "master", BRIDGE, "up"])?;
+        netlink::add_veth_to_bridge(&self.fabric, &fabric_end, BRIDGE, &netns, UPLINK)?;
+        netlink::enslave(&netns, UPLINK, BRIDGE)?;
         // The kubelet's probes come from the node (never from the machine's own namespace),
         // so the node needs an address on its pods' network; no route beyond it.
         let address = node_ip(number);
-        let cidr = format!("{address}/{}", POD_CIDR.1);
-        ip(&["-n", &netns, "addr", "add", &cidr, "dev", BRIDGE])?;
+        netlink::add_address(&netns, BRIDGE, address, POD_CIDR.1, false)?;
         self.nodes.push((
             NodeNetns {
                 name: name.to_string(),
@@ -399,23 +390,13 @@ pub fn create_pod(run: &Arc<Run>, ledger: &Ledger, plan: &PodPlan) -> Result<Pod
     let node_netns = &plan.node_netns;
     let entry = create_netns(run, ledger, netns)?;
     let node_end = format!("veth{}", plan.ip.octets()[3]);
-    let cidr = format!("{}/{}", plan.ip, POD_CIDR.1);
-    ip_steps(&[
-        &[
-            "-n", node_netns, "link", "add", &node_end, "type", "veth", "peer", "name", "eth0",
-            "netns", netns,
-        ],
-        &[
-            "-n", node_netns, "link", "set", &node_end, "master", BRIDGE, "up",
-        ],
-        &["-n", netns, "addr", "add", &cidr, "dev", "eth0"],
-        &["-n", netns, "link", "set", "eth0", "up"],
-    ])?;
-    let default = ip(&["-n", netns, "route", "show", "default"])?;
-    if !default.trim().is_empty() {
+    netlink::add_veth_to_bridge(node_netns, &node_end, BRIDGE, netns, "eth0")?;
+    netlink::add_address(netns, "eth0", plan.ip, POD_CIDR.1, true)?;
+    let default = netlink::default_routes(netns)?;
+    if !default.is_empty() {
         return Err(MeshError::NetworkSafety(format!(
             "pod namespace {netns} has a default route ({}); refusing to use it",
-            default.trim()
+            default.join("; ")
         )));
     }
     Ok(PodNetns {
@@ -432,27 +413,16 @@ pub fn create_pod(run: &Arc<Run>, ledger: &Ledger, plan: &PodPlan) -> Result<Pod
 /// second under load); until then frames to the pod are dropped. `Some(state)` while not yet.
 pub fn pod_link_pending(node_netns: &str, pod: &PodNetns) -> Result<Option<String>, MeshError> {
     let node_end = format!("veth{}", pod.ip.octets()[3]);
-    let port = command(
-        "bridge",
-        &["-n", node_netns, "link", "show", "dev", &node_end],
-    )?;
-    let eth0 = ip(&["-n", &pod.netns, "-o", "link", "show", "dev", "eth0"])?;
-    if port.contains("state forwarding") && eth0.contains("state UP") {
-        Ok(None)
-    } else {
-        Ok(Some(format!(
+    let port = netlink::link_pending(node_netns, &node_end)?;
+    let eth0 = netlink::link_pending(&pod.netns, "eth0")?;
+    Ok(match (port, eth0) {
+        (None, None) => None,
+        (port, eth0) => Some(format!(
             "bridge port: {}; eth0: {}",
-            port.trim(),
-            eth0.split('\\').next().unwrap_or_default().trim()
-        )))
-    }
-}
-
-fn ip_steps(steps: &[&[&str]]) -> Result<(), MeshError> {
-    for step in steps {
-        ip(step)?;
-    }
-    Ok(())
+            port.as_deref().unwrap_or("forwarding"),
+            eth0.as_deref().unwrap_or("up")
+        )),
+    })
 }
 
 /// Why a destination may be reached from a namespace, or why not.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use meshcert_mesh::MeshError;
 use meshcert_oracle::logs::{self, LogLine};
 
-use crate::netns::{NETNS_DIR, ip, netns_exec};
+use crate::netns::{NETNS_DIR, netns_exec};
 use crate::run::{Undo, lock};
 
 /// How to run the ztunnel under test.
@@ -50,7 +50,8 @@ const ZTUNNEL_MARK: &str = "0x539/0xfff";
 /// CIDR (without it connect() fails before netfilter sees the packet) and the nat rule of the
 /// contract. Both vanish with the namespace.
 pub fn install_redirect(netns: &str) -> Result<(), MeshError> {
-    ip(&["-n", netns, "route", "add", "10.96.0.0/16", "dev", "eth0"])?;
+    let (service_net, prefix) = crate::netns::SERVICE_CIDR;
+    crate::netlink::add_device_route(netns, service_net, prefix, "eth0")?;
     redirect(netns, &["-d", "10.96.0.0/16"])
 }
 
