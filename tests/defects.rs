@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use meshcert_reports::{RunResults, Verdict};
@@ -198,6 +199,18 @@ const DEFECTS: &[Defect] = &[
     },
 ];
 
+/// Passes run at once (`MESHCERT_DEFECT_JOBS` overrides), each with the suite's default
+/// number of scenarios at once. Passes spend most of their time waiting out declared windows.
+const JOBS: usize = 2;
+
+fn jobs() -> usize {
+    std::env::var("MESHCERT_DEFECT_JOBS")
+        .ok()
+        .and_then(|j| j.parse().ok())
+        .filter(|j| *j >= 1)
+        .unwrap_or(JOBS)
+}
+
 fn main() -> ExitCode {
     if let Err(reason) = meshcert_local::preflight() {
         println!("defects: skipped, local meshes unavailable: {reason}");
@@ -216,42 +229,60 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let (mut passed, mut failed) = (0, 0);
-    for defect in DEFECTS
+    let passes: Vec<(&Defect, u32)> = DEFECTS
         .iter()
         .filter(|d| only.is_empty() || only.iter().any(|o| o == d.name))
-    {
-        for run in 1..=defect.runs {
-            let started = Instant::now();
-            match check(&root, defect, run) {
-                Ok(summary) => {
-                    passed += 1;
-                    println!(
-                        "defect {:<24} caught ({:.1}s): {summary}",
-                        defect.name,
-                        started.elapsed().as_secs_f64()
-                    );
-                }
-                Err(problems) => {
-                    failed += 1;
-                    println!(
-                        "defect {:<24} NOT caught as expected ({:.1}s):",
-                        defect.name,
-                        started.elapsed().as_secs_f64()
-                    );
-                    for p in problems {
-                        println!("    {p}");
+        .flat_map(|d| (1..=d.runs).map(move |run| (d, run)))
+        .collect();
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let jobs = jobs();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                while let Some((defect, run)) = passes.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    if !report(&root, defect, *run) {
+                        failed.fetch_add(1, Ordering::SeqCst);
                     }
                 }
-            }
+            });
         }
-    }
-    println!("defects: {passed} passed, {failed} failed");
+    });
+    let failed = failed.into_inner();
+    println!(
+        "defects: {} passed, {failed} failed ({} passes, {jobs} at once, in {:.0}s)",
+        passes.len() - failed,
+        passes.len(),
+        started.elapsed().as_secs_f64()
+    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Runs one pass and prints its outcome in one piece; whether it was caught as expected.
+fn report(root: &Path, defect: &Defect, run: u32) -> bool {
+    let started = Instant::now();
+    let outcome = check(root, defect, run);
+    let took = started.elapsed().as_secs_f64();
+    let mut text = match &outcome {
+        Ok(summary) => format!(
+            "defect {:<24} caught ({took:.1}s): {summary}\n",
+            defect.name
+        ),
+        Err(_) => format!(
+            "defect {:<24} NOT caught as expected ({took:.1}s):\n",
+            defect.name
+        ),
+    };
+    for p in outcome.as_ref().err().into_iter().flatten() {
+        text.push_str(&format!("    {p}\n"));
+    }
+    print!("{text}");
+    outcome.is_ok()
 }
 
 /// Runs the suite with one defect on and compares the failed behaviours with the expectation.

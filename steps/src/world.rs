@@ -112,6 +112,9 @@ impl FaultRecord {
     }
 }
 
+/// Requests per chunk of [`MeshWorld::send_until`]: half a second at the usual 50 ms pace.
+pub const UNTIL_CHUNK: u32 = 10;
+
 /// Everything a scenario observed; serialised into the results for the reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Observations {
@@ -462,6 +465,44 @@ impl MeshWorld {
             timeout,
         };
         let records = self.mesh().await?.send_requests(&plan).await?;
+        self.observations
+            .batches
+            .push(RequestBatch { plan, records });
+        Ok(())
+    }
+
+    /// Sends up to `count` requests as one batch, in chunks of [`UNTIL_CHUNK`], and stops after
+    /// the chunk in which `done` holds for the records so far: a probe whose verdict is decided
+    /// by its first hit need not wait out the rest of its window.
+    pub async fn send_until(
+        &mut self,
+        url: &str,
+        count: u32,
+        interval: Duration,
+        timeout: Duration,
+        done: impl Fn(&[RequestRecord]) -> bool,
+    ) -> StepResult {
+        let client = self.client()?;
+        let mut records = Vec::new();
+        let mut sent = 0;
+        while sent < count && !done(&records) {
+            let plan = RequestPlan {
+                client: client.clone(),
+                url: url.to_string(),
+                count: UNTIL_CHUNK.min(count - sent),
+                interval,
+                timeout,
+            };
+            records.extend(self.mesh().await?.send_requests(&plan).await?);
+            sent += plan.count;
+        }
+        let plan = RequestPlan {
+            client,
+            url: url.to_string(),
+            count: sent,
+            interval,
+            timeout,
+        };
         self.observations
             .batches
             .push(RequestBatch { plan, records });

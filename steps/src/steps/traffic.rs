@@ -263,8 +263,15 @@ async fn answers_again(world: &mut MeshWorld, within: Window) -> StepResult {
     let every = Duration::from_millis(50);
     let count = (scaled(within).as_millis() / every.as_millis()).max(1) as u32;
     let started = world.elapsed();
+    // The verdict is the first answer from the pod: stop sending once it came.
     world
-        .send(&url, count.min(200), every, Duration::from_secs(2))
+        .send_until(
+            &url,
+            count.min(200),
+            every,
+            Duration::from_secs(2),
+            |records| records.iter().any(|r| r.replica() == Some(pod.as_str())),
+        )
         .await?;
     let batch = world.last_batch()?;
     let first = batch.iter().find(|r| r.replica() == Some(&pod));
