@@ -28,149 +28,148 @@ struct Case {
     expect: &'static [&'static str],
 }
 
-fn cases() -> Vec<Case> {
-    vec![
-        Case {
-            name: "tag-expression",
-            args: &["--tags", "@L4-RR-1 and"],
-            env: &[],
-            features: None,
-            fixtures: None,
-            expect: &["--tags \"@L4-RR-1 and\" is not a tag expression"],
-        },
-        Case {
-            name: "tags-match-nothing",
-            args: &["--tags", "@L4-RR-99"],
-            env: &[],
-            features: None,
-            fixtures: None,
-            expect: &["--tags \"@L4-RR-99\" matches none of the", "scenarios in"],
-        },
-        Case {
-            name: "feature-syntax",
-            args: &[],
-            env: &[],
-            features: Some(Edit {
-                file: "l4/round-robin.feature",
-                from: "  @L4-RR-2\n  Scenario:",
-                to: "  @L4-RR-2\n  Scenario",
-            }),
-            fixtures: None,
-            expect: &[
-                "l4/round-robin.feature:",
-                "not valid Gherkin",
-                "Unknown keyword",
-            ],
-        },
-        Case {
-            name: "unknown-step",
-            args: &["--tags", "@L4-RR-1"],
-            env: &[],
-            features: Some(Edit {
-                file: "l4/round-robin.feature",
-                from: "When the client sends 60 requests",
-                to: "When the client sendz 60 requests",
-            }),
-            fixtures: None,
-            expect: &[
-                "l4/round-robin.feature:",
-                "no step definition matches \"When the client sendz 60 requests to",
-            ],
-        },
-        Case {
-            name: "swallowed-keyword",
-            args: &[],
-            env: &[],
-            features: Some(Edit {
-                file: "l4/round-robin.feature",
-                from: "    When the client sends 60 requests",
-                to: "    Whne the client sends 60 requests",
-            }),
-            fixtures: None,
-            expect: &[
-                "l4/round-robin.feature:",
-                "\"Whne the client sends 60 requests",
-                "is `When` misspelt?",
-            ],
-        },
-        Case {
-            name: "service-target-port",
-            args: &[],
-            env: &[],
-            features: None,
-            fixtures: Some(Edit {
-                file: "in-ambient.yaml",
-                from: "targetPort:",
-                to: "tagetPort:",
-            }),
-            expect: &[
-                "in-ambient.yaml: document at line",
-                "Service httpbin/in-ambient",
-                "field `spec.ports[0].tagetPort` is not a field of Service",
-            ],
-        },
-        Case {
-            name: "deployment-replicas",
-            args: &[],
-            env: &[],
-            features: None,
-            fixtures: Some(Edit {
-                file: "in-ambient.yaml",
-                from: "replicas:",
-                to: "replcas:",
-            }),
-            expect: &[
-                "in-ambient.yaml: document at line",
-                "Deployment httpbin/in-ambient",
-                "field `spec.replcas` is not a field of Deployment",
-            ],
-        },
-        Case {
-            name: "thresholds-typo",
-            args: &[],
-            env: &[],
-            features: Some(Edit {
-                file: "thresholds/solo.yaml",
-                from: "failureBudget:",
-                to: "failureBugdet:",
-            }),
-            fixtures: None,
-            expect: &[
-                "thresholds/solo.yaml: line",
-                "unknown field `failureBugdet`",
-            ],
-        },
-        Case {
-            name: "defect-flag",
-            args: &["--reference-defect", "typo"],
-            env: &[],
-            features: None,
-            fixtures: None,
-            expect: &[
-                "--reference-defect (or MESHCERT_REFERENCE_DEFECT): unknown defect switch \"typo\"; \
-                 valid names: ",
-                "random-pick",
-            ],
-        },
-        Case {
-            name: "defect-environment",
-            args: &[],
-            env: &[("MESHCERT_REFERENCE_DEFECT", "no-retry,typo")],
-            features: None,
-            fixtures: None,
-            expect: &[
-                "MESHCERT_REFERENCE_DEFECT): unknown defect switch \"typo\"; valid names: ",
-                "no-retry",
-            ],
-        },
-    ]
-}
+/// The mistakes, each refused with its own one-line error.
+const CASES: &[Case] = &[
+    Case {
+        name: "tag-expression",
+        args: &["--tags", "@L4-RR-1 and"],
+        env: &[],
+        features: None,
+        fixtures: None,
+        expect: &["--tags \"@L4-RR-1 and\" is not a tag expression"],
+    },
+    Case {
+        name: "tags-match-nothing",
+        args: &["--tags", "@L4-RR-99"],
+        env: &[],
+        features: None,
+        fixtures: None,
+        expect: &["--tags \"@L4-RR-99\" matches none of the", "scenarios in"],
+    },
+    Case {
+        name: "feature-syntax",
+        args: &[],
+        env: &[],
+        features: Some(Edit {
+            file: "l4/round-robin.feature",
+            from: "  @L4-RR-2\n  Scenario:",
+            to: "  @L4-RR-2\n  Scenario",
+        }),
+        fixtures: None,
+        expect: &[
+            "l4/round-robin.feature:",
+            "not valid Gherkin",
+            "Unknown keyword",
+        ],
+    },
+    Case {
+        name: "unknown-step",
+        args: &["--tags", "@L4-RR-1"],
+        env: &[],
+        features: Some(Edit {
+            file: "l4/round-robin.feature",
+            from: "When the client sends 60 requests",
+            to: "When the client sendz 60 requests",
+        }),
+        fixtures: None,
+        expect: &[
+            "l4/round-robin.feature:",
+            "no step definition matches \"When the client sendz 60 requests to",
+        ],
+    },
+    Case {
+        name: "swallowed-keyword",
+        args: &[],
+        env: &[],
+        features: Some(Edit {
+            file: "l4/round-robin.feature",
+            from: "    When the client sends 60 requests",
+            to: "    Whne the client sends 60 requests",
+        }),
+        fixtures: None,
+        expect: &[
+            "l4/round-robin.feature:",
+            "\"Whne the client sends 60 requests",
+            "is `When` misspelt?",
+        ],
+    },
+    Case {
+        name: "service-target-port",
+        args: &[],
+        env: &[],
+        features: None,
+        fixtures: Some(Edit {
+            file: "in-ambient.yaml",
+            from: "targetPort:",
+            to: "tagetPort:",
+        }),
+        expect: &[
+            "in-ambient.yaml: document at line",
+            "Service httpbin/in-ambient",
+            "field `spec.ports[0].tagetPort` is not a field of Service",
+        ],
+    },
+    Case {
+        name: "deployment-replicas",
+        args: &[],
+        env: &[],
+        features: None,
+        fixtures: Some(Edit {
+            file: "in-ambient.yaml",
+            from: "replicas:",
+            to: "replcas:",
+        }),
+        expect: &[
+            "in-ambient.yaml: document at line",
+            "Deployment httpbin/in-ambient",
+            "field `spec.replcas` is not a field of Deployment",
+        ],
+    },
+    Case {
+        name: "thresholds-typo",
+        args: &[],
+        env: &[],
+        features: Some(Edit {
+            file: "thresholds/solo.yaml",
+            from: "failureBudget:",
+            to: "failureBugdet:",
+        }),
+        fixtures: None,
+        expect: &[
+            "thresholds/solo.yaml: line",
+            "unknown field `failureBugdet`",
+        ],
+    },
+    Case {
+        name: "defect-flag",
+        args: &["--reference-defect", "typo"],
+        env: &[],
+        features: None,
+        fixtures: None,
+        expect: &[
+            "--reference-defect (or MESHCERT_REFERENCE_DEFECT): unknown defect switch \"typo\"; \
+             valid names: ",
+            "random-pick",
+        ],
+    },
+    Case {
+        name: "defect-environment",
+        args: &[],
+        env: &[("MESHCERT_REFERENCE_DEFECT", "no-retry,typo")],
+        features: None,
+        fixtures: None,
+        expect: &[
+            "MESHCERT_REFERENCE_DEFECT): unknown defect switch \"typo\"; valid names: ",
+            "no-retry",
+        ],
+    },
+];
 
 fn main() -> ExitCode {
     if let Err(reason) = meshcert_local::preflight() {
         // `meshcert run` says first that the machine cannot run a local target (exit 4).
         println!("bad_input: skipped, local meshes unavailable: {reason}");
-        println!("bad_input: 0 passed, 0 failed, {} skipped", cases().len());
+        println!("bad_input: 0 passed, 0 failed, {} skipped", CASES.len());
         return ExitCode::SUCCESS;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -178,9 +177,9 @@ fn main() -> ExitCode {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("create the work directory");
     let (mut passed, mut failed) = (0, 0);
-    for case in cases() {
+    for case in CASES {
         let started = Instant::now();
-        match check(&case, &root, &work) {
+        match check(case, &root, &work) {
             Ok(error) => {
                 passed += 1;
                 println!(

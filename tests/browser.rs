@@ -69,10 +69,38 @@ async fn check() -> Result<String, String> {
     let work = root.join("target/meshcert/browser");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let report = run_and_report(&work)?;
 
-    // A real run: never-restore fails the recovery scenario (a failover timeline with a fault
-    // and failures); Solo's default is not applicable under istio; cross-network is skipped
-    // for want of the capability.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let _driver = Driver(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start chromedriver: {e}"))?,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let wd = WebDriver { http, base };
+    wd.wait_ready().await?;
+    let s = open_session(&wd, &work.join("chromium-profile")).await?;
+    let result = check_report_page(&wd, &s, &report, &work).await;
+    let _ = wd.delete(&s).await;
+    result
+}
+
+/// A real run: never-restore fails the recovery scenario (a failover timeline with a fault
+/// and failures); Solo's default is not applicable under istio; cross-network is skipped for
+/// want of the capability. Makes its report with `meshcert report` and returns the report's
+/// path.
+fn run_and_report(work: &Path) -> Result<PathBuf, String> {
     let run = Command::new(env!("CARGO_BIN_EXE_meshcert"))
         .args(["run", "--target", "reference", "--profile", "istio"])
         .args(["--reference-bin", env!("CARGO_BIN_EXE_meshcert-ztunnel")])
@@ -86,7 +114,7 @@ async fn check() -> Result<String, String> {
             "@L4-FO-2 or @L4-FO-4 or @TD-DEF-1 or @TD-MODE-XNET",
         ])
         .arg("--out")
-        .arg(&work)
+        .arg(work)
         .stdout(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run meshcert: {e}"))?;
@@ -123,27 +151,12 @@ async fn check() -> Result<String, String> {
             return Err(format!("the run has no {verdict} scenario to show"));
         }
     }
+    Ok(report)
+}
 
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    let _driver = Driver(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start chromedriver: {e}"))?,
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let wd = WebDriver { http, base };
-    wd.wait_ready().await?;
-    let profile = work.join("chromium-profile");
+/// A headless Chromium session in a `WIDTH`x`HEIGHT` window; returns its path
+/// (`/session/<id>`).
+async fn open_session(wd: &WebDriver, profile: &Path) -> Result<String, String> {
     let session = wd
         .post(
             "/session",
@@ -165,84 +178,116 @@ async fn check() -> Result<String, String> {
         .as_str()
         .ok_or_else(|| format!("no session: {session}"))?
         .to_string();
-    let s = format!("/session/{id}");
-    let result = async {
-        wd.post(&format!("{s}/url"), json!({"url": format!("file://{}", report.display())}))
-            .await?;
-        let title = wd.script(&s, "return document.title").await?;
-        let logs = wd.post(&format!("{s}/se/log"), json!({"type": "browser"})).await?;
-        let severe: Vec<&Value> = logs
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|l| l["level"] == "SEVERE")
-            .collect();
-        if !severe.is_empty() {
-            return Err(format!("console errors: {severe:?}"));
-        }
-        let js_errors = wd
-            .script(&s, "return document.getElementById('js-errors').textContent")
-            .await?;
-        if js_errors.as_str() != Some("") {
-            return Err(format!("the page caught errors: {js_errors}"));
-        }
-        let size = wd
-            .script(
-                &s,
-                "var r=document.getElementById('summary').getBoundingClientRect();\
-                 return [r.bottom, document.documentElement.scrollWidth, window.innerWidth, window.innerHeight]",
-            )
-            .await?;
-        let bottom = size[0].as_f64().unwrap_or(f64::MAX);
-        let scroll_width = size[1].as_f64().unwrap_or(f64::MAX);
-        let (inner_w, inner_h) = (size[2].as_f64().unwrap_or(0.0), size[3].as_f64().unwrap_or(0.0));
-        if bottom > inner_h || scroll_width > inner_w {
+    Ok(format!("/session/{id}"))
+}
+
+/// Loads the report in session `s`: no console error, a summary that fits the window, and a
+/// labelled failover chart; screenshots of both go to `work`.
+async fn check_report_page(
+    wd: &WebDriver,
+    s: &str,
+    report: &Path,
+    work: &Path,
+) -> Result<String, String> {
+    wd.post(
+        &format!("{s}/url"),
+        json!({"url": format!("file://{}", report.display())}),
+    )
+    .await?;
+    let title = wd.script(s, "return document.title").await?;
+    check_no_page_errors(wd, s).await?;
+    let bottom = check_summary_fits(wd, s).await?;
+    let summary_png = work.join("summary.png");
+    let shot = wd.get(&format!("{s}/screenshot")).await?;
+    save_png(&shot, &summary_png)?;
+    let chart_png = work.join("failover.png");
+    check_failover_chart(wd, s, &chart_png).await?;
+    Ok(format!(
+        "{:?} loaded in Chromium at {WIDTH}x{HEIGHT} with no console error; summary ends at {bottom:.0}px; \
+         screenshots {} and {}",
+        title.as_str().unwrap_or(""),
+        summary_png.display(),
+        chart_png.display()
+    ))
+}
+
+/// No SEVERE entry in the browser's console, and nothing caught by the page's own handler.
+async fn check_no_page_errors(wd: &WebDriver, s: &str) -> Result<(), String> {
+    let logs = wd
+        .post(&format!("{s}/se/log"), json!({"type": "browser"}))
+        .await?;
+    let severe: Vec<&Value> = logs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["level"] == "SEVERE")
+        .collect();
+    if !severe.is_empty() {
+        return Err(format!("console errors: {severe:?}"));
+    }
+    let js_errors = wd
+        .script(s, "return document.getElementById('js-errors').textContent")
+        .await?;
+    if js_errors.as_str() != Some("") {
+        return Err(format!("the page caught errors: {js_errors}"));
+    }
+    Ok(())
+}
+
+/// The summary fits the window, neither taller nor wider; returns where it ends (px).
+async fn check_summary_fits(wd: &WebDriver, s: &str) -> Result<f64, String> {
+    let size = wd
+        .script(
+            s,
+            "var r=document.getElementById('summary').getBoundingClientRect();\
+             return [r.bottom, document.documentElement.scrollWidth, window.innerWidth, window.innerHeight]",
+        )
+        .await?;
+    let bottom = size[0].as_f64().unwrap_or(f64::MAX);
+    let scroll_width = size[1].as_f64().unwrap_or(f64::MAX);
+    let (inner_w, inner_h) = (
+        size[2].as_f64().unwrap_or(0.0),
+        size[3].as_f64().unwrap_or(0.0),
+    );
+    if bottom > inner_h || scroll_width > inner_w {
+        return Err(format!(
+            "the summary does not fit a {inner_w}x{inner_h} window: it ends at {bottom}px, the page is {scroll_width}px wide"
+        ));
+    }
+    Ok(bottom)
+}
+
+/// The failover chart of the failed scenario is labelled with its units; its screenshot goes
+/// to `png`.
+async fn check_failover_chart(wd: &WebDriver, s: &str, png: &Path) -> Result<(), String> {
+    let chart = wd
+        .post(
+            &format!("{s}/element"),
+            json!({"using": "css selector", "value": "details[data-verdict=failed] figure[id^=timeline-]"}),
+        )
+        .await?;
+    let element = chart
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("no failover chart in the failed scenario: {chart}"))?
+        .to_string();
+    let text = wd
+        .script(
+            s,
+            "return document.querySelector('details[data-verdict=failed] figure[id^=timeline-]').textContent",
+        )
+        .await?;
+    let text = text.as_str().unwrap_or("");
+    for label in ["time since the mesh was created (s)", "fault:", "failed"] {
+        if !text.contains(label) {
             return Err(format!(
-                "the summary does not fit a {inner_w}x{inner_h} window: it ends at {bottom}px, the page is {scroll_width}px wide"
+                "the failover chart does not say {label:?}: {text:?}"
             ));
         }
-        let summary_png = work.join("summary.png");
-        let shot = wd.get(&format!("{s}/screenshot")).await?;
-        save_png(&shot, &summary_png)?;
-        // The failover chart of the failed scenario: labelled with its units.
-        let chart = wd
-            .post(
-                &format!("{s}/element"),
-                json!({"using": "css selector", "value": "details[data-verdict=failed] figure[id^=timeline-]"}),
-            )
-            .await?;
-        let element = chart
-            .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("no failover chart in the failed scenario: {chart}"))?
-            .to_string();
-        let text = wd
-            .script(
-                &s,
-                "return document.querySelector('details[data-verdict=failed] figure[id^=timeline-]').textContent",
-            )
-            .await?;
-        let text = text.as_str().unwrap_or("");
-        for label in ["time since the mesh was created (s)", "fault:", "failed"] {
-            if !text.contains(label) {
-                return Err(format!("the failover chart does not say {label:?}: {text:?}"));
-            }
-        }
-        let chart_png = work.join("failover.png");
-        let shot = wd.get(&format!("{s}/element/{element}/screenshot")).await?;
-        save_png(&shot, &chart_png)?;
-        Ok(format!(
-            "{:?} loaded in Chromium at {WIDTH}x{HEIGHT} with no console error; summary ends at {bottom:.0}px; \
-             screenshots {} and {}",
-            title.as_str().unwrap_or(""),
-            summary_png.display(),
-            chart_png.display()
-        ))
     }
-    .await;
-    let _ = wd.delete(&s).await;
-    result
+    let shot = wd.get(&format!("{s}/element/{element}/screenshot")).await?;
+    save_png(&shot, png)
 }
 
 struct WebDriver {

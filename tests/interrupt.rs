@@ -193,78 +193,17 @@ impl Seen {
 fn run_case(case: &Case) -> Result<String, String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = root.join("target/meshcert/interrupt").join(case.name);
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let stale = format!("stale output of an earlier run ({})", case.name);
-    for name in OUTPUTS {
-        std::fs::write(out.join(name), &stale).map_err(|e| e.to_string())?;
-    }
+    fill_with_stale_outputs(&out, &stale)?;
     let marker = format!("{}-{}", case.name, std::process::id());
     let host_rules_before = support::harness_rules_on_host();
 
-    let log = |name: &str| {
-        std::fs::File::create(out.join(name)).map_err(|e| format!("cannot create {name}: {e}"))
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshcert"))
-        .args([
-            "run",
-            "--target",
-            "reference",
-            "--reference-bin",
-            env!("CARGO_BIN_EXE_meshcert-ztunnel"),
-            "--tags",
-            TAGS,
-        ])
-        .arg("--out")
-        .arg(&out)
-        .env(MARKER, &marker)
-        .current_dir(&root)
-        .stdin(Stdio::null())
-        .stdout(log("meshcert.stdout")?)
-        .stderr(log("meshcert.stderr")?)
-        // Its own group, which receives the signal whole, as a terminal's foreground job does.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start meshcert: {e}"))?;
+    let mut child = start_meshcert(&root, &out, &marker)?;
     let pid = child.id();
     let started = Instant::now();
     let mut seen = Seen::default();
-
-    // Wait for the moment, watching which runs are meshcert's.
-    let mut at_signal = None;
-    let status = loop {
-        seen.poll(pid);
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if case.signal != 0 && seen.due(case.moment, started, &out) {
-            let namespaces = seen.ours();
-            let faults: usize = namespaces
-                .iter()
-                .map(|ns| {
-                    support::iptables_rules(Some(ns))
-                        .iter()
-                        .filter(|r| r.contains("INPUT"))
-                        .count()
-                })
-                .sum();
-            let processes = support::processes_with_env(MARKER, &marker).len();
-            // SAFETY: kill(2) on the process group we made meshcert the leader of.
-            unsafe { libc::kill(-(pid as i32), case.signal) };
-            at_signal = Some((started.elapsed(), namespaces.len(), processes, faults));
-            break wait_bounded(&mut child, pid, &mut seen)?;
-        }
-        if started.elapsed() > EXIT_BOUND {
-            kill_group(pid);
-            let _ = child.wait();
-            return Err(format!(
-                "meshcert neither ended nor reached the moment within {}s; {}",
-                EXIT_BOUND.as_secs(),
-                tail(&out)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let (status, at_signal) =
+        signal_at_moment(case, &mut child, &mut seen, &out, &marker, started)?;
     let took = started.elapsed();
     seen.poll(pid);
     if case.signal != 0 && at_signal.is_none() {
@@ -275,7 +214,149 @@ fn run_case(case: &Case) -> Result<String, String> {
         ));
     }
 
-    // What is left of the run.
+    let mut problems = check_left_of_run(&seen, pid, &marker, &host_rules_before);
+    let stderr = std::fs::read_to_string(out.join("meshcert.stderr")).unwrap_or_default();
+    let signal = signal_name(case.signal);
+    // A signal that comes after the results were final finds the run over: it says so, and
+    // the run ends with its own verdict.
+    // At the very end the signal may even come after meshcert stopped listening: the run
+    // has finished then, and must have finished whole.
+    let late = stderr.contains("the run's results are already final")
+        || (matches!(case.moment, Moment::End) && status.code() == Some(0));
+    let interrupted = case.signal != 0 && !late;
+    let expected = if interrupted { 128 + case.signal } else { 0 };
+    if status.code() != Some(expected) {
+        problems.push(format!("exit status {status}, expected code {expected}"));
+    }
+    problems.extend(check_outputs(&out, &stale, interrupted));
+    let said = removal_line(&stderr, signal);
+    problems.extend(check_removal_said(said.as_deref(), signal, interrupted));
+    problems.extend(check_work_directories(&out, interrupted));
+    if !problems.is_empty() {
+        // Whatever the run left must not spoil the next case.
+        let _ = Command::new(env!("CARGO_BIN_EXE_meshcert"))
+            .arg("sweep")
+            .output();
+        return Err(format!("{}; {}", problems.join("; "), tail(&out)));
+    }
+    let what = describe_ending(signal, at_signal, took, expected, late);
+    let removed = said
+        .map(|l| format!("; meshcert: {}", l.trim_start_matches("meshcert: ")))
+        .unwrap_or_default();
+    Ok(format!(
+        "run {}: {what}; nothing left{removed}",
+        seen.ids.iter().cloned().collect::<Vec<_>>().join("+")
+    ))
+}
+
+/// Empties `out` and puts an earlier run's outputs there, each saying `stale`.
+fn fill_with_stale_outputs(out: &Path, stale: &str) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    for name in OUTPUTS {
+        std::fs::write(out.join(name), stale).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Starts `meshcert run` on `TAGS` in a process group of its own, its output logged in `out`
+/// and `marker` in the environment of every process it starts.
+fn start_meshcert(root: &Path, out: &Path, marker: &str) -> Result<Child, String> {
+    let log = |name: &str| {
+        std::fs::File::create(out.join(name)).map_err(|e| format!("cannot create {name}: {e}"))
+    };
+    Command::new(env!("CARGO_BIN_EXE_meshcert"))
+        .args([
+            "run",
+            "--target",
+            "reference",
+            "--reference-bin",
+            env!("CARGO_BIN_EXE_meshcert-ztunnel"),
+            "--tags",
+            TAGS,
+        ])
+        .arg("--out")
+        .arg(out)
+        .env(MARKER, marker)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(log("meshcert.stdout")?)
+        .stderr(log("meshcert.stderr")?)
+        // Its own group, which receives the signal whole, as a terminal's foreground job does.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start meshcert: {e}"))
+}
+
+/// What was up when the signal went out.
+struct AtSignal {
+    /// Since the start.
+    at: Duration,
+    namespaces: usize,
+    processes: usize,
+    /// Fault rules (INPUT chain) in the run's namespaces.
+    faults: usize,
+}
+
+/// Waits for the case's moment, watching which runs are meshcert's, and signals the group
+/// then. Returns how meshcert ended and, when the moment came, what was up at the signal.
+fn signal_at_moment(
+    case: &Case,
+    child: &mut Child,
+    seen: &mut Seen,
+    out: &Path,
+    marker: &str,
+    started: Instant,
+) -> Result<(ExitStatus, Option<AtSignal>), String> {
+    let pid = child.id();
+    loop {
+        seen.poll(pid);
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok((status, None));
+        }
+        if case.signal != 0 && seen.due(case.moment, started, out) {
+            let namespaces = seen.ours();
+            let faults: usize = namespaces
+                .iter()
+                .map(|ns| {
+                    support::iptables_rules(Some(ns))
+                        .iter()
+                        .filter(|r| r.contains("INPUT"))
+                        .count()
+                })
+                .sum();
+            let processes = support::processes_with_env(MARKER, marker).len();
+            // SAFETY: kill(2) on the process group we made meshcert the leader of.
+            unsafe { libc::kill(-(pid as i32), case.signal) };
+            let at_signal = AtSignal {
+                at: started.elapsed(),
+                namespaces: namespaces.len(),
+                processes,
+                faults,
+            };
+            return Ok((wait_bounded(child, pid, seen)?, Some(at_signal)));
+        }
+        if started.elapsed() > EXIT_BOUND {
+            kill_group(pid);
+            let _ = child.wait();
+            return Err(format!(
+                "meshcert neither ended nor reached the moment within {}s; {}",
+                EXIT_BOUND.as_secs(),
+                tail(out)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Namespaces, iptables rules (in them, or new on the host), processes and lock files the
+/// run left behind; and whether the run was seen at all.
+fn check_left_of_run(
+    seen: &Seen,
+    pid: u32,
+    marker: &str,
+    host_rules_before: &[String],
+) -> Vec<String> {
     let mut problems = Vec::new();
     let left_namespaces = seen.ours();
     let left_rules: Vec<String> = left_namespaces
@@ -287,7 +368,7 @@ fn run_case(case: &Case) -> Result<String, String> {
                 .filter(|r| !host_rules_before.contains(r)),
         )
         .collect();
-    let left_processes = support::processes_with_env(MARKER, &marker);
+    let left_processes = support::processes_with_env(MARKER, marker);
     let left_locks = support::lock_files_of(pid);
     if !left_namespaces.is_empty() {
         problems.push(format!("namespaces left: {left_namespaces:?}"));
@@ -311,38 +392,41 @@ fn run_case(case: &Case) -> Result<String, String> {
     if seen.ids.is_empty() {
         problems.push("never saw a lock file of the run (holding its pid)".into());
     }
+    problems
+}
 
-    let stderr = std::fs::read_to_string(out.join("meshcert.stderr")).unwrap_or_default();
-    let signal = match case.signal {
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",
         _ => "no signal",
-    };
-    // A signal that comes after the results were final finds the run over: it says so, and
-    // the run ends with its own verdict.
-    // At the very end the signal may even come after meshcert stopped listening: the run
-    // has finished then, and must have finished whole.
-    let late = stderr.contains("the run's results are already final")
-        || (matches!(case.moment, Moment::End) && status.code() == Some(0));
-    let interrupted = case.signal != 0 && !late;
-    let expected = if interrupted { 128 + case.signal } else { 0 };
-    if status.code() != Some(expected) {
-        problems.push(format!("exit status {status}, expected code {expected}"));
     }
-    problems.extend(check_outputs(&out, &stale, interrupted));
-    let said = stderr
+}
+
+/// meshcert's `meshcert: <signal>: removed ...` line on stderr, if it wrote one.
+fn removal_line(stderr: &str, signal: &str) -> Option<String> {
+    stderr
         .lines()
         .find(|l| l.starts_with(&format!("meshcert: {signal}: removed")))
-        .map(str::to_string);
-    match &said {
-        None if interrupted => problems.push(format!(
+        .map(str::to_string)
+}
+
+/// An interrupted run must say what it removed, and no run may say something is left.
+fn check_removal_said(said: Option<&str>, signal: &str, interrupted: bool) -> Option<String> {
+    match said {
+        None if interrupted => Some(format!(
             "meshcert did not say what it removed (no `meshcert: {signal}: removed ...` line)"
         )),
         Some(line) if !line.ends_with("nothing of this run is left") => {
-            problems.push(format!("meshcert says something is left: {line}"))
+            Some(format!("meshcert says something is left: {line}"))
         }
-        _ => {}
+        _ => None,
     }
+}
+
+/// A passed run removes its work files; an interrupted one keeps them (its evidence), if it
+/// got as far as making any.
+fn check_work_directories(out: &Path, interrupted: bool) -> Option<String> {
     let runs: Vec<String> = std::fs::read_dir(out.join("runs"))
         .map(|d| {
             d.flatten()
@@ -350,25 +434,31 @@ fn run_case(case: &Case) -> Result<String, String> {
                 .collect()
         })
         .unwrap_or_default();
-    // A passed run removes its work files; an interrupted one keeps them (its evidence), if
-    // it got as far as making any.
     match (interrupted, runs.len()) {
-        (false, 0) | (true, 0 | 1) => {}
-        (_, n) => problems.push(format!(
+        (false, 0) | (true, 0 | 1) => None,
+        (_, n) => Some(format!(
             "{n} work directories under runs/ ({runs:?}), expected {}",
             if interrupted { "at most 1" } else { "none" }
         )),
     }
-    if !problems.is_empty() {
-        // Whatever the run left must not spoil the next case.
-        let _ = Command::new(env!("CARGO_BIN_EXE_meshcert"))
-            .arg("sweep")
-            .output();
-        return Err(format!("{}; {}", problems.join("; "), tail(&out)));
-    }
-    let what = match at_signal {
+}
+
+/// How the run went: whole, or signalled with what up and how long it took to exit.
+fn describe_ending(
+    signal: &str,
+    at_signal: Option<AtSignal>,
+    took: Duration,
+    expected: i32,
+    late: bool,
+) -> String {
+    match at_signal {
         None => format!("ran whole in {:.1}s, exited 0", took.as_secs_f64()),
-        Some((at, namespaces, processes, faults)) => format!(
+        Some(AtSignal {
+            at,
+            namespaces,
+            processes,
+            faults,
+        }) => format!(
             "{signal} at {:.2}s with {namespaces} namespaces, {processes} processes and {faults} \
              fault rules up; exited {expected} after {:.2}s more{}",
             at.as_secs_f64(),
@@ -379,14 +469,7 @@ fn run_case(case: &Case) -> Result<String, String> {
                 ""
             }
         ),
-    };
-    let removed = said
-        .map(|l| format!("; meshcert: {}", l.trim_start_matches("meshcert: ")))
-        .unwrap_or_default();
-    Ok(format!(
-        "run {}: {what}; nothing left{removed}",
-        seen.ids.iter().cloned().collect::<Vec<_>>().join("+")
-    ))
+    }
 }
 
 /// Waits for meshcert to end, at most `EXIT_BOUND`; kills its group when it does not.
