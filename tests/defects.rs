@@ -287,58 +287,13 @@ fn report(root: &Path, defect: &Defect, run: u32) -> bool {
 
 /// Runs the suite with one defect on and compares the failed behaviours with the expectation.
 fn check(root: &Path, defect: &Defect, run: u32) -> Result<String, Vec<String>> {
-    let out = root
-        .join("target/meshcert/defects")
-        .join(format!("{}-{run}", defect.name));
-    let output = Command::new(env!("CARGO_BIN_EXE_meshcert"))
-        .args([
-            "run",
-            "--target",
-            "reference",
-            "--reference-bin",
-            env!("CARGO_BIN_EXE_meshcert-ztunnel"),
-        ])
-        .args(["--reference-defect", defect.name])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .map_err(|e| vec![format!("cannot run meshcert: {e}")])?;
-    let results = RunResults::read_json(&out.join("results.json")).map_err(|e| {
-        vec![format!(
-            "no results ({e}); meshcert exited {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )]
-    })?;
+    let results = run_pass(root, defect, run)?;
     let excused: BTreeSet<&str> = defect
         .follows
         .iter()
         .flat_map(|(ids, _)| ids.iter().copied())
         .collect();
-    let mut failed_ids = BTreeSet::new();
-    let mut problems = Vec::new();
-    for scenario in &results.scenarios {
-        let ids: Vec<&str> = scenario.behaviours().collect();
-        match &scenario.verdict {
-            Verdict::Failed { step, message } => {
-                failed_ids.extend(ids.iter().map(|id| id.to_string()));
-                if !ids
-                    .iter()
-                    .any(|id| defect.fails.contains(id) || excused.contains(id))
-                {
-                    problems.push(format!(
-                        "should pass but failed: {}:{} {:?} {ids:?}\n      {step}: {message}",
-                        scenario.feature, scenario.line, scenario.name
-                    ));
-                }
-            }
-            Verdict::Skipped { reason } => problems.push(format!(
-                "skipped, so not judged: {}:{} {:?} {ids:?}: {reason}",
-                scenario.feature, scenario.line, scenario.name
-            )),
-            _ => {}
-        }
-    }
+    let (failed_ids, mut problems) = judge_scenarios(&results, defect, &excused);
     for id in defect.fails {
         if !results
             .scenarios
@@ -367,4 +322,65 @@ fn check(root: &Path, defect: &Defect, run: u32) -> Result<String, Vec<String>> 
     } else {
         Err(problems)
     }
+}
+
+/// One `meshcert run` of the reference with the defect switched on, and its results.
+fn run_pass(root: &Path, defect: &Defect, run: u32) -> Result<RunResults, Vec<String>> {
+    let out = root
+        .join("target/meshcert/defects")
+        .join(format!("{}-{run}", defect.name));
+    let output = Command::new(env!("CARGO_BIN_EXE_meshcert"))
+        .args([
+            "run",
+            "--target",
+            "reference",
+            "--reference-bin",
+            env!("CARGO_BIN_EXE_meshcert-ztunnel"),
+        ])
+        .args(["--reference-defect", defect.name])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .map_err(|e| vec![format!("cannot run meshcert: {e}")])?;
+    RunResults::read_json(&out.join("results.json")).map_err(|e| {
+        vec![format!(
+            "no results ({e}); meshcert exited {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )]
+    })
+}
+
+/// The behaviours with a failed scenario, and the scenarios that failed or were skipped
+/// although the defect does not break their behaviours.
+fn judge_scenarios(
+    results: &RunResults,
+    defect: &Defect,
+    excused: &BTreeSet<&str>,
+) -> (BTreeSet<String>, Vec<String>) {
+    let mut failed_ids = BTreeSet::new();
+    let mut problems = Vec::new();
+    for scenario in &results.scenarios {
+        let ids: Vec<&str> = scenario.behaviours().collect();
+        match &scenario.verdict {
+            Verdict::Failed { step, message } => {
+                failed_ids.extend(ids.iter().map(|id| id.to_string()));
+                if !ids
+                    .iter()
+                    .any(|id| defect.fails.contains(id) || excused.contains(id))
+                {
+                    problems.push(format!(
+                        "should pass but failed: {}:{} {:?} {ids:?}\n      {step}: {message}",
+                        scenario.feature, scenario.line, scenario.name
+                    ));
+                }
+            }
+            Verdict::Skipped { reason } => problems.push(format!(
+                "skipped, so not judged: {}:{} {:?} {ids:?}: {reason}",
+                scenario.feature, scenario.line, scenario.name
+            )),
+            _ => {}
+        }
+    }
+    (failed_ids, problems)
 }
