@@ -1,6 +1,7 @@
 //! The seam between meshcert's steps and the mesh under test, and what both sides share:
-//! the `MeshUnderTest` trait, the observations it returns, faults, manifests and the one
-//! waiting helper. Log and metric parsers are the oracle's; the types they fill, the model's.
+//! the `MeshUnderTest` trait, faults, manifests and the one waiting helper. The observations it
+//! returns (requests, faults, restarts, log lines) are the model's types, re-exported here; log
+//! and metric parsers are the oracle's.
 
 pub mod error;
 pub mod manifest;

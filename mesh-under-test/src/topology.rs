@@ -1,8 +1,8 @@
-//! A topology: the nodes of a cluster with their locality and network, and where each replica and
-//! each client runs. Read from `fixtures/topologies/*.yaml` or built from a feature's tables, it
-//! becomes Kubernetes objects: Nodes with locality labels, the `istio-system` Namespace with the
-//! mesh's network label, and one Deployment per replica pinned to its node, so every driver
-//! deploys it the way a user would.
+//! A topology (the model's: the nodes of a cluster with their locality and network, and where
+//! each replica and each client runs), read from `fixtures/topologies/*.yaml` or built from a
+//! feature's tables, becomes Kubernetes objects here: Nodes with locality labels, the
+//! `istio-system` Namespace with the mesh's network label, and one Deployment per replica pinned
+//! to its node, so every driver deploys it the way a user would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,294 +10,143 @@ use std::path::Path;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
 use crate::manifest::{Manifest, ManifestSet};
 use meshcert_control_plane::{
     ISTIO_SYSTEM, NETWORK_LABEL, REGION_LABEL, SUBZONE_LABEL, ZONE_LABEL,
 };
-use meshcert_model::Placement;
+
+pub use meshcert_model::topology::{ClientPlacement, ReplicaPlacement, Topology, TopologyNode};
 
 /// Node label Kubernetes sets to the node's name; pods are pinned with it.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// Pod label that tells one replica Deployment's pods from another's of the same app.
 pub const REPLICA_LABEL: &str = "meshcert.dev/replica";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Topology {
-    /// The mesh's network: the `topology.istio.io/network` label of `istio-system`.
-    #[serde(default)]
-    pub network: String,
-    pub nodes: Vec<TopologyNode>,
-    #[serde(default)]
-    pub clients: Vec<ClientPlacement>,
-    #[serde(default)]
-    pub replicas: Vec<ReplicaPlacement>,
+/// Reads and checks `path`; errors name the file, line and field.
+pub fn load(path: &Path) -> Result<Topology, MeshError> {
+    let fail = |message: String| MeshError::Manifest {
+        file: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(MeshError::io(format!(
+        "cannot read topology {} (topologies live in fixtures/topologies/)",
+        path.display()
+    )))?;
+    let topology: Topology =
+        serde_saphyr::from_str(&text).map_err(|e| fail(format!("not a valid topology: {e}")))?;
+    topology.validate().map_err(fail)?;
+    Ok(topology)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TopologyNode {
-    pub name: String,
-    #[serde(default)]
-    pub region: String,
-    #[serde(default)]
-    pub zone: String,
-    #[serde(default)]
-    pub subzone: String,
-    /// A network other than the mesh's: pods here carry the `topology.istio.io/network` label,
-    /// as pods of another network do in a multi-network mesh.
-    #[serde(default)]
-    pub network: Option<String>,
-}
-
-/// A client deployment of the fixtures (`app`), deployed as `name` on `node`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ClientPlacement {
-    pub app: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    pub node: String,
-}
-
-/// One replica of an app of the fixtures, deployed as Deployment `<app>-<name>` on `node`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ReplicaPlacement {
-    pub app: String,
-    pub name: String,
-    pub node: String,
-    /// The pod's own `topology.istio.io/network` label, overriding its node's network.
-    #[serde(default)]
-    pub network: Option<String>,
-}
-
-impl ClientPlacement {
-    pub fn deployment_name(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.app)
-    }
-}
-
-impl ReplicaPlacement {
-    pub fn deployment_name(&self) -> String {
-        format!("{}-{}", self.app, self.name)
-    }
-}
-
-impl Topology {
-    /// Reads and checks `path`; errors name the file, line and field.
-    pub fn load(path: &Path) -> Result<Topology, MeshError> {
-        let fail = |message: String| MeshError::Manifest {
-            file: path.to_path_buf(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(MeshError::io(format!(
-            "cannot read topology {} (topologies live in fixtures/topologies/)",
-            path.display()
-        )))?;
-        let topology: Topology = serde_saphyr::from_str(&text)
-            .map_err(|e| fail(format!("not a valid topology: {e}")))?;
-        topology.validate().map_err(fail)?;
-        Ok(topology)
-    }
-
-    /// Names are DNS labels, unique, and every placement names a known node.
-    pub fn validate(&self) -> Result<(), String> {
-        let mut nodes = BTreeSet::new();
-        for (i, node) in self.nodes.iter().enumerate() {
-            check_name(&node.name, &format!("nodes[{i}].name"))?;
-            if !nodes.insert(node.name.as_str()) {
-                return Err(format!(
-                    "field `nodes[{i}].name`: node {:?} is listed twice",
-                    node.name
-                ));
-            }
-        }
-        let known = |node: &str, field: String| {
-            if nodes.contains(node) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "field `{field}`: node {node:?} is not among the nodes ({})",
-                    self.nodes
-                        .iter()
-                        .map(|n| n.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            }
-        };
-        let mut deployments = BTreeSet::new();
-        for (i, client) in self.clients.iter().enumerate() {
-            known(&client.node, format!("clients[{i}].node"))?;
-            check_name(client.deployment_name(), &format!("clients[{i}].name"))?;
-            if !deployments.insert(client.deployment_name().to_string()) {
-                return Err(format!(
-                    "field `clients[{i}]`: {:?} is placed twice",
-                    client.deployment_name()
-                ));
-            }
-        }
-        for (i, replica) in self.replicas.iter().enumerate() {
-            known(&replica.node, format!("replicas[{i}].node"))?;
-            check_name(&replica.deployment_name(), &format!("replicas[{i}].name"))?;
-            if !deployments.insert(replica.deployment_name()) {
-                return Err(format!(
-                    "field `replicas[{i}].name`: replica {:?} of {:?} is placed twice",
-                    replica.name, replica.app
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn node(&self, name: &str) -> Option<&TopologyNode> {
-        self.nodes.iter().find(|n| n.name == name)
-    }
-
-    /// The network a pod on `node` is in, given its own label, as istiod decides it.
-    fn network_of(&self, node: &TopologyNode, own: Option<&str>) -> String {
-        own.or(node.network.as_deref())
-            .unwrap_or(&self.network)
-            .to_string()
-    }
-
-    /// Where a pod on `node` (with its own network label, if any) runs, as ranking sees it.
-    pub fn placement(&self, node: &str, own_network: Option<&str>) -> Option<Placement> {
-        let n = self.node(node)?;
-        Some(Placement {
-            network: self.network_of(n, own_network),
-            region: n.region.clone(),
-            zone: n.zone.clone(),
-            subzone: n.subzone.clone(),
-            node: n.name.clone(),
-        })
-    }
-
-    /// The Node objects, with the locality labels istiod reads.
-    pub fn node_objects(&self) -> Vec<Node> {
-        self.nodes
-            .iter()
-            .map(|n| {
-                let mut labels = BTreeMap::from([(HOSTNAME_LABEL.to_string(), n.name.clone())]);
-                for (key, value) in [
-                    (REGION_LABEL, &n.region),
-                    (ZONE_LABEL, &n.zone),
-                    (SUBZONE_LABEL, &n.subzone),
-                ] {
-                    if !value.is_empty() {
-                        labels.insert(key.to_string(), value.clone());
-                    }
+/// The Node objects, with the locality labels istiod reads.
+fn node_objects(topology: &Topology) -> Vec<Node> {
+    topology
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut labels = BTreeMap::from([(HOSTNAME_LABEL.to_string(), n.name.clone())]);
+            for (key, value) in [
+                (REGION_LABEL, &n.region),
+                (ZONE_LABEL, &n.zone),
+                (SUBZONE_LABEL, &n.subzone),
+            ] {
+                if !value.is_empty() {
+                    labels.insert(key.to_string(), value.clone());
                 }
-                Node {
-                    metadata: ObjectMeta {
-                        name: Some(n.name.clone()),
-                        labels: Some(labels),
-                        ..Default::default()
-                    },
+            }
+            Node {
+                metadata: ObjectMeta {
+                    name: Some(n.name.clone()),
+                    labels: Some(labels),
                     ..Default::default()
-                }
-            })
-            .collect()
-    }
-
-    /// `istio-system` with the mesh's network label; `None` when the mesh has no network name.
-    pub fn network_namespace(&self) -> Option<Namespace> {
-        (!self.network.is_empty()).then(|| Namespace {
-            metadata: ObjectMeta {
-                name: Some(ISTIO_SYSTEM.to_string()),
-                labels: Some(BTreeMap::from([(
-                    NETWORK_LABEL.to_string(),
-                    self.network.clone(),
-                )])),
+                },
                 ..Default::default()
-            },
-            ..Default::default()
+            }
         })
-    }
-
-    /// Everything to apply: the network namespace, the nodes, then the fixture objects the
-    /// placements need (namespaces, service accounts, services) and one pinned Deployment per
-    /// client and replica, made from the fixture Deployment of its app.
-    pub fn manifests(&self, fixtures: &ManifestSet) -> Result<ManifestSet, MeshError> {
-        let mut out = ManifestSet::default();
-        out.objects
-            .extend(self.network_namespace().map(Manifest::Namespace));
-        out.objects
-            .extend(self.node_objects().into_iter().map(Manifest::Node));
-        let apps: BTreeSet<&str> = self
-            .clients
-            .iter()
-            .map(|c| c.app.as_str())
-            .chain(self.replicas.iter().map(|r| r.app.as_str()))
-            .collect();
-        for app in &apps {
-            template(fixtures, app)?;
-        }
-        if !apps.is_empty() {
-            out.objects.extend(
-                fixtures
-                    .objects
-                    .iter()
-                    .filter(|o| !matches!(o, Manifest::Deployment(_) | Manifest::Node(_)))
-                    .cloned(),
-            );
-        }
-        for client in &self.clients {
-            let node = self.node(&client.node).expect("validated");
-            let deployment = pinned(
-                template(fixtures, &client.app)?,
-                client.deployment_name(),
-                None,
-                &node.name,
-                self.pod_network_label(node, None),
-            );
-            out.objects.push(Manifest::Deployment(deployment));
-        }
-        for replica in &self.replicas {
-            let node = self.node(&replica.node).expect("validated");
-            let deployment = pinned(
-                template(fixtures, &replica.app)?,
-                &replica.deployment_name(),
-                Some(&replica.name),
-                &node.name,
-                self.pod_network_label(node, replica.network.as_deref()),
-            );
-            out.objects.push(Manifest::Deployment(deployment));
-        }
-        Ok(out)
-    }
-
-    /// A pod gets a network label only where its network is not simply the mesh's.
-    fn pod_network_label(&self, node: &TopologyNode, own: Option<&str>) -> Option<String> {
-        own.map(str::to_string).or_else(|| {
-            node.network
-                .as_ref()
-                .filter(|n| **n != self.network)
-                .cloned()
-        })
-    }
+        .collect()
 }
 
-fn check_name(name: &str, field: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "field `{field}`: {name:?} is not a DNS label (lowercase letters, digits and '-', \
-             at most 63 characters)"
-        ))
+/// `istio-system` with the mesh's network label; `None` when the mesh has no network name.
+fn network_namespace(topology: &Topology) -> Option<Namespace> {
+    (!topology.network.is_empty()).then(|| Namespace {
+        metadata: ObjectMeta {
+            name: Some(ISTIO_SYSTEM.to_string()),
+            labels: Some(BTreeMap::from([(
+                NETWORK_LABEL.to_string(),
+                topology.network.clone(),
+            )])),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// Everything to apply: the network namespace, the nodes, then the fixture objects the
+/// placements need (namespaces, service accounts, services) and one pinned Deployment per
+/// client and replica, made from the fixture Deployment of its app.
+pub fn manifests(topology: &Topology, fixtures: &ManifestSet) -> Result<ManifestSet, MeshError> {
+    let mut out = ManifestSet::default();
+    out.objects
+        .extend(network_namespace(topology).map(Manifest::Namespace));
+    out.objects
+        .extend(node_objects(topology).into_iter().map(Manifest::Node));
+    let apps: BTreeSet<&str> = topology
+        .clients
+        .iter()
+        .map(|c| c.app.as_str())
+        .chain(topology.replicas.iter().map(|r| r.app.as_str()))
+        .collect();
+    for app in &apps {
+        template(fixtures, app)?;
     }
+    if !apps.is_empty() {
+        out.objects.extend(
+            fixtures
+                .objects
+                .iter()
+                .filter(|o| !matches!(o, Manifest::Deployment(_) | Manifest::Node(_)))
+                .cloned(),
+        );
+    }
+    for client in &topology.clients {
+        let node = topology.node(&client.node).expect("validated");
+        let deployment = pinned(
+            template(fixtures, &client.app)?,
+            client.deployment_name(),
+            None,
+            &node.name,
+            pod_network_label(topology, node, None),
+        );
+        out.objects.push(Manifest::Deployment(deployment));
+    }
+    for replica in &topology.replicas {
+        let node = topology.node(&replica.node).expect("validated");
+        let deployment = pinned(
+            template(fixtures, &replica.app)?,
+            &replica.deployment_name(),
+            Some(&replica.name),
+            &node.name,
+            pod_network_label(topology, node, replica.network.as_deref()),
+        );
+        out.objects.push(Manifest::Deployment(deployment));
+    }
+    Ok(out)
+}
+
+/// A pod gets a network label only where its network is not simply the mesh's.
+fn pod_network_label(
+    topology: &Topology,
+    node: &TopologyNode,
+    own: Option<&str>,
+) -> Option<String> {
+    own.map(str::to_string).or_else(|| {
+        node.network
+            .as_ref()
+            .filter(|n| **n != topology.network)
+            .cloned()
+    })
 }
 
 fn template<'a>(fixtures: &'a ManifestSet, app: &str) -> Result<&'a Deployment, MeshError> {
@@ -374,13 +223,13 @@ mod tests {
     fn ladder() -> Topology {
         let path =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/topologies/ladder.yaml");
-        Topology::load(&path).unwrap()
+        load(&path).unwrap()
     }
 
     #[test]
     fn the_ladder_becomes_pinned_deployments() {
         let topology = ladder();
-        let set = topology.manifests(&fixtures()).unwrap();
+        let set = manifests(&topology, &fixtures()).unwrap();
         let deployments: Vec<&Deployment> = set.deployments().collect();
         assert_eq!(deployments.len(), topology.replicas.len() + 1);
         let far = deployments
@@ -481,7 +330,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.yaml");
         std::fs::write(&path, "network: net1\nnodes:\n- name: a\n  zoen: z1\n").unwrap();
-        let err = Topology::load(&path).unwrap_err().to_string();
+        let err = load(&path).unwrap_err().to_string();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(
             err.contains("bad.yaml") && err.contains("zoen") && err.contains('4'),
@@ -495,7 +344,7 @@ mod tests {
             "nodes: [{name: a}]\nreplicas: [{app: nginx, name: r, node: a}]",
         )
         .unwrap();
-        let err = topology.manifests(&fixtures()).unwrap_err().to_string();
+        let err = manifests(&topology, &fixtures()).unwrap_err().to_string();
         assert!(err.contains("nginx") && err.contains("in-ambient"), "{err}");
     }
 }

@@ -271,7 +271,7 @@ mod tests {
                 step("Then every replica answered", outcome),
                 step("And nothing failed", "skipped"),
             ],
-            observations: serde_json::Value::Null,
+            observations: None,
         };
         let mut merged = Vec::new();
         merge_assertions(&mut merged, &scenario("passed"));

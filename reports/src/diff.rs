@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use meshcert_model::{LogLine, Observations, RequestBatch};
 use serde::Serialize;
 
-use crate::view::{Batch, LogLine, Observations};
-use crate::{Counts, RunResults, ScenarioResult, Verdict};
+use crate::{Counts, RunResults, ScenarioResult, Verdict, millis};
 
 /// One behaviour whose verdict differs between the two runs.
 #[derive(Debug, Clone, Serialize)]
@@ -161,19 +161,27 @@ pub fn describe(scenario: Option<&ScenarioResult>) -> Vec<String> {
         Verdict::Skipped { reason } => format!("skipped: {reason}"),
         Verdict::NotApplicable { reason } => format!("not applicable: {reason}"),
     }];
-    let o = Observations::of(&s.observations);
+    if let Some(o) = &s.observations {
+        lines.extend(describe_observations(o));
+    }
+    lines
+}
+
+/// Who answered each batch, faults, restarts and the ztunnel's warnings and errors.
+fn describe_observations(o: &Observations) -> Vec<String> {
+    let mut lines = Vec::new();
     for batch in &o.batches {
         lines.extend(describe_batch(batch));
     }
     for f in &o.faults {
         lines.push(format!(
             "fault {} on {} at {:.0} ms{}",
-            f.handle.fault.describe(),
+            f.handle.fault.kind.brief(),
             f.handle.fault.pod.name,
-            f.handle.injected_at.ms(),
+            millis(f.handle.injected_at),
             f.undone_at.map_or(", never undone".into(), |u| format!(
                 ", undone at {:.0} ms",
-                u.ms()
+                millis(u)
             ))
         ));
     }
@@ -181,7 +189,7 @@ pub fn describe(scenario: Option<&ScenarioResult>) -> Vec<String> {
         lines.push(format!(
             "{} ztunnel restart(s), {:.0} ms in all",
             o.restarts.len(),
-            o.restarts.iter().map(|r| r.took.ms()).sum::<f64>()
+            o.restarts.iter().map(|r| millis(r.took)).sum::<f64>()
         ));
     }
     // The whole log when the scenario failed, else the lines its assertions read.
@@ -216,15 +224,15 @@ pub fn describe(scenario: Option<&ScenarioResult>) -> Vec<String> {
     lines
 }
 
-fn describe_batch(batch: &Batch) -> Vec<String> {
+fn describe_batch(batch: &RequestBatch) -> Vec<String> {
     let worst = batch
         .records
         .iter()
-        .map(|r| r.latency.ms())
+        .map(|r| millis(r.latency))
         .fold(0.0, f64::max);
     let mut failed: BTreeMap<String, usize> = BTreeMap::new();
-    for r in batch.records.iter().filter(|r| r.failed()) {
-        *failed.entry(r.failure_text()).or_default() += 1;
+    for failure in batch.records.iter().filter_map(|r| r.failure()) {
+        *failed.entry(failure.to_string()).or_default() += 1;
     }
     let mut lines = vec![format!(
         "{} requests to {}, slowest {worst:.0} ms",
@@ -313,16 +321,21 @@ pub fn side_by_side(left: &[String], right: &[String], column: usize) -> String 
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use meshcert_model::{
+        DeploymentRef, FailureEvidence, RequestFailure, RequestOutcome, RequestPlan, RequestRecord,
+    };
+
     use super::*;
     use crate::{SCHEMA_VERSION, TargetSummary};
-    use serde_json::{Value, json};
 
     fn scenario(
         feature: &str,
         line: usize,
         tags: &[&str],
         verdict: Verdict,
-        obs: Value,
+        obs: Option<Observations>,
     ) -> ScenarioResult {
         ScenarioResult {
             feature: feature.into(),
@@ -362,28 +375,54 @@ mod tests {
         }
     }
 
-    fn batch(replicas: &[&str], failures: usize) -> Value {
-        let mut records: Vec<Value> = replicas
-            .iter()
-            .map(|r| json!({"index":0,"started_at":{"secs":0,"nanos":0},"latency":{"secs":0,"nanos":3_000_000},"outcome":"answered","replica":r,"status":200}))
-            .collect();
-        for _ in 0..failures {
-            records.push(json!({"index":0,"started_at":{"secs":0,"nanos":0},"latency":{"secs":2,"nanos":0},"outcome":"failed","failure":"timeout"}));
+    fn record(latency: Duration, outcome: RequestOutcome) -> RequestRecord {
+        RequestRecord {
+            index: 0,
+            started_at: Duration::ZERO,
+            latency,
+            source: None,
+            outcome,
         }
-        json!({"plan":{"url":"http://in-ambient:8000/hostname"},"records":records})
+    }
+
+    /// Answers from `replicas` in turn, then `failures` timeouts.
+    fn batch(replicas: &[&str], failures: usize) -> RequestBatch {
+        let answered = replicas.iter().map(|r| {
+            let outcome = RequestOutcome::Answered {
+                replica: r.to_string(),
+                status: 200,
+            };
+            record(Duration::from_millis(3), outcome)
+        });
+        let timeout = RequestOutcome::Failed {
+            failure: RequestFailure::Timeout,
+        };
+        let failed = (0..failures).map(|_| record(Duration::from_secs(2), timeout.clone()));
+        let records: Vec<RequestRecord> = answered.chain(failed).collect();
+        RequestBatch {
+            plan: RequestPlan {
+                client: DeploymentRef::new("httpbin", "client-in-ambient"),
+                url: "http://in-ambient:8000/hostname".into(),
+                count: records.len() as u32,
+                interval: Duration::ZERO,
+                timeout: Duration::from_secs(2),
+            },
+            records,
+        }
+    }
+
+    fn batches(batches: Vec<RequestBatch>) -> Option<Observations> {
+        Some(Observations {
+            batches,
+            ..Observations::default()
+        })
     }
 
     /// Scenarios both runs agree on.
     fn agreed() -> [ScenarioResult; 2] {
         [
-            scenario(
-                "l4/rr.feature",
-                9,
-                &["@L4-RR-1"],
-                Verdict::Passed,
-                Value::Null,
-            ),
-            scenario("log.feature", 3, &["@LOG-1"], Verdict::Passed, Value::Null),
+            scenario("l4/rr.feature", 9, &["@L4-RR-1"], Verdict::Passed, None),
+            scenario("log.feature", 3, &["@LOG-1"], Verdict::Passed, None),
         ]
     }
 
@@ -395,7 +434,7 @@ mod tests {
                 5,
                 &["@L4-RR-1"],
                 Verdict::Passed,
-                json!({"batches":[batch(&["x","y"],0)]}),
+                batches(vec![batch(&["x", "y"], 0)]),
             ),
             scenario(
                 "od.feature",
@@ -404,7 +443,7 @@ mod tests {
                 Verdict::NotApplicable {
                     reason: "solo".into(),
                 },
-                Value::Null,
+                None,
             ),
         ]
         .into_iter()
@@ -414,18 +453,23 @@ mod tests {
 
     /// A run where L4-RR-1 fails, with its evidence, and L4-OD-1 passes.
     fn run_with_the_defect() -> RunResults {
+        let warning = LogLine {
+            observed_at: Duration::from_millis(1),
+            timestamp: None,
+            level: "warn".into(),
+            target: "proxy".into(),
+            message: "connect failed".into(),
+            fields: BTreeMap::new(),
+            raw: "connect failed".into(),
+        };
+        let mut observed = batches(vec![batch(&["x", "x"], 1)]).unwrap();
+        observed.failure_evidence = Some(FailureEvidence {
+            ztunnel_log: vec![warning],
+            ..FailureEvidence::default()
+        });
         run(vec![
-            scenario(
-                "l4/rr.feature",
-                5,
-                &["@L4-RR-1"],
-                failed(),
-                json!({
-                    "batches":[batch(&["x","x"],1)],
-                    "failure_evidence":{"ztunnel_log":[{"level":"warn","target":"proxy","message":"connect failed"}],"metrics":[]}
-                }),
-            ),
-            scenario("od.feature", 3, &["@L4-OD-1"], Verdict::Passed, Value::Null),
+            scenario("l4/rr.feature", 5, &["@L4-RR-1"], failed(), Some(observed)),
+            scenario("od.feature", 3, &["@L4-OD-1"], Verdict::Passed, None),
         ]
         .into_iter()
         .chain(agreed())
@@ -475,7 +519,7 @@ mod tests {
             1,
             &["@LOG-1"],
             Verdict::Passed,
-            Value::Null,
+            None,
         )]);
         let diff = Diff::between("a", &a, "b", &a.clone());
         assert!(diff.differing.is_empty());

@@ -8,9 +8,9 @@ mod charts;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::view::Observations;
 use crate::{
-    Conformance, Counts, RunOutcome, RunResults, ScenarioResult, Verdict, format_timestamp,
+    Conformance, Counts, Observations, RunOutcome, RunResults, ScenarioResult, Verdict,
+    format_timestamp, millis,
 };
 use charts::{bars, timeline};
 
@@ -320,11 +320,18 @@ fn scenario(out: &mut String, index: usize, s: &ScenarioResult) {
         }
         out.push_str("</table>");
     }
-    let o = Observations::of(&s.observations);
+    if let Some(o) = &s.observations {
+        observed(out, index, o);
+    }
+    out.push_str("</details>");
+}
+
+/// The charts of a scenario's batches, its ztunnel restarts and its log.
+fn observed(out: &mut String, index: usize, o: &Observations) {
     if !o.batches.is_empty() {
         out.push_str("<div class=\"charts\">");
         if o.has_timeline() {
-            timeline(out, index, &o);
+            timeline(out, index, o);
         }
         for (b, batch) in o.batches.iter().enumerate() {
             let expected = o.expectations.iter().find(|e| e.batch == b);
@@ -333,15 +340,14 @@ fn scenario(out: &mut String, index: usize, s: &ScenarioResult) {
         out.push_str("</div>");
     }
     if !o.restarts.is_empty() {
-        let total: f64 = o.restarts.iter().map(|r| r.took.ms()).sum();
+        let total: f64 = o.restarts.iter().map(|r| millis(r.took)).sum();
         let _ = write!(
             out,
             "<p class=\"reason\">{} ztunnel restart(s) to take config changes, {total:.0} ms in all</p>",
             o.restarts.len()
         );
     }
-    log_table(out, &o);
-    out.push_str("</details>");
+    log_table(out, o);
 }
 
 fn log_table(out: &mut String, o: &Observations) {
@@ -366,7 +372,7 @@ fn log_table(out: &mut String, o: &Observations) {
         let _ = write!(
             out,
             "<tr><td>{:.3}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            l.observed_at.ms() / 1e3,
+            millis(l.observed_at) / 1e3,
             escape(&l.level),
             escape(&l.level),
             escape(&l.target),

@@ -9,9 +9,11 @@ pub mod conformance;
 pub mod diff;
 pub mod html;
 pub mod outcome;
-pub mod view;
 
+pub use meshcert_model::Observations;
 pub use outcome::{RunOutcome, SkipReason};
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +69,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
         return Err(error(e));
     }
     Ok(())
+}
+
+/// A duration in milliseconds, as the writers print it.
+pub fn millis(d: Duration) -> f64 {
+    d.as_secs() as f64 * 1e3 + d.subsec_nanos() as f64 / 1e6
 }
 
 /// RFC 3339 UTC time of Unix seconds.
@@ -136,9 +143,10 @@ pub struct ScenarioResult {
     /// Every step with its outcome and time.
     #[serde(default)]
     pub steps: Vec<StepTiming>,
-    /// What the scenario observed (requests, faults, log lines), for reports.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub observations: serde_json::Value,
+    /// What the scenario observed (requests, faults, log lines), for reports; none when it
+    /// had no World (it never started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observations: Option<Observations>,
 }
 
 /// One step of a scenario.
@@ -328,20 +336,20 @@ impl RunResults {
         Self::parse_json(&text, &path.display().to_string())
     }
 
-    /// Parses results text, checking the schema version before the shape.
+    /// Parses results text, checking the schema version before the shape; a mismatch names the
+    /// JSON path, line and column.
     pub fn parse_json(text: &str, origin: &str) -> Result<Self, ReportError> {
+        let malformed = |message: String| ReportError::Malformed {
+            path: origin.to_string(),
+            message,
+        };
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| ReportError::Malformed {
-                path: origin.to_string(),
-                message: e.to_string(),
-            })?;
+            serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
         let found = value
             .get("schema_version")
             .and_then(|v| v.as_u64())
-            .ok_or_else(|| ReportError::Malformed {
-                path: origin.to_string(),
-                message: "missing field `schema_version`".to_string(),
-            })? as u32;
+            .ok_or_else(|| malformed("missing field `schema_version`".to_string()))?
+            as u32;
         if found != SCHEMA_VERSION {
             return Err(ReportError::Schema {
                 path: origin.to_string(),
@@ -349,10 +357,10 @@ impl RunResults {
                 expected: SCHEMA_VERSION,
             });
         }
-        serde_json::from_value(value).map_err(|e| ReportError::Malformed {
-            path: origin.to_string(),
-            message: e.to_string(),
-        })
+        // From the text, not the value: serde_json then says the line and column too.
+        let mut reader = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut reader)
+            .map_err(|e| malformed(format!("at `{}`: {}", e.path(), e.inner())))
     }
 
     /// The closing summary: a line per behaviour ID, each failed scenario, each reason for
@@ -461,7 +469,7 @@ mod tests {
             verdict,
             steps: vec![],
             duration_ms: 5,
-            observations: serde_json::Value::Null,
+            observations: None,
         }
     }
 

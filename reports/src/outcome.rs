@@ -230,7 +230,7 @@ mod tests {
             },
             duration_ms: 0,
             steps: vec![],
-            observations: serde_json::Value::Null,
+            observations: None,
         }
     }
 

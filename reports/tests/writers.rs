@@ -1,32 +1,124 @@
 //! The report writers on a results file with a passed, a failed (failover, with its
 //! evidence), a skipped and a not-applicable scenario: the HTML's structure, charts and
-//! self-containment, the conformance YAML read back, and the errors for bad results files.
+//! self-containment, the conformance YAML read back, and the errors for bad results files
+//! (observations included: a mismatch is an error that says where, never empty data).
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use meshcert_model::{
+    DeploymentRef, Expectation, FailureEvidence, Fault, FaultHandle, FaultKind, FaultRecord,
+    LogLine, Observations, PodInfo, RequestBatch, RequestFailure, RequestOutcome, RequestPlan,
+    RequestRecord,
+};
 use meshcert_reports::conformance::ConformanceReport;
 use meshcert_reports::{Conformance, RunOutcome, RunResults, Verdict, format_timestamp, html};
 use serde_json::json;
 
-fn dur(ms: u64) -> serde_json::Value {
-    json!({"secs": ms / 1000, "nanos": (ms % 1000) * 1_000_000})
+const PODS: [&str; 3] = [
+    "in-ambient-7d8f-aaaaa",
+    "in-ambient-7d8f-bbbbb",
+    "in-ambient-7d8f-ccccc",
+];
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
 
-fn answered(i: u32, at: u64, replica: &str) -> serde_json::Value {
-    json!({"index": i, "started_at": dur(at), "latency": dur(4), "outcome": "answered", "replica": replica, "status": 200})
+fn answered(i: u32, at: u64, replica: &str) -> RequestRecord {
+    let outcome = RequestOutcome::Answered {
+        replica: replica.into(),
+        status: 200,
+    };
+    RequestRecord {
+        index: i,
+        started_at: ms(at),
+        latency: ms(4),
+        source: None,
+        outcome,
+    }
+}
+
+fn batch(records: Vec<RequestRecord>) -> RequestBatch {
+    RequestBatch {
+        plan: RequestPlan {
+            client: DeploymentRef::new("httpbin", "client-in-ambient"),
+            url: "http://in-ambient:8000/hostname".into(),
+            count: records.len() as u32,
+            interval: ms(0),
+            timeout: ms(2000),
+        },
+        records,
+    }
+}
+
+/// 12 requests shared evenly by the three pods, as expected.
+fn even() -> Observations {
+    let records = (0..12)
+        .map(|i| answered(i, 1000 + 10 * i as u64, PODS[i as usize % 3]))
+        .collect();
+    Observations {
+        batches: vec![batch(records)],
+        expectations: vec![Expectation {
+            batch: 0,
+            replicas: PODS.map(String::from).to_vec(),
+            share: 1.0 / 3.0,
+            statement: "each of the 3 replicas answered 4".into(),
+        }],
+        ..Observations::default()
+    }
+}
+
+/// The first pod blocked from 2.9 s to 4.1 s: one request times out, the others answer.
+fn failover() -> Observations {
+    let mut records: Vec<_> = (0..20)
+        .map(|i| answered(i, 3000 + 50 * i as u64, PODS[1 + i as usize % 2]))
+        .collect();
+    records[0].latency = ms(2000);
+    records[0].outcome = RequestOutcome::Failed {
+        failure: RequestFailure::Timeout,
+    };
+    let pod = PodInfo {
+        namespace: "httpbin".into(),
+        name: PODS[0].into(),
+        ip: IpAddr::V4(Ipv4Addr::new(10, 244, 0, 12)),
+        node: "node-a".into(),
+        ready: true,
+    };
+    let fault = Fault {
+        pod: pod.pod_ref(),
+        kind: FaultKind::IptablesDrop { port: 8080 },
+    };
+    let warning = LogLine {
+        observed_at: ms(3100),
+        timestamp: None,
+        level: "warn".into(),
+        target: "circuit_breaker".into(),
+        message: "endpoint marked unhealthy".into(),
+        fields: [("consecutive_failures".to_string(), "3".to_string())].into(),
+        raw: "x".into(),
+    };
+    Observations {
+        batches: vec![batch(records)],
+        faults: vec![FaultRecord {
+            handle: FaultHandle {
+                id: 1,
+                fault,
+                injected_at: ms(2900),
+                requested_at: ms(2900),
+            },
+            pod,
+            undone_at: Some(ms(4100)),
+        }],
+        failure_evidence: Some(FailureEvidence {
+            ztunnel_log: vec![warning],
+            ..FailureEvidence::default()
+        }),
+        ..Observations::default()
+    }
 }
 
 fn results_json() -> String {
-    let pods = [
-        "in-ambient-7d8f-aaaaa",
-        "in-ambient-7d8f-bbbbb",
-        "in-ambient-7d8f-ccccc",
-    ];
-    let even: Vec<_> = (0..12)
-        .map(|i| answered(i, 1000 + 10 * i as u64, pods[i as usize % 3]))
-        .collect();
-    let mut failover: Vec<_> = (0..20)
-        .map(|i| answered(i, 3000 + 50 * i as u64, pods[1 + i as usize % 2]))
-        .collect();
-    failover[0] = json!({"index": 0, "started_at": dur(3000), "latency": dur(2000), "outcome": "failed", "failure": "timeout"});
     json!({
         "schema_version": 2,
         "meshcert_version": "0.1.0",
@@ -40,19 +132,12 @@ fn results_json() -> String {
             {"feature": "l4/round-robin.feature", "name": "12 requests over 3 replicas", "line": 7,
              "tags": ["@L4-RR-1"], "behaviour_ids": ["L4-RR-1"], "verdict": "passed", "duration_ms": 900,
              "steps": [{"step": "When the client sends 12 requests", "outcome": "passed", "duration_ms": 120}],
-             "observations": {"batches": [{"plan": {"url": "http://in-ambient:8000/hostname", "count": 12}, "records": even}],
-                              "expectations": [{"batch": 0, "replicas": pods, "share": 1.0/3.0, "statement": "each of the 3 replicas answered 4"}]}},
+             "observations": even()},
             {"feature": "l4/failover-recovery.feature", "name": "the <unblocked> pod answers again", "line": 9,
              "tags": ["@L4-FO-4"], "behaviour_ids": ["L4-FO-4"], "verdict": "failed",
              "step": "Then within 3s the formerly blocked pod answers again",
              "message": "in-ambient-7d8f-aaaaa answered none of 30 requests within 3s", "duration_ms": 6100,
-             "observations": {
-                "batches": [{"plan": {"url": "http://in-ambient:8000/hostname", "count": 20}, "records": failover}],
-                "faults": [{"handle": {"id": 1, "fault": {"pod": {"namespace": "httpbin", "name": pods[0]},
-                            "kind": {"kind": "iptables-drop", "port": 8080}}, "injected_at": dur(2900)},
-                            "undone_at": dur(4100)}],
-                "failure_evidence": {"ztunnel_log": [{"observed_at": dur(3100), "level": "warn", "target": "circuit_breaker",
-                    "message": "endpoint marked unhealthy", "fields": {"consecutive_failures": "3"}, "raw": "x"}], "metrics": []}}},
+             "observations": failover()},
             {"feature": "traffic-distribution/cross-network.feature", "name": "cross-network twins", "line": 20,
              "tags": ["@TD-MODE-XNET"], "behaviour_ids": ["TD-MODE-XNET"], "verdict": "skipped",
              "reason": "needs capability cross-network", "duration_ms": 0},
@@ -250,28 +335,50 @@ fn a_green_run_has_no_banner() {
     );
 }
 
+/// The error reading `text` as the results file `origin`.
+fn parse_error(text: &str, origin: &str) -> String {
+    RunResults::parse_json(text, origin)
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn bad_results_files_say_what_is_wrong() {
-    let err = RunResults::parse_json("{", "r.json")
-        .unwrap_err()
-        .to_string();
+    let err = parse_error("{", "r.json");
     assert!(
         err.starts_with("results file r.json is not valid meshcert results"),
         "{err}"
     );
     let old = results_json().replace("\"schema_version\":2", "\"schema_version\":1");
-    let err = RunResults::parse_json(&old, "old.json")
-        .unwrap_err()
-        .to_string();
+    let err = parse_error(&old, "old.json");
     assert!(
         err.contains("schema version 1; this meshcert reads version 2"),
         "{err}"
     );
     let missing = results_json().replace("\"behaviour_ids\":[\"L4-RR-1\"],", "");
-    let err = RunResults::parse_json(&missing, "m.json")
-        .unwrap_err()
-        .to_string();
+    let err = parse_error(&missing, "m.json");
     assert!(err.contains("behaviour_ids"), "{err}");
+}
+
+#[test]
+fn observations_that_do_not_match_the_model_name_the_file_the_path_and_the_line() {
+    let mut value: serde_json::Value = serde_json::from_str(&results_json()).unwrap();
+    let plan = &mut value["scenarios"][1]["observations"]["batches"][0]["plan"];
+    plan.as_object_mut().unwrap().remove("url");
+    let text = serde_json::to_string_pretty(&value).unwrap();
+    let err = parse_error(&text, "runs/b/results.json");
+    assert!(
+        err.starts_with("results file runs/b/results.json is not valid meshcert results: at `scenarios[1].observations.batches[0].plan`: missing field `url` at line "),
+        "{err}"
+    );
+    // A wrong type deep in a record says which record.
+    let mut value: serde_json::Value = serde_json::from_str(&results_json()).unwrap();
+    value["scenarios"][0]["observations"]["batches"][0]["records"][3]["index"] = json!("three");
+    let err = parse_error(&value.to_string(), "a.json");
+    assert!(
+        err.contains("at `scenarios[0].observations.batches[0].records[3].index`: invalid type"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use cucumber::gherkin::{self, GherkinEnv, tagexpr::TagOperation};
 use cucumber::tag::Ext as _;
 use cucumber::{World as _, step};
 use meshcert_mesh::manifest::ManifestSet;
-use meshcert_mesh::topology::Topology;
+use meshcert_mesh::topology;
 use meshcert_steps::MeshWorld;
 
 use crate::applicability::check_tags;
@@ -433,7 +433,7 @@ fn check_fixtures(dir: &Path) -> Vec<String> {
         .filter_map(|file| ManifestSet::load(&file).err());
     let topologies = yaml(&dir.join("topologies"))
         .into_iter()
-        .filter_map(|file| Topology::load(&file).err());
+        .filter_map(|file| topology::load(&file).err());
     manifests
         .chain(topologies)
         .map(|e| match e {

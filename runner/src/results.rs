@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use cucumber::event::{self, Cucumber, Feature, Rule, Scenario, Step};
 use cucumber::gherkin;
 use cucumber::{Event, World, Writer, cli, parser};
+use meshcert_model::Observations;
 use meshcert_reports::{ScenarioResult, StepTiming, Verdict, is_behaviour_id};
 use meshcert_steps::unsupported_reason;
 
@@ -16,6 +17,9 @@ use crate::applicability::{Applicability, Gate, scenario_tags};
 
 /// Identifies a scenario across events: feature path and scenario line.
 pub type ScenarioKey = (String, usize);
+
+/// What each scenario that had a World observed, left by its `after` hook for the collector.
+pub type ObservationsByScenario = Arc<Mutex<HashMap<ScenarioKey, Observations>>>;
 
 #[derive(Default)]
 struct Pending {
@@ -59,7 +63,7 @@ pub struct ResultsCollector {
     gate: Arc<Gate>,
     pending: HashMap<ScenarioKey, Pending>,
     out: Collected,
-    observations: Arc<Mutex<HashMap<ScenarioKey, serde_json::Value>>>,
+    observations: ObservationsByScenario,
 }
 
 impl ResultsCollector {
@@ -67,7 +71,7 @@ impl ResultsCollector {
         features_dir: PathBuf,
         gate: Arc<Gate>,
         out: Collected,
-        observations: Arc<Mutex<HashMap<ScenarioKey, serde_json::Value>>>,
+        observations: ObservationsByScenario,
     ) -> Self {
         Self {
             features_dir,
@@ -159,12 +163,7 @@ impl ResultsCollector {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let verdict = verdict(gated, pending.unmatched, pending.failure);
-        let observations = self
-            .observations
-            .lock()
-            .unwrap()
-            .remove(&key)
-            .unwrap_or(serde_json::Value::Null);
+        let observations = self.observations.lock().unwrap().remove(&key);
         let behaviour_ids = tags
             .iter()
             .map(|t| t.trim_start_matches('@'))

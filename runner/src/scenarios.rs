@@ -2,9 +2,8 @@
 //! Cucumber JSON) teed with meshcert's results collector, each World given the run's
 //! configuration before its first step, and each scenario's evidence and teardown after it.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use cucumber::gherkin::tagexpr::TagOperation;
 use cucumber::{World, WriterExt, event, writer};
@@ -16,10 +15,10 @@ use crate::applicability::{Gate, GatedParser};
 use crate::context::{SuiteContext, Target};
 use crate::interrupt::{self, Listener};
 use crate::outputs::Pending;
-use crate::results::{Collected, ResultsCollector, ScenarioKey, feature_path};
+use crate::results::{
+    Collected, ObservationsByScenario, ResultsCollector, ScenarioKey, feature_path,
+};
 use crate::suite::{DEFAULT_CONCURRENCY, SuiteConfig};
-
-type Observations = Arc<Mutex<HashMap<ScenarioKey, serde_json::Value>>>;
 
 /// What cucumber's run left.
 pub struct Ran {
@@ -51,7 +50,7 @@ pub async fn run(
         ..Default::default()
     };
     let features_dir = config.features.clone();
-    let observations = Observations::default();
+    let observations = ObservationsByScenario::default();
     let world_config = context.world_config();
     let cucumber = MeshWorld::cucumber::<PathBuf>()
         .with_parser(GatedParser {
@@ -109,15 +108,17 @@ async fn after_scenario(
     world: Option<&mut MeshWorld>,
     key: ScenarioKey,
     failed: bool,
-    observations: Observations,
+    observations: ObservationsByScenario,
 ) {
     if let Some(world) = world {
         world.keep_evidence(failed).await;
         if let Err(e) = world.teardown().await {
             eprintln!("meshcert: teardown of {}:{}: {e}", key.0, key.1);
         }
-        let value = serde_json::to_value(&world.observations).unwrap_or_default();
-        observations.lock().unwrap().insert(key, value);
+        observations
+            .lock()
+            .unwrap()
+            .insert(key, world.observations.clone());
     }
 }
 

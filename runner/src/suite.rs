@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use meshcert_local as local;
 use meshcert_local::run::{CloseReport, Run};
 use meshcert_mesh::{Profile, TargetInfo};
-use meshcert_reports::{RunResults, SCHEMA_VERSION, ScenarioResult, TargetSummary};
+use meshcert_reports::{RunResults, SCHEMA_VERSION, ScenarioResult, TargetSummary, millis};
 use meshcert_steps::MeshSource;
 use meshcert_steps::thresholds::Thresholds;
 
@@ -340,8 +340,9 @@ fn close_report(config: &SuiteConfig, outcome: &SuiteOutcome, started: &Started)
 fn restart_summary(scenarios: &[ScenarioResult]) -> Option<String> {
     let mut took: Vec<f64> = scenarios
         .iter()
-        .flat_map(|s| meshcert_reports::view::Observations::of(&s.observations).restarts)
-        .map(|r| r.took.ms())
+        .filter_map(|s| s.observations.as_ref())
+        .flat_map(|o| &o.restarts)
+        .map(|r| millis(r.took))
         .collect();
     if took.is_empty() {
         return None;

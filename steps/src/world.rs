@@ -10,12 +10,11 @@ use std::time::Duration;
 use meshcert_mesh::manifest::{Manifest, ManifestSet};
 use meshcert_mesh::topology::Topology;
 use meshcert_mesh::{
-    DeploymentRef, Fault, FaultHandle, MeshError, MeshUnderTest, PodInfo, RequestPlan,
-    RequestRecord, Restart,
+    DeploymentRef, Fault, FaultKind, MeshError, MeshUnderTest, PodInfo, RequestPlan, RequestRecord,
 };
-use meshcert_model::LogLine;
-use meshcert_model::MetricSample;
-use serde::Serialize;
+use meshcert_model::{
+    Expectation, FailureEvidence, FaultRecord, LogLine, Observations, RequestBatch,
+};
 
 use crate::thresholds::Thresholds;
 
@@ -85,92 +84,19 @@ pub struct Scene {
     loaded: BTreeSet<String>,
 }
 
-/// One batch of requests, as sent by one step.
-#[derive(Debug, Clone, Serialize)]
-pub struct RequestBatch {
-    pub plan: RequestPlan,
-    pub records: Vec<RequestRecord>,
-}
-
-/// A fault and the pod it hit.
-#[derive(Debug, Clone, Serialize)]
-pub struct FaultRecord {
-    pub handle: FaultHandle,
-    pub pod: PodInfo,
-    pub undone_at: Option<Duration>,
-}
-
-impl FaultRecord {
-    /// A fault that took a pod down (iptables, a killed app, a failing readiness probe) and is
-    /// not undone yet.
-    fn is_block_in_force(&self) -> bool {
-        self.undone_at.is_none()
-            && !matches!(
-                self.handle.fault.kind,
-                meshcert_mesh::FaultKind::HttpStatus { .. }
-            )
-    }
+/// A fault that took a pod down (iptables, a killed app, a failing readiness probe) and is not
+/// undone yet.
+fn is_block_in_force(fault: &FaultRecord) -> bool {
+    fault.undone_at.is_none() && !matches!(fault.handle.fault.kind, FaultKind::HttpStatus { .. })
 }
 
 /// Requests per chunk of [`MeshWorld::send_until`]: half a second at the usual 50 ms pace.
 pub const UNTIL_CHUNK: u32 = 10;
 
-/// Everything a scenario observed; serialised into the results for the reports.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Observations {
-    pub batches: Vec<RequestBatch>,
-    pub faults: Vec<FaultRecord>,
-    /// ztunnel log lines read by log assertions (kept for failed scenarios' reports).
-    pub log_lines: Vec<LogLine>,
-    /// Restarts the ztunnel took to learn config changes (targets that read config once).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub restarts: Vec<Restart>,
-    /// What assertions expected of batches (the reports mark it on the charts).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub expectations: Vec<Expectation>,
-    /// The scenario's nodes, clients and replicas, when it placed any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub topology: Option<Topology>,
-    /// Evidence kept only when the scenario failed, so it can be understood without re-running.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure_evidence: Option<FailureEvidence>,
-}
-
-/// An assertion's expectation of one batch: these replicas share it, `share` each.
-#[derive(Debug, Clone, Serialize)]
-pub struct Expectation {
-    /// Index of the batch in `batches`.
-    pub batch: usize,
-    /// Pod names.
-    pub replicas: Vec<String>,
-    pub share: f64,
-    /// The step's words.
-    pub statement: String,
-}
-
-/// Everything the ztunnel said during a failed scenario.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct FailureEvidence {
-    /// The log lines since the mesh was deployed: the first [`LOG_HEAD`] and the last
-    /// [`LOG_TAIL`] of a longer log (a runaway ztunnel writes millions).
-    pub ztunnel_log: Vec<LogLine>,
-    /// Lines left out between the head and the tail.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub omitted_log_lines: usize,
-    /// The client ztunnel's metrics at the end of the scenario.
-    pub metrics: Vec<MetricSample>,
-    /// Evidence that could not be read, and why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unavailable: Vec<String>,
-}
-
-/// Log lines a failed scenario keeps from the start and from the end of a long log.
+/// Log lines a failed scenario keeps from the start and from the end of a long log (a runaway
+/// ztunnel writes millions).
 pub const LOG_HEAD: usize = 200;
 pub const LOG_TAIL: usize = 800;
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
 
 /// The first `head` and last `tail` items, and how many were left out between them.
 fn head_and_tail<T>(mut items: Vec<T>, head: usize, tail: usize) -> (Vec<T>, usize) {
@@ -349,7 +275,8 @@ impl MeshWorld {
             )
             .collect();
         self.load_fixtures(&names)?;
-        let manifests = self.scene.topology.manifests(&self.scene.fixtures)?;
+        let manifests =
+            meshcert_mesh::topology::manifests(&self.scene.topology, &self.scene.fixtures)?;
         let first_client = self
             .scene
             .topology
@@ -538,7 +465,7 @@ impl MeshWorld {
             .ok_or_else(|| StepFailure("no requests were sent yet".into()))
     }
 
-    pub async fn inject(&mut self, pod: PodInfo, kind: meshcert_mesh::FaultKind) -> StepResult {
+    pub async fn inject(&mut self, pod: PodInfo, kind: FaultKind) -> StepResult {
         let fault = Fault {
             pod: pod.pod_ref(),
             kind,
@@ -559,12 +486,7 @@ impl MeshWorld {
             .faults
             .iter()
             .rev()
-            .find(|f| {
-                !matches!(
-                    f.handle.fault.kind,
-                    meshcert_mesh::FaultKind::HttpStatus { .. }
-                )
-            })
+            .find(|f| !matches!(f.handle.fault.kind, FaultKind::HttpStatus { .. }))
             .ok_or_else(|| StepFailure("no pod was blocked or taken down in this scenario".into()))
     }
 
@@ -573,7 +495,7 @@ impl MeshWorld {
             .observations
             .faults
             .iter()
-            .rposition(FaultRecord::is_block_in_force)
+            .rposition(is_block_in_force)
             .ok_or_else(|| StepFailure("no block is in force".into()))?;
         self.undo_fault(index).await
     }
@@ -594,7 +516,7 @@ impl MeshWorld {
             .faults
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.is_block_in_force() && pods.contains(&f.pod.name))
+            .filter(|(_, f)| is_block_in_force(f) && pods.contains(&f.pod.name))
             .map(|(i, _)| i)
             .collect();
         ensure!(!indexes.is_empty(), "no block is in force on {pods:?}");

@@ -3,8 +3,10 @@
 
 use std::fmt::Write;
 
+use meshcert_model::{Expectation, FaultRecord, Observations, RequestBatch, RequestRecord};
+
 use super::escape;
-use crate::view::{Batch, Expectation, FaultRecord, Observations, Record};
+use crate::millis;
 
 /// One bar: the requests a replica answered, or those that failed.
 struct Bar {
@@ -76,7 +78,7 @@ pub(super) fn bars(
     out: &mut String,
     index: usize,
     b: usize,
-    batch: &Batch,
+    batch: &RequestBatch,
     expected: Option<&Expectation>,
 ) {
     let values = bar_values(batch, expected);
@@ -105,7 +107,7 @@ pub(super) fn bars(
 
 /// A bar per replica answering or expected to answer, sorted when some are only expected, then
 /// one for the failed requests if any failed.
-fn bar_values(batch: &Batch, expected: Option<&Expectation>) -> Vec<Bar> {
+fn bar_values(batch: &RequestBatch, expected: Option<&Expectation>) -> Vec<Bar> {
     let counts = batch.counts();
     let failures = batch.failures();
     let mut names: Vec<String> = counts.keys().cloned().collect();
@@ -211,7 +213,7 @@ fn bar_marks(
 fn bars_caption(
     out: &mut String,
     b: usize,
-    batch: &Batch,
+    batch: &RequestBatch,
     total: usize,
     expected: Option<(&Expectation, f64)>,
 ) {
@@ -297,10 +299,10 @@ pub(super) fn timeline(out: &mut String, index: usize, o: &Observations) {
 
 /// The lanes (the replicas that answered, sorted, then `failed` if any request failed) and the
 /// replicas' short labels.
-fn lanes(records: &[&Record]) -> (Vec<String>, Vec<String>) {
+fn lanes(records: &[&RequestRecord]) -> (Vec<String>, Vec<String>) {
     let mut lanes: Vec<String> = records
         .iter()
-        .filter_map(|r| r.replica.clone())
+        .filter_map(|r| r.replica().map(str::to_string))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -314,18 +316,18 @@ fn lanes(records: &[&Record]) -> (Vec<String>, Vec<String>) {
 
 /// The times (ms) the timeline spans: every request and fault, with a margin; none when there
 /// are no requests or faults.
-fn time_span(records: &[&Record], faults: &[FaultRecord]) -> Option<(f64, f64)> {
+fn time_span(records: &[&RequestRecord], faults: &[FaultRecord]) -> Option<(f64, f64)> {
     let mut t0 = records
         .iter()
-        .map(|r| r.started_at.ms())
+        .map(|r| millis(r.started_at))
         .fold(f64::INFINITY, f64::min);
     let mut t1 = records
         .iter()
-        .map(|r| r.started_at.ms() + r.latency.ms())
+        .map(|r| millis(r.started_at) + millis(r.latency))
         .fold(0.0, f64::max);
     for f in faults {
-        t0 = t0.min(f.handle.injected_at.ms());
-        t1 = t1.max(f.undone_at.map(|u| u.ms()).unwrap_or(0.0));
+        t0 = t0.min(millis(f.handle.injected_at));
+        t1 = t1.max(f.undone_at.map(millis).unwrap_or(0.0));
     }
     if !t0.is_finite() {
         return None;
@@ -380,42 +382,42 @@ fn time_axis(out: &mut String, plot: &TimelinePlot) {
 }
 
 /// A request as a mark spanning its latency, on its replica's lane or the failed lane.
-fn request_mark(out: &mut String, plot: &TimelinePlot, lanes: &[String], r: &Record) {
-    let lane = match &r.replica {
-        Some(replica) if !r.failed() => lanes.iter().position(|l| l == replica),
+fn request_mark(out: &mut String, plot: &TimelinePlot, lanes: &[String], r: &RequestRecord) {
+    let lane = match (r.replica(), r.failure()) {
+        (Some(replica), None) => lanes.iter().position(|l| l == replica),
         _ => lanes.iter().position(|l| l == "failed"),
     };
     let Some(lane) = lane else { return };
+    let (started, latency) = (millis(r.started_at), millis(r.latency));
     let y0 = plot.top + lane as f64 * plot.lane_h + 3.0;
-    let w = (plot.x(r.started_at.ms() + r.latency.ms()) - plot.x(r.started_at.ms())).max(2.0);
-    let (colour, what) = if r.failed() {
-        ("#cf222e", r.failure_text())
-    } else {
-        (
+    let w = (plot.x(started + latency) - plot.x(started)).max(2.0);
+    let (colour, what) = match r.failure() {
+        Some(failure) => ("#cf222e", failure.to_string()),
+        None => (
             "#0969da",
-            format!("answered by {}", r.replica.clone().unwrap_or_default()),
-        )
+            format!("answered by {}", r.replica().unwrap_or_default()),
+        ),
     };
     let _ = write!(
         out,
         "<rect x=\"{:.1}\" y=\"{y0:.1}\" width=\"{w:.1}\" height=\"{:.0}\" fill=\"{colour}\" opacity=\"0.8\">\
          <title>#{} at {:.3} s: {} in {:.0} ms</title></rect>",
-        plot.x(r.started_at.ms()),
+        plot.x(started),
         plot.lane_h - 6.0,
         r.index,
-        r.started_at.ms() / 1e3,
+        started / 1e3,
         escape(&what),
-        r.latency.ms()
+        latency
     );
 }
 
 /// A fault's start as a dashed red line with what it was, and its removal as a dashed green one.
 fn fault_marks(out: &mut String, plot: &TimelinePlot, f: &FaultRecord) {
     let (top, plot_h) = (plot.top, plot.plot_h);
-    let at = f.handle.injected_at.ms();
+    let at = millis(f.handle.injected_at);
     let what = format!(
         "{} on {}",
-        f.handle.fault.describe(),
+        f.handle.fault.kind.brief(),
         f.handle.fault.pod.name
     );
     let _ = write!(
@@ -430,16 +432,16 @@ fn fault_marks(out: &mut String, plot: &TimelinePlot, f: &FaultRecord) {
         top - 22.0,
         escape(&what)
     );
-    if let Some(undone) = f.undone_at {
+    if let Some(undone) = f.undone_at.map(millis) {
         let _ = write!(
             out,
             "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.0}\" y2=\"{:.1}\" stroke=\"#1a7f37\" stroke-width=\"2\" \
              stroke-dasharray=\"5 3\"/><text x=\"{:.1}\" y=\"{:.0}\" fill=\"#1a7f37\">fault removed</text>",
-            plot.x(undone.ms()),
-            plot.x(undone.ms()),
+            plot.x(undone),
+            plot.x(undone),
             top - 16.0,
             top + plot_h,
-            plot.x(undone.ms()) + 3.0,
+            plot.x(undone) + 3.0,
             top - 6.0
         );
     }

@@ -13,12 +13,12 @@ use meshcert_mesh::manifest::Manifest;
 use meshcert_mesh::topology::{ClientPlacement, ReplicaPlacement, Topology, TopologyNode};
 use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{DeploymentRef, FaultKind, MeshError, PodInfo, RequestRecord};
-use meshcert_model::{Placement, PriorityLevel, TrafficDistribution};
+use meshcert_model::{Placement, PriorityLevel, RequestBatch, TrafficDistribution};
 use meshcert_oracle::levels::priority_level;
 use meshcert_oracle::{failover, spread, summary};
 
 use crate::params::{After, Budget, Mode, Priority, Rate, Setting, SettingField, TakeDown, Window};
-use crate::world::{MeshWorld, RequestBatch, StepFailure, StepResult, ensure};
+use crate::world::{MeshWorld, StepFailure, StepResult, ensure};
 
 #[given(expr = "the topology {string}")]
 async fn topology(world: &mut MeshWorld, name: String) -> StepResult {
@@ -62,7 +62,7 @@ fn load_topology(world: &MeshWorld, name: &str) -> Result<Topology, StepFailure>
         .fixtures_dir()?
         .join("topologies")
         .join(format!("{name}.yaml"));
-    Ok(Topology::load(&path)?)
+    Ok(meshcert_mesh::topology::load(&path)?)
 }
 
 #[given(expr = "the mesh's network is {string}")]

@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cucumber::{World as _, event};
+use meshcert_model::Observations;
 
 use crate::testing::{InMemoryMesh, InMemorySource};
 use crate::thresholds::Thresholds;
-use crate::world::{MeshWorld, Observations, WorldConfig};
+use crate::world::{MeshWorld, WorldConfig};
 
 /// The guide's apps, with 3 backend replicas: most scenarios start here.
 pub const GUIDE: &str = r#"Feature: steps over the in-memory mesh
