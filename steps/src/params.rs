@@ -37,7 +37,8 @@ impl FromStr for Ordinal {
     }
 }
 
-/// `150ms`, `2s`, `1.5s`.
+/// `150ms`, `2s`, `1.5s`: the regex keeps step text to milliseconds and seconds; the value is
+/// read by the one duration parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
 #[param(name = "duration", regex = r"\d+(?:\.\d+)?(?:ms|s)")]
 pub struct Span(pub Duration);
@@ -45,18 +46,7 @@ pub struct Span(pub Duration);
 impl FromStr for Span {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (number, scale) = match s.strip_suffix("ms") {
-            Some(n) => (n, 1e-3),
-            None => (
-                s.strip_suffix('s')
-                    .ok_or_else(|| format!("bad duration {s:?}"))?,
-                1.0,
-            ),
-        };
-        let value: f64 = number
-            .parse()
-            .map_err(|e| format!("bad duration {s:?}: {e}"))?;
-        Ok(Span(Duration::from_secs_f64(value * scale)))
+        meshcert_model::duration::parse(s).map(Span)
     }
 }
 

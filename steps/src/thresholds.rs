@@ -47,7 +47,7 @@ pub struct Thresholds {
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
+    meshcert_model::duration::parse(&text).map_err(serde::de::Error::custom)
 }
 
 impl Thresholds {
@@ -174,26 +174,9 @@ impl fmt::Display for WindowName {
     }
 }
 
-/// `500ms`, `20s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration like 500ms or 20s");
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|at| text.split_at(at))
-        .ok_or_else(bad)?;
-    let n: f64 = number.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| bad())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rstest::rstest;
 
     fn write(name: &str, text: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("meshcert-thresholds-{}", std::process::id()));
@@ -247,13 +230,5 @@ mod tests {
     fn windows_parse_by_name() {
         assert_eq!("the detection window".parse(), Ok(WindowName::Detection));
         assert!("the coffee break".parse::<WindowName>().is_err());
-    }
-
-    #[rstest]
-    #[case("500ms", Duration::from_millis(500))]
-    #[case("20s", Duration::from_secs(20))]
-    #[case("1.5s", Duration::from_millis(1500))]
-    fn durations(#[case] text: &str, #[case] expected: Duration) {
-        assert_eq!(parse_duration(text).unwrap(), expected);
     }
 }

@@ -3,6 +3,7 @@
 //! samples), as plain types with no I/O. The oracle judges them; drivers produce them.
 
 pub mod distribution;
+pub mod duration;
 pub mod logs;
 pub mod metrics;
 pub mod placement;
