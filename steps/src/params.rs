@@ -101,11 +101,14 @@ pub enum Window {
 }
 
 impl Window {
+    /// The bound a step judges or waits with: stated or declared, stretched by the run's time
+    /// scale. Every window of a step is scaled here and nowhere else.
     pub fn resolve(self, thresholds: &Thresholds) -> Duration {
-        match self {
+        let declared = match self {
             Window::Stated(d) => d,
             Window::Declared(name) => thresholds.window(name),
-        }
+        };
+        thresholds.time_scale.apply(declared)
     }
 }
 
@@ -389,6 +392,24 @@ mod tests {
     fn faults(#[case] text: &str, #[case] kind: meshcert_mesh::FaultKind) {
         assert_eq!(text.parse::<TakeDown>().unwrap().0, kind);
         assert!("iptables DROP on port 99999".parse::<TakeDown>().is_err());
+    }
+
+    #[test]
+    fn windows_resolve_stretched_by_the_time_scale() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../features/thresholds/solo.yaml");
+        let mut thresholds = Thresholds::load(&path).unwrap();
+        let drop = Window::Declared(WindowName::Drop);
+        assert_eq!(drop.resolve(&thresholds), Duration::from_millis(1500));
+        thresholds.time_scale = meshcert_mesh::wait::TimeScale::parse(Some("2")).unwrap();
+        assert_eq!(drop.resolve(&thresholds), Duration::from_secs(3));
+        let stated = Window::Stated(Duration::from_secs(1));
+        assert_eq!(stated.resolve(&thresholds), Duration::from_secs(2));
+        assert_eq!(
+            thresholds.settings()["threshold dropDeadline"],
+            "1.5s",
+            "the report keeps the declared number"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use meshcert_mesh::wait::TimeScale;
 use serde::{Deserialize, Deserializer};
 
 /// The version of the thresholds file format this meshcert reads.
@@ -43,6 +44,11 @@ pub struct Thresholds {
     /// Where they were read from, for the report.
     #[serde(skip)]
     pub source: PathBuf,
+    /// How much every window and request timeout of a step is stretched (`MESHCERT_TIME_SCALE`,
+    /// set by the runner): steps resolve their bounds through it, so the fields above and the
+    /// report keep the declared numbers.
+    #[serde(skip)]
+    pub time_scale: TimeScale,
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -123,6 +129,7 @@ impl Thresholds {
         settings
     }
 
+    /// The declared window, unscaled; steps judge with [`crate::params::Window::resolve`].
     pub fn window(&self, name: WindowName) -> Duration {
         match name {
             WindowName::Detection => self.detection_window,

@@ -454,6 +454,8 @@ impl MeshWorld {
         interval: Duration,
         timeout: Duration,
     ) -> StepResult {
+        // A request timeout bounds what counts as an answer, so it stretches with the windows.
+        let timeout = self.thresholds()?.time_scale.apply(timeout);
         let plan = RequestPlan {
             client,
             url: url.to_string(),
