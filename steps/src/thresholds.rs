@@ -230,7 +230,8 @@ mod tests {
         assert!(err.contains("version") && err.contains('7'), "{err}");
         let bad = GOOD.replace("1s\nfailure", "soon\nfailure");
         let err = Thresholds::load(&write("bad.yaml", &bad)).unwrap_err();
-        assert!(err.contains("soon"), "{err}");
+        assert!(err.contains("bad.yaml") && err.contains("line 3"), "{err}");
+        assert!(err.contains("\"soon\" is not a duration"), "{err}");
     }
 
     #[test]
