@@ -1,6 +1,14 @@
 //! The one waiting helper (STYLE rule 7): poll a probe until it is ready, fails, or a deadline
-//! passes, and on timeout say what was last observed. Every wait in meshcert goes through
+//! passes, and on timeout say what was last observed. The waits of drivers and steps go through
 //! [`eventually`], so one multiplier (`MESHCERT_TIME_SCALE`) stretches them all on slow machines.
+//!
+//! Where the scale is applied: [`TimeScale::apply`] is the one multiplication, done once per
+//! deadline where it is resolved. [`eventually`] applies it to the deadlines the drivers and the
+//! harness declare in code; the steps apply it to their windows and request timeouts
+//! (`Window::resolve`, `MeshWorld::send_from`), with the scale the runner reads here at its
+//! start and hands them in their thresholds, and wait on a resolved window with
+//! [`eventually_scaled`] so that it is not stretched twice. Windows and request timeouts grow
+//! together: a drop deadline cannot outgrow the request timeout it must beat.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -27,11 +35,26 @@ pub enum Probe<T> {
     Failed(MeshError),
 }
 
-/// Polls `probe` every `poll_every` until it is ready or failed, for at most
-/// `scaled(deadline)`. A probe that is still running at the deadline is abandoned, so the
-/// deadline holds even when the probe itself hangs. The probe runs at least once, and once
-/// more at the deadline.
+/// Polls `probe` every `poll_every` until it is ready or failed, for at most `deadline`
+/// stretched by the process's [`time_scale`]. A probe that is still running at the deadline is
+/// abandoned, so the deadline holds even when the probe itself hangs. The probe runs at least
+/// once, and once more at the deadline.
 pub async fn eventually<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    poll_every: Duration,
+    probe: F,
+) -> Result<T, MeshError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Probe<T>>,
+{
+    eventually_scaled(what, time_scale().apply(deadline), poll_every, probe).await
+}
+
+/// [`eventually`] for a deadline that is already stretched: a step's window, resolved through
+/// the thresholds that carry the scale. Stretching it again would count the scale twice.
+pub async fn eventually_scaled<T, F, Fut>(
     what: &str,
     deadline: Duration,
     poll_every: Duration,
@@ -42,7 +65,7 @@ where
     Fut: Future<Output = Probe<T>>,
 {
     let start = Instant::now();
-    let limit = start + scaled(deadline);
+    let limit = start + deadline;
     let poll_every = poll_every.max(MIN_POLL);
     let mut last = String::from("nothing yet (the probe never answered)");
     loop {
@@ -70,38 +93,63 @@ where
     }
 }
 
-/// The multiplier of every deadline, read once from `MESHCERT_TIME_SCALE` (default 1). A value
-/// that is not a number >= 1 is warned about once and ignored, rather than failing a run.
-pub fn time_scale() -> f64 {
-    static SCALE: OnceLock<f64> = OnceLock::new();
+/// The multiplier of every deadline a verdict depends on (>= 1; e.g. 3 on a loaded CI runner).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeScale(f64);
+
+impl TimeScale {
+    /// No stretching: deadlines as declared.
+    pub const ONE: TimeScale = TimeScale(1.0);
+
+    /// The scale a value of `MESHCERT_TIME_SCALE` asks for; unset or empty is 1.
+    pub fn parse(raw: Option<&str>) -> Result<TimeScale, String> {
+        let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+            return Ok(TimeScale::ONE);
+        };
+        match raw.parse::<f64>() {
+            Ok(scale) if (1.0..=1000.0).contains(&scale) => Ok(TimeScale(scale)),
+            Ok(_) => Err(format!(
+                "{raw:?} is out of range: use a number from 1 to 1000"
+            )),
+            Err(_) => Err(format!(
+                "{raw:?} is not a number: use e.g. 2 to double every deadline"
+            )),
+        }
+    }
+
+    pub fn factor(self) -> f64 {
+        self.0
+    }
+
+    /// `deadline` stretched by the scale: the one multiplication of a deadline in meshcert.
+    /// At scale 1 it is `deadline` itself, to the nanosecond.
+    pub fn apply(self, deadline: Duration) -> Duration {
+        if self == TimeScale::ONE {
+            deadline
+        } else {
+            deadline.mul_f64(self.0)
+        }
+    }
+}
+
+impl Default for TimeScale {
+    fn default() -> Self {
+        TimeScale::ONE
+    }
+}
+
+/// The process's time scale: `MESHCERT_TIME_SCALE`, read once (the runner asks first, at its
+/// start). A value that is not a number from 1 to 1000 is warned about once and ignored,
+/// rather than failing a run.
+pub fn time_scale() -> TimeScale {
+    static SCALE: OnceLock<TimeScale> = OnceLock::new();
     *SCALE.get_or_init(|| {
         let raw = std::env::var(TIME_SCALE_ENV).ok();
-        parse_time_scale(raw.as_deref()).unwrap_or_else(|why| {
+        TimeScale::parse(raw.as_deref()).unwrap_or_else(|why| {
             tracing::warn!("{TIME_SCALE_ENV}: {why}; using 1");
-            1.0
+            TimeScale::ONE
         })
     })
-}
-
-/// `d` stretched by [`time_scale`].
-pub fn scaled(d: Duration) -> Duration {
-    d.mul_f64(time_scale())
-}
-
-/// The time scale a value of `MESHCERT_TIME_SCALE` asks for; unset or empty is 1.
-pub fn parse_time_scale(raw: Option<&str>) -> Result<f64, String> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
-        return Ok(1.0);
-    };
-    match raw.parse::<f64>() {
-        Ok(scale) if (1.0..=1000.0).contains(&scale) => Ok(scale),
-        Ok(_) => Err(format!(
-            "{raw:?} is out of range: use a number from 1 to 1000"
-        )),
-        Err(_) => Err(format!(
-            "{raw:?} is not a number: use e.g. 2 to double every deadline"
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -187,11 +235,9 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!(what, "pods ready");
-        assert!(*waited >= scaled(deadline), "{waited:?}");
-        assert!(
-            *waited < scaled(deadline) + Duration::from_secs(1),
-            "{waited:?}"
-        );
+        let deadline = time_scale().apply(deadline);
+        assert!(*waited >= deadline, "{waited:?}");
+        assert!(*waited < deadline + Duration::from_secs(1), "{waited:?}");
         assert_eq!(*last, format!("{} of 3 ready", calls.get()));
         // Polled at start, every 20ms and at the deadline: about 4 times, never a spin.
         assert!((2..=10).contains(&calls.get()), "{} probes", calls.get());
@@ -240,16 +286,29 @@ mod tests {
     #[case::nan(Some("NaN"), Err("out of range"))]
     #[case::word(Some("slow"), Err("not a number"))]
     fn time_scale_values(#[case] raw: Option<&str>, #[case] expected: Result<f64, &str>) {
-        match (parse_time_scale(raw), expected) {
-            (Ok(got), Ok(want)) => assert_eq!(got, want),
+        match (TimeScale::parse(raw), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got.factor(), want),
             (Err(got), Err(fragment)) => assert!(got.contains(fragment), "{got}"),
             (got, want) => panic!("{got:?} but expected {want:?}"),
         }
     }
 
+    #[rstest]
+    #[case::one("1", Duration::from_millis(1500), Duration::from_millis(1500))]
+    #[case::odd_nanos("1", Duration::new(7, 123_456_789), Duration::new(7, 123_456_789))]
+    #[case::two("2", Duration::from_millis(1500), Duration::from_secs(3))]
+    #[case::fraction("1.5", Duration::from_secs(2), Duration::from_secs(3))]
+    fn a_scale_stretches_a_deadline(
+        #[case] raw: &str,
+        #[case] deadline: Duration,
+        #[case] stretched: Duration,
+    ) {
+        let scale = TimeScale::parse(Some(raw)).unwrap();
+        assert_eq!(scale.apply(deadline), stretched);
+    }
+
     #[test]
-    fn scaled_is_at_least_the_duration() {
-        assert!(time_scale() >= 1.0);
-        assert!(scaled(Duration::from_secs(2)) >= Duration::from_secs(2));
+    fn the_process_scale_is_at_least_one() {
+        assert!(time_scale().factor() >= 1.0);
     }
 }

@@ -110,6 +110,8 @@ pub(crate) async fn run_suite_over(
     config: SuiteConfig,
     given: GivenMeshes,
 ) -> Result<SuiteOutcome, String> {
+    // The time scale is read once, here, and handed to the steps in their thresholds.
+    let time_scale = meshcert_mesh::wait::time_scale();
     let (checked, thresholds) = check_inputs(&config)?;
     let started = Started {
         at: Instant::now(),
@@ -125,8 +127,9 @@ pub(crate) async fn run_suite_over(
     let mut target = Target::set_up(&config, &signals, given_info).await?;
     let run_id = target.run_id();
     // A cluster's profile is known once connected.
-    let thresholds = config.thresholds_of(target.info.profile, thresholds)?;
+    let mut thresholds = config.thresholds_of(target.info.profile, thresholds)?;
     target.settings.extend(thresholds.settings());
+    thresholds.time_scale = time_scale;
     let context = Arc::new(SuiteContext::new(
         config.clone(),
         &mut target,

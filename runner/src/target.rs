@@ -11,7 +11,6 @@ use std::time::Duration;
 use meshcert_local::ZtunnelCommand;
 use meshcert_local::admin::READY_DEADLINE;
 use meshcert_mesh::{Capability, Profile, TargetInfo, external_ztunnel_capabilities};
-use meshcert_steps::thresholds::parse_duration;
 use meshcert_ztunnel::defects::Defects;
 
 /// Which kind of binary runs as every client pod's ztunnel.
@@ -194,7 +193,10 @@ impl TargetSpec {
                 self.env.push((name.to_string(), v.to_string()));
             }
             "reloads" => self.reloads_config = parse_bool(key, value)?,
-            "ready-timeout" => self.ready_timeout = parse_duration(value)?,
+            "ready-timeout" => {
+                self.ready_timeout =
+                    meshcert_model::duration::parse(value).map_err(|why| format!("{key} {why}"))?;
+            }
             other => return Err(format!("unknown key {other:?} (keys: {KEYS})")),
         }
         Ok(())
@@ -524,7 +526,10 @@ mod tests {
     #[case("reference,capabilities=teleport", "unknown capability \"teleport\"")]
     #[case("reference,env=NOVALUE", "env \"NOVALUE\" is not NAME=VALUE")]
     #[case("reference,reloads=maybe", "reloads \"maybe\" is not true or false")]
-    #[case("reference,ready-timeout=soon", "not a duration")]
+    #[case(
+        "reference,ready-timeout=soon",
+        "ready-timeout \"soon\" is not a duration"
+    )]
     fn bad_specs_say_what_is_wrong(#[case] text: &str, #[case] expected: &str) {
         let err = parse(text).unwrap_err();
         assert!(err.starts_with(&format!("target {text:?}: ")), "{err}");

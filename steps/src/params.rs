@@ -37,7 +37,8 @@ impl FromStr for Ordinal {
     }
 }
 
-/// `150ms`, `2s`, `1.5s`.
+/// `150ms`, `2s`, `1.5s`: the regex keeps step text to milliseconds and seconds; the value is
+/// read by the one duration parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Parameter)]
 #[param(name = "duration", regex = r"\d+(?:\.\d+)?(?:ms|s)")]
 pub struct Span(pub Duration);
@@ -45,18 +46,7 @@ pub struct Span(pub Duration);
 impl FromStr for Span {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (number, scale) = match s.strip_suffix("ms") {
-            Some(n) => (n, 1e-3),
-            None => (
-                s.strip_suffix('s')
-                    .ok_or_else(|| format!("bad duration {s:?}"))?,
-                1.0,
-            ),
-        };
-        let value: f64 = number
-            .parse()
-            .map_err(|e| format!("bad duration {s:?}: {e}"))?;
-        Ok(Span(Duration::from_secs_f64(value * scale)))
+        meshcert_model::duration::parse(s).map(Span)
     }
 }
 
@@ -111,11 +101,14 @@ pub enum Window {
 }
 
 impl Window {
+    /// The bound a step judges or waits with: stated or declared, stretched by the run's time
+    /// scale. Every window of a step is scaled here and nowhere else.
     pub fn resolve(self, thresholds: &Thresholds) -> Duration {
-        match self {
+        let declared = match self {
             Window::Stated(d) => d,
             Window::Declared(name) => thresholds.window(name),
-        }
+        };
+        thresholds.time_scale.apply(declared)
     }
 }
 
@@ -399,6 +392,24 @@ mod tests {
     fn faults(#[case] text: &str, #[case] kind: meshcert_mesh::FaultKind) {
         assert_eq!(text.parse::<TakeDown>().unwrap().0, kind);
         assert!("iptables DROP on port 99999".parse::<TakeDown>().is_err());
+    }
+
+    #[test]
+    fn windows_resolve_stretched_by_the_time_scale() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../features/thresholds/solo.yaml");
+        let mut thresholds = Thresholds::load(&path).unwrap();
+        let drop = Window::Declared(WindowName::Drop);
+        assert_eq!(drop.resolve(&thresholds), Duration::from_millis(1500));
+        thresholds.time_scale = meshcert_mesh::wait::TimeScale::parse(Some("2")).unwrap();
+        assert_eq!(drop.resolve(&thresholds), Duration::from_secs(3));
+        let stated = Window::Stated(Duration::from_secs(1));
+        assert_eq!(stated.resolve(&thresholds), Duration::from_secs(2));
+        assert_eq!(
+            thresholds.settings()["threshold dropDeadline"],
+            "1.5s",
+            "the report keeps the declared number"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use meshcert_mesh::wait::TimeScale;
 use serde::{Deserialize, Deserializer};
 
 /// The version of the thresholds file format this meshcert reads.
@@ -43,11 +44,16 @@ pub struct Thresholds {
     /// Where they were read from, for the report.
     #[serde(skip)]
     pub source: PathBuf,
+    /// How much every window and request timeout of a step is stretched (`MESHCERT_TIME_SCALE`,
+    /// set by the runner): steps resolve their bounds through it, so the fields above and the
+    /// report keep the declared numbers.
+    #[serde(skip)]
+    pub time_scale: TimeScale,
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
+    meshcert_model::duration::parse(&text).map_err(serde::de::Error::custom)
 }
 
 impl Thresholds {
@@ -123,6 +129,7 @@ impl Thresholds {
         settings
     }
 
+    /// The declared window, unscaled; steps judge with [`crate::params::Window::resolve`].
     pub fn window(&self, name: WindowName) -> Duration {
         match name {
             WindowName::Detection => self.detection_window,
@@ -174,26 +181,9 @@ impl fmt::Display for WindowName {
     }
 }
 
-/// `500ms`, `20s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration like 500ms or 20s");
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|at| text.split_at(at))
-        .ok_or_else(bad)?;
-    let n: f64 = number.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| bad())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rstest::rstest;
 
     fn write(name: &str, text: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("meshcert-thresholds-{}", std::process::id()));
@@ -240,20 +230,13 @@ mod tests {
         assert!(err.contains("version") && err.contains('7'), "{err}");
         let bad = GOOD.replace("1s\nfailure", "soon\nfailure");
         let err = Thresholds::load(&write("bad.yaml", &bad)).unwrap_err();
-        assert!(err.contains("soon"), "{err}");
+        assert!(err.contains("bad.yaml") && err.contains("line 3"), "{err}");
+        assert!(err.contains("\"soon\" is not a duration"), "{err}");
     }
 
     #[test]
     fn windows_parse_by_name() {
         assert_eq!("the detection window".parse(), Ok(WindowName::Detection));
         assert!("the coffee break".parse::<WindowName>().is_err());
-    }
-
-    #[rstest]
-    #[case("500ms", Duration::from_millis(500))]
-    #[case("20s", Duration::from_secs(20))]
-    #[case("1.5s", Duration::from_millis(1500))]
-    fn durations(#[case] text: &str, #[case] expected: Duration) {
-        assert_eq!(parse_duration(text).unwrap(), expected);
     }
 }

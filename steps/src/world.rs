@@ -384,6 +384,8 @@ impl MeshWorld {
         interval: Duration,
         timeout: Duration,
     ) -> StepResult {
+        // A request timeout bounds what counts as an answer, so it stretches with the windows.
+        let timeout = self.thresholds()?.time_scale.apply(timeout);
         let plan = RequestPlan {
             client,
             url: url.to_string(),
@@ -409,6 +411,7 @@ impl MeshWorld {
         timeout: Duration,
         done: impl Fn(&[RequestRecord]) -> bool,
     ) -> StepResult {
+        let timeout = self.thresholds()?.time_scale.apply(timeout);
         let client = self.client()?;
         let mut records = Vec::new();
         let mut sent = 0;

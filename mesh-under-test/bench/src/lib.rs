@@ -113,22 +113,10 @@ pub fn parse_wrk(out: &str) -> Result<(f64, Duration), String> {
     let p50 = out
         .lines()
         .find_map(|l| l.trim().strip_prefix("50%"))
-        .and_then(|v| parse_wrk_duration(v.trim()))
         .ok_or_else(|| format!("no 50% latency in wrk's output (--latency): {out}"))?;
+    let p50 = meshcert_model::duration::parse(p50.trim())
+        .map_err(|why| format!("wrk's 50% latency: {why}"))?;
     Ok((rps, p50))
-}
-
-fn parse_wrk_duration(v: &str) -> Option<Duration> {
-    let (number, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
-    let n: f64 = number.parse().ok()?;
-    let secs = match unit {
-        "us" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return None,
-    };
-    Some(Duration::from_secs_f64(secs))
 }
 
 /// Parses `iperf3 -J`: received bits per second.
@@ -721,11 +709,14 @@ mod tests {
         assert_eq!(rps, 9800.12);
         assert_eq!(p50, Duration::from_micros(412));
         assert!(parse_wrk("nothing").is_err());
-        assert_eq!(
-            parse_wrk_duration("1.50ms"),
-            Some(Duration::from_micros(1500))
+        let slow = out.replace("412.00us", "2.00s");
+        assert_eq!(parse_wrk(&slow).unwrap().1, Duration::from_secs(2));
+        let garbled = out.replace("412.00us", "412.00 furlongs");
+        assert!(
+            parse_wrk(&garbled)
+                .unwrap_err()
+                .contains("wrk's 50% latency")
         );
-        assert_eq!(parse_wrk_duration("2.00s"), Some(Duration::from_secs(2)));
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::fmt;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use meshcert_ztunnel::config::parse_duration;
 use meshcert_ztunnel::local_config::Locality;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -372,30 +371,9 @@ pub struct GoDuration {
 }
 
 impl GoDuration {
-    /// Parses Go's `time.ParseDuration` syntax without a sign: one or more decimal numbers,
-    /// each with a unit of `ns`, `us`, `µs`, `ms`, `s`, `m` or `h`.
+    /// Parses Go's `time.ParseDuration` syntax without a sign (the model's one duration parser).
     pub fn parse(text: &str) -> Result<GoDuration, String> {
-        let bad = || {
-            format!(
-                "{text:?} is not a duration: write a number with a unit, like 10s, 3m, 1m30s \
-                 or 500ms (units ns, us, ms, s, m, h)"
-            )
-        };
-        let is_number = |c: char| c.is_ascii_digit() || c == '.';
-        if text.is_empty() || text.contains(char::is_whitespace) {
-            return Err(bad());
-        }
-        let mut duration = Duration::ZERO;
-        let mut rest = text;
-        while !rest.is_empty() {
-            // One number and its unit: up to where the next number starts.
-            let unit = rest.find(|c| !is_number(c)).unwrap_or(rest.len());
-            let end = rest[unit..]
-                .find(is_number)
-                .map_or(rest.len(), |i| unit + i);
-            duration += parse_duration(&rest[..end]).map_err(|_| bad())?;
-            rest = &rest[end..];
-        }
+        let duration = meshcert_model::duration::parse(text)?;
         Ok(GoDuration {
             duration,
             text: text.to_string(),
@@ -728,10 +706,7 @@ mod tests {
     #[case("1..5s")]
     fn bad_durations_say_how_to_write_one(#[case] text: &str) {
         let err = GoDuration::parse(text).unwrap_err();
-        assert!(
-            err.contains("is not a duration") && err.contains("10s"),
-            "{err}"
-        );
+        assert!(err.contains("like 250ms, 1.5s or 1m30s"), "{err}");
     }
 
     #[rstest]

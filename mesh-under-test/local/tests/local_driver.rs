@@ -434,7 +434,7 @@ fn sweep_removes_what_dead_runs_left_and_spares_live_runs() {
     fake_netns(&orphan_ns);
 
     // `ip netns exec` has exec'd sleep once the namespace lists a pid.
-    let pids = meshcert_mesh::wait::scaled(Duration::from_secs(5));
+    let pids = meshcert_mesh::wait::time_scale().apply(Duration::from_secs(5));
     let until = Instant::now() + pids;
     while Command::new("ip")
         .args(["netns", "pids", &dead_ns[1]])

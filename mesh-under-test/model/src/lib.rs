@@ -4,6 +4,7 @@
 //! oracle judges them; drivers produce them; the results keep them and the reports read them.
 
 pub mod distribution;
+pub mod duration;
 pub mod faults;
 pub mod logs;
 pub mod metrics;

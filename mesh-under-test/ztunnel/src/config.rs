@@ -443,7 +443,9 @@ impl Env<'_> {
     }
 
     fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ZtunnelError> {
-        Ok(self.parse_with(var, parse_duration)?.unwrap_or(default))
+        Ok(self
+            .parse_with(var, meshcert_model::duration::parse)?
+            .unwrap_or(default))
     }
 
     fn number<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, ZtunnelError>
@@ -462,35 +464,6 @@ fn parse_bool(s: &str) -> Result<bool, String> {
         "false" | "0" => Ok(false),
         _ => Err("expected true or false".into()),
     }
-}
-
-/// Parses `250ms`, `2s`, `1.5s`, `1m`, `100us`, or a bare `0`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("duration {s:?} has no unit; write it like 250ms, 2s or 1.5s"))?;
-    let (number, unit) = s.split_at(split);
-    let nanos_per_unit: f64 = match unit {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        _ => {
-            return Err(format!(
-                "duration {s:?} has unknown unit {unit:?}; use ms, s, m or h"
-            ));
-        }
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("duration {s:?} does not start with a number; write it like 250ms"))?;
-    Ok(Duration::from_nanos((value * nanos_per_unit).round() as u64))
 }
 
 #[cfg(test)]
@@ -519,29 +492,6 @@ mod tests {
         let mut env = base_env();
         env.remove(var);
         Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
-    }
-
-    #[rstest]
-    #[case("250ms", Duration::from_millis(250))]
-    #[case("2s", Duration::from_secs(2))]
-    #[case("1.5s", Duration::from_millis(1500))]
-    #[case("0", Duration::ZERO)]
-    #[case("0ms", Duration::ZERO)]
-    #[case("1m", Duration::from_secs(60))]
-    #[case("100us", Duration::from_micros(100))]
-    fn parses_durations(#[case] text: &str, #[case] expected: Duration) {
-        assert_eq!(parse_duration(text), Ok(expected));
-    }
-
-    #[rstest]
-    #[case("250", "no unit")]
-    #[case("2 days", "unknown unit")]
-    #[case("ms", "does not start with a number")]
-    #[case("1.2.3s", "does not start with a number")]
-    #[case("", "no unit")]
-    fn rejects_bad_durations(#[case] text: &str, #[case] expected: &str) {
-        let err = parse_duration(text).unwrap_err();
-        assert!(err.contains(expected), "{err}");
     }
 
     #[test]
@@ -577,7 +527,8 @@ mod tests {
     #[case(&[(PROXY_WORKLOAD_INFO, "httpbin/client-1")], "<namespace>/<pod name>/<service account>")]
     #[case(&[(PROXY_WORKLOAD_INFO, "httpbin//sa")], "<namespace>/<pod name>/<service account>")]
     #[case(&[(FAKE_CA, "yes")], "FAKE_CA=\"yes\" is invalid")]
-    #[case(&[(CONNECT_TIMEOUT, "250")], "has no unit")]
+    #[case(&[(CONNECT_TIMEOUT, "250")], "CONNECT_TIMEOUT=\"250\" is invalid: \"250\" is not a duration: no unit")]
+    #[case(&[(HEALTH_CHECK_TIMEOUT, "2 days")], "HEALTH_CHECK_TIMEOUT=\"2 days\" is invalid: \"2 days\" is not a duration: unknown unit")]
     #[case(&[(CONNECT_ATTEMPTS, "0")], "CONNECT_ATTEMPTS must be at least 1")]
     #[case(&[(CONNECT_ATTEMPTS, "three")], "CONNECT_ATTEMPTS=\"three\"")]
     #[case(&[(EWMA_ALPHA, "1.5")], "EWMA_ALPHA must be in (0, 1]")]

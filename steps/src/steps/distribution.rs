@@ -11,7 +11,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use meshcert_control_plane::TRAFFIC_DISTRIBUTION_ANNOTATION;
 use meshcert_mesh::manifest::Manifest;
 use meshcert_mesh::topology::{ClientPlacement, ReplicaPlacement, Topology, TopologyNode};
-use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{DeploymentRef, FaultKind, MeshError, PodInfo, RequestRecord};
 use meshcert_model::{Placement, PriorityLevel, RequestBatch, TrafficDistribution};
 use meshcert_oracle::levels::priority_level;
@@ -323,13 +322,7 @@ async fn named_client_sends(
 ) -> StepResult {
     let client = world.deployment(&client);
     world
-        .send_from(
-            client,
-            &url,
-            count,
-            Duration::ZERO,
-            scaled(Duration::from_secs(5)),
-        )
+        .send_from(client, &url, count, Duration::ZERO, Duration::from_secs(5))
         .await
 }
 
@@ -394,7 +387,7 @@ async fn after_block_at(
 ) -> StepResult {
     let failure_budget = budget.resolve(&*world.thresholds()?);
     let after = after.0.resolve(&*world.thresholds()?);
-    let from = world.network_fault()?.handle.injected_at + scaled(after);
+    let from = world.network_fault()?.handle.injected_at + after;
     let batch = last_batch(world)?;
     let late: Vec<&RequestRecord> = batch
         .records
@@ -451,8 +444,7 @@ async fn level_takes_over(
     // (one request per member) lands there and nothing lands elsewhere.
     let every = Duration::from_millis(50);
     let within = within.resolve(&*world.thresholds()?);
-    let deadline = scaled(within);
-    let count = (deadline.as_millis() / every.as_millis()).clamp(1, 200) as u32;
+    let count = (within.as_millis() / every.as_millis()).clamp(1, 200) as u32;
     let started = world.elapsed();
     world
         .send_from(client, &url, count, every, Duration::from_secs(2))
@@ -466,7 +458,7 @@ async fn level_takes_over(
         })
         .collect();
     let names: Vec<&str> = members.iter().map(String::as_str).collect();
-    failover::took_over_within(&stream, &names, deadline)
+    failover::took_over_within(&stream, &names, within)
         .map(|_| ())
         .map_err(|why| {
             StepFailure(format!(
@@ -487,7 +479,7 @@ async fn failed_fast(world: &mut MeshWorld, within: Window) -> StepResult {
     let slow: Vec<String> = world
         .last_batch()?
         .iter()
-        .filter(|r| !r.failed() || r.latency > scaled(within))
+        .filter(|r| !r.failed() || r.latency > within)
         .map(|r| format!("#{} {:?} after {:?}", r.index, r.outcome, r.latency))
         .collect();
     ensure!(

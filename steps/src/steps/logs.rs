@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use cucumber::gherkin::Step;
 use cucumber::then;
-use meshcert_mesh::wait::{Probe, eventually};
+use meshcert_mesh::wait::{Probe, eventually, eventually_scaled};
 use meshcert_model::LogLine;
 use meshcert_oracle::logs::{Expected, check_fields};
 
@@ -199,7 +199,7 @@ async fn outlier_line(
     let since = fault.handle.requested_at;
     let within = within.resolve(&*world.thresholds()?);
     let mesh = world.mesh().await?;
-    let line = eventually(
+    let line = eventually_scaled(
         &format!("a {} {target} line \"{message}\" about {pod}", level.0),
         within,
         Duration::from_millis(20),

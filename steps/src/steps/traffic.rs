@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cucumber::{then, when};
-use meshcert_mesh::wait::scaled;
 use meshcert_mesh::{RequestOutcome, RequestRecord};
 use meshcert_oracle::{spread, summary};
 
@@ -20,7 +19,7 @@ const FAILED: &str = "<failed>";
 #[when(expr = "the client sends {int} request(s) to {string}")]
 async fn send(world: &mut MeshWorld, count: u32, url: String) -> StepResult {
     world
-        .send(&url, count, Duration::ZERO, scaled(DEFAULT_TIMEOUT))
+        .send(&url, count, Duration::ZERO, DEFAULT_TIMEOUT)
         .await
 }
 
@@ -63,7 +62,7 @@ async fn send_past_window(
 ) -> StepResult {
     // The stream is as long as the declared window needs, so one feature serves a profile whose
     // mesh detects in the data plane (1s) and one that waits for the kubelet (10s).
-    let span = scaled(window.resolve(&*world.thresholds()?)) + extra.0;
+    let span = window.resolve(&*world.thresholds()?) + extra.0;
     let every = every.0.max(Duration::from_millis(1));
     let count = (span.as_millis() / every.as_millis()).clamp(1, u128::from(MOST_PACED)) as u32;
     world.send(&url, count, every, timeout.0).await
@@ -174,7 +173,7 @@ async fn healthy_after_block(
     );
     let thresholds = world.thresholds()?;
     let after = after.0.resolve(&thresholds);
-    let records = after_block(world, scaled(after))?;
+    let records = after_block(world, after)?;
     judge_members(&records, &healthy, rate.resolve(&thresholds), false).map_err(|f| {
         StepFailure(format!(
             "requests started {after:?} or more after the block: {f}"
@@ -261,7 +260,7 @@ async fn answers_again(world: &mut MeshWorld, within: Window) -> StepResult {
         .ok_or_else(|| StepFailure("no requests were sent yet".into()))?;
     // Probe with paced requests, bounded in count and time by the deadline.
     let every = Duration::from_millis(50);
-    let count = (scaled(within).as_millis() / every.as_millis()).max(1) as u32;
+    let count = (within.as_millis() / every.as_millis()).max(1) as u32;
     let started = world.elapsed();
     // The verdict is the first answer from the pod: stop sending once it came.
     world
@@ -276,7 +275,7 @@ async fn answers_again(world: &mut MeshWorld, within: Window) -> StepResult {
     let batch = world.last_batch()?;
     let first = batch.iter().find(|r| r.replica() == Some(&pod));
     match first {
-        Some(r) if r.started_at - started <= scaled(within) => Ok(()),
+        Some(r) if r.started_at - started <= within => Ok(()),
         _ => Err(StepFailure(format!(
             "{pod} did not answer any of {} requests sent over {:?} after the block was removed (answers: {})",
             batch.len(),

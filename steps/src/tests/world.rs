@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshcert_mesh::FaultKind;
+use meshcert_mesh::wait::TimeScale;
 use meshcert_model::{LogLine, MetricSample};
 
 use super::config;
@@ -94,6 +95,27 @@ async fn batches_are_recorded_with_their_plan() {
     assert_eq!(batch.plan.client.name, "client-in-ambient");
     assert_eq!(world.last_batch().unwrap().len(), 6);
     assert_eq!(world.elapsed(), Duration::from_millis(60));
+}
+
+#[tokio::test]
+async fn request_timeouts_stretch_with_the_time_scale_as_the_windows_do() {
+    let mut config = config(Arc::new(InMemorySource::new(InMemoryMesh::new())));
+    let mut thresholds = (*config.thresholds).clone();
+    thresholds.time_scale = TimeScale::parse(Some("3")).unwrap();
+    config.thresholds = Arc::new(thresholds);
+    let mut world = unconfigured().await;
+    world.configure(config);
+    guide(&mut world).await;
+    world
+        .send(URL, 2, Duration::ZERO, Duration::from_secs(2))
+        .await
+        .unwrap();
+    // A 2s timeout must stay above the 1.5s drop deadline it proves a drop against: at scale
+    // 3 they are 6s and 4.5s.
+    assert_eq!(
+        world.observations.batches[0].plan.timeout,
+        Duration::from_secs(6)
+    );
 }
 
 #[tokio::test]
