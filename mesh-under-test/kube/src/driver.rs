@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams};
 use meshcert_mesh::manifest::ManifestSet;
-use meshcert_mesh::wait::{Probe, eventually};
+use meshcert_mesh::wait::{Probe, eventually, time_scale};
 use meshcert_mesh::{
     Capability, DeploymentRef, Fault, FaultHandle, FaultKind, MeshError, MeshUnderTest, PodInfo,
     RequestPlan, RequestRecord, TargetInfo,
@@ -376,7 +376,9 @@ impl KubeMesh {
         if !self.options.settle {
             return Ok(());
         }
-        let deadline = Instant::now() + self.options.rollout_deadline;
+        // One deadline for every Service, stretched as `eventually` stretches its own.
+        let limit = time_scale().apply(self.options.rollout_deadline);
+        let deadline = Instant::now() + limit;
         for client in &self.clients {
             for (fixture_ns, name, port, selector) in &self.services {
                 let ns = self.names.map(fixture_ns);
@@ -427,7 +429,7 @@ impl KubeMesh {
                             what: format!(
                                 "every ready pod of Service {ns}/{name} to answer client {client}"
                             ),
-                            waited: self.options.rollout_deadline,
+                            waited: limit,
                             last,
                         });
                     }
