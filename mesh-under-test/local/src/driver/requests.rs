@@ -62,10 +62,12 @@ impl LocalMesh {
             plan: plan.clone(),
         };
         // The loop owns what it needs, so the control plane can push readiness changes
-        // while the requests run.
+        // while the requests run. It runs as a task of its own: the step's future is polled
+        // with every other scenario's on one thread, where paced requests would queue.
         let quiet = Arc::new(tokio::sync::Mutex::new(()));
         let turns = quiet.clone();
-        self.alongside_readiness(quiet, stream.run(turns)).await
+        let task = AbortOnDrop(tokio::spawn(stream.run(turns)));
+        self.alongside_readiness(quiet, task.joined()).await
     }
 
     /// The plan's client pod, which must run a ztunnel.
@@ -160,15 +162,12 @@ impl RequestStream {
     async fn one(&self, index: u32) -> Result<RequestRecord, MeshError> {
         let started_at = self.created.elapsed();
         let began = Instant::now();
-        let (source_port, outcome) = client::get_with_source(
-            &self.sockets,
-            Some(&self.netns),
-            self.dst,
-            &self.host,
-            &self.path,
-            self.plan.timeout,
-        )
-        .await?;
+        // A socket is made in the pod's namespace by a helper thread; wait for it off the
+        // runtime's workers.
+        let (sockets, netns, dst) = (self.sockets.clone(), self.netns.clone(), self.dst);
+        let socket = blocking(move || sockets.connector(Some(&netns), dst)).await?;
+        let (source_port, outcome) =
+            client::get_on(socket, dst, &self.host, &self.path, self.plan.timeout).await;
         let latency = began.elapsed();
         let outcome = match outcome {
             Ok(response) => RequestOutcome::Answered {
@@ -184,5 +183,28 @@ impl RequestStream {
             source: source_port.map(|port| SocketAddr::new(self.client_ip, port).to_string()),
             outcome,
         })
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped (a scenario cancelled by Ctrl-C
+/// takes its requests with it).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<R> AbortOnDrop<Result<R, MeshError>> {
+    /// The task's output; its panic, resumed here.
+    async fn joined(mut self) -> Result<R, MeshError> {
+        match (&mut self.0).await {
+            Ok(output) => output,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(MeshError::Environment(format!(
+                "the request task was cancelled: {e}"
+            ))),
+        }
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
