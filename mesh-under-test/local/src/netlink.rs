@@ -65,34 +65,11 @@ fn prepare_netns_dir() -> Result<(), MeshError> {
             std::fs::create_dir_all(NETNS_DIR)
                 .map_err(|e| format!("cannot create {NETNS_DIR}: {e}"))?;
             let dir = CString::new(NETNS_DIR).expect("no NUL");
-            let none = CString::new("none").expect("no NUL");
-            let share = || {
-                // SAFETY: mount(2) with valid C strings; the result is checked.
-                unsafe {
-                    libc::mount(
-                        none.as_ptr(),
-                        dir.as_ptr(),
-                        none.as_ptr(),
-                        libc::MS_SHARED | libc::MS_REC,
-                        std::ptr::null(),
-                    )
-                }
-            };
-            if share() == 0 {
-                return Ok(());
-            }
+            let share = || mount(&dir, &dir, libc::MS_SHARED | libc::MS_REC);
             // Not yet a mount point: bind it onto itself first.
-            // SAFETY: as above.
-            let bound = unsafe {
-                libc::mount(
-                    dir.as_ptr(),
-                    dir.as_ptr(),
-                    none.as_ptr(),
-                    libc::MS_BIND | libc::MS_REC,
-                    std::ptr::null(),
-                )
-            };
-            if bound != 0 || share() != 0 {
+            let ok = share() == 0
+                || (mount(&dir, &dir, libc::MS_BIND | libc::MS_REC) == 0 && share() == 0);
+            if !ok {
                 return Err(format!(
                     "cannot make {NETNS_DIR} a shared mount: {}",
                     io::Error::last_os_error()
@@ -102,6 +79,21 @@ fn prepare_netns_dir() -> Result<(), MeshError> {
         })
         .clone()
         .map_err(MeshError::Environment)
+}
+
+/// mount(2) with no file system type or data: a bind, or a propagation change.
+fn mount(source: &CString, target: &CString, flags: libc::c_ulong) -> libc::c_int {
+    let none = CString::new("none").expect("no NUL");
+    // SAFETY: mount(2) with valid C strings and no data; the caller checks the result.
+    unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            none.as_ptr(),
+            flags,
+            std::ptr::null(),
+        )
+    }
 }
 
 /// Creates a named network namespace, as `ip netns add` does: a new namespace (made by a
@@ -124,17 +116,7 @@ pub(crate) fn add_netns(name: &str) -> Result<(), MeshError> {
                 )));
             }
             let own = CString::new("/proc/thread-self/ns/net").expect("no NUL");
-            let none = CString::new("none").expect("no NUL");
-            // SAFETY: mount(2) with valid C strings; the result is checked.
-            let bound = unsafe {
-                libc::mount(
-                    own.as_ptr(),
-                    target.as_ptr(),
-                    none.as_ptr(),
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                )
-            };
+            let bound = mount(&own, &target, libc::MS_BIND);
             if bound != 0 {
                 return Err(last_os_error(format!(
                     "cannot bind network namespace {name} on {}",
@@ -240,12 +222,20 @@ async fn link(handle: &Handle, netns: &str, name: &str) -> Result<LinkMessage, M
 }
 
 async fn set_up(handle: &Handle, netns: &str, name: &str) -> Result<(), MeshError> {
-    handle
-        .link()
-        .set(LinkUnspec::new_with_name(name).up().build())
-        .execute()
-        .await
-        .map_err(netlink_error(format!("cannot set {name} up in {netns}")))
+    let up = LinkUnspec::new_with_name(name).up().build();
+    link_request(
+        handle.link().set(up).execute(),
+        format!("cannot set {name} up in {netns}"),
+    )
+    .await
+}
+
+/// A link request (`RTM_NEWLINK`, `RTM_SETLINK`), its error given `context`.
+async fn link_request(
+    request: impl Future<Output = Result<(), rtnetlink::Error>>,
+    context: String,
+) -> Result<(), MeshError> {
+    request.await.map_err(netlink_error(context))
 }
 
 /// `ip -n NETNS link set lo up`.
@@ -256,13 +246,12 @@ pub(crate) fn loopback_up(netns: &str) -> Result<(), MeshError> {
 /// `ip -n NETNS link add NAME type bridge; ip -n NETNS link set NAME up`.
 pub(crate) fn add_bridge(netns: &str, name: &str) -> Result<(), MeshError> {
     in_netns(netns, |h| async move {
-        h.link()
-            .add(LinkBridge::new(name).up().build())
-            .execute()
-            .await
-            .map_err(netlink_error(format!(
-                "cannot add bridge {name} in {netns}"
-            )))
+        let bridge = LinkBridge::new(name).up().build();
+        link_request(
+            h.link().add(bridge).execute(),
+            format!("cannot add bridge {name} in {netns}"),
+        )
+        .await
     })
 }
 
@@ -285,13 +274,8 @@ pub(crate) fn add_veth_to_bridge(
         let pair = LinkVeth::new(name, peer)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message)))
             .build();
-        h.link()
-            .add(pair)
-            .execute()
-            .await
-            .map_err(netlink_error(format!(
-                "cannot add veth {name} in {netns} (peer {peer} in {peer_netns})"
-            )))?;
+        let context = format!("cannot add veth {name} in {netns} (peer {peer} in {peer_netns})");
+        link_request(h.link().add(pair).execute(), context).await?;
         enslave_up(&h, netns, name, bridge).await
     })
 }
@@ -305,18 +289,15 @@ pub(crate) fn enslave(netns: &str, name: &str, bridge: &str) -> Result<(), MeshE
 
 async fn enslave_up(h: &Handle, netns: &str, name: &str, bridge: &str) -> Result<(), MeshError> {
     let bridge_index = link(h, netns, bridge).await?.header.index;
-    h.link()
-        .set(
-            LinkUnspec::new_with_name(name)
-                .controller(bridge_index)
-                .up()
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(netlink_error(format!(
-            "cannot enslave {name} to {bridge} in {netns}"
-        )))
+    let port = LinkUnspec::new_with_name(name)
+        .controller(bridge_index)
+        .up()
+        .build();
+    link_request(
+        h.link().set(port).execute(),
+        format!("cannot enslave {name} to {bridge} in {netns}"),
+    )
+    .await
 }
 
 /// `ip -n NETNS addr add ADDRESS/PREFIX dev DEVICE`, and the device set up when `up`.
