@@ -411,28 +411,27 @@ impl MeshWorld {
         timeout: Duration,
         done: impl Fn(&[RequestRecord]) -> bool,
     ) -> StepResult {
-        let timeout = self.thresholds()?.time_scale.apply(timeout);
-        let client = self.client()?;
-        let mut records = Vec::new();
-        let mut sent = 0;
-        while sent < count && !done(&records) {
-            let plan = RequestPlan {
-                client: client.clone(),
-                url: url.to_string(),
-                count: UNTIL_CHUNK.min(count - sent),
-                interval,
-                timeout,
-            };
-            records.extend(self.mesh().await?.send_requests(&plan).await?);
-            sent += plan.count;
-        }
-        let plan = RequestPlan {
-            client,
+        let mut plan = RequestPlan {
+            client: self.client()?,
             url: url.to_string(),
-            count: sent,
+            count: 0,
             interval,
-            timeout,
+            timeout: self.thresholds()?.time_scale.apply(timeout),
         };
+        let mut records: Vec<RequestRecord> = Vec::new();
+        while plan.count < count && !done(&records) {
+            let chunk = RequestPlan {
+                count: UNTIL_CHUNK.min(count - plan.count),
+                ..plan.clone()
+            };
+            let answers = self.mesh().await?.send_requests(&chunk).await?;
+            // Each chunk numbers its requests from 0; the batch numbers them in order.
+            records.extend(answers.into_iter().map(|mut r| {
+                r.index += plan.count;
+                r
+            }));
+            plan.count += chunk.count;
+        }
         self.observations
             .batches
             .push(RequestBatch { plan, records });
