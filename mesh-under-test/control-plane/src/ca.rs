@@ -35,6 +35,12 @@ pub struct CertificateChain {
     pub root_pem: String,
 }
 
+/// The control plane's own TLS certificate and key, issued by the run's root.
+pub struct ServingCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
 impl CertificateChain {
     /// Leaf first, root last, as `IstioCertificateResponse.cert_chain` carries them.
     pub fn into_pems(self) -> Vec<String> {
@@ -73,6 +79,23 @@ impl CertificateAuthority {
         &self.root_pem
     }
 
+    /// A key and a certificate for the control plane to serve TLS as `dns_name` (istiod's
+    /// service name, which ztunnel checks), valid as long as the root.
+    pub fn serving_certificate(
+        &self,
+        dns_name: &str,
+    ) -> Result<ServingCertificate, ControlPlaneError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(failed)?;
+        let name = SanType::DnsName(dns_name.try_into().map_err(failed)?);
+        let cert = leaf_params(name, SystemTime::now(), ROOT_LIFETIME)
+            .signed_by(&key, &self.issuer)
+            .map_err(failed)?;
+        Ok(ServingCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
     /// Signs `csr_pem` for `lifetime` if the one identity it names is in `allowed`.
     pub fn sign(
         &self,
@@ -98,7 +121,8 @@ impl CertificateAuthority {
                 allowed: allowed.iter().map(Identity::to_string).collect(),
             });
         }
-        let leaf = leaf_params(&identity, SystemTime::now(), lifetime)?
+        let uri = identity.to_string().try_into().map_err(failed)?;
+        let leaf = leaf_params(SanType::URI(uri), SystemTime::now(), lifetime)
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(failed)?;
         Ok(CertificateChain {
@@ -126,16 +150,11 @@ fn requested_identity(sans: &[SanType]) -> Result<Identity, ControlPlaneError> {
         .map_err(|problem| ControlPlaneError::BadCertificateRequest(format!("the CSR's {problem}")))
 }
 
-/// A workload certificate for `identity`: client and server authentication, not a CA.
-fn leaf_params(
-    identity: &Identity,
-    now: SystemTime,
-    lifetime: Duration,
-) -> Result<CertificateParams, ControlPlaneError> {
-    let uri = identity.to_string().try_into().map_err(failed)?;
+/// A certificate for `name`: client and server authentication, not a CA.
+fn leaf_params(name: SanType, now: SystemTime, lifetime: Duration) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.subject_alt_names = vec![SanType::URI(uri)];
+    params.subject_alt_names = vec![name];
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -147,7 +166,7 @@ fn leaf_params(
     ];
     params.use_authority_key_identifier_extension = true;
     (params.not_before, params.not_after) = validity(now, lifetime);
-    Ok(params)
+    params
 }
 
 /// From a little before `now` to `now + lifetime`.
@@ -160,5 +179,6 @@ fn failed(error: impl std::fmt::Display) -> ControlPlaneError {
     ControlPlaneError::CertificateAuthority(error.to_string())
 }
 
+pub mod server;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

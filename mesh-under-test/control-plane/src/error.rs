@@ -31,4 +31,7 @@ pub enum ControlPlaneError {
     /// failure, not the caller's fault).
     #[error("certificate authority failed: {0}")]
     CertificateAuthority(String),
+    /// The certificate service could not be served (TLS set-up, the listener): what failed.
+    #[error("certificate service failed: {0}")]
+    CertificateService(String),
 }

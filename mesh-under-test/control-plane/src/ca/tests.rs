@@ -17,7 +17,7 @@ fn reviews() -> Identity {
 }
 
 /// A CSR as ztunnel sends one: a fresh key and the identity as the one URI SAN.
-fn csr_for(uris: &[String]) -> String {
+pub(crate) fn csr_for(uris: &[String]) -> String {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a key");
     let mut params = CertificateParams::default();
     params.subject_alt_names = uris
