@@ -62,11 +62,13 @@ impl MeshError {
 }
 
 /// The control plane's errors name the object and field at fault: a request that cannot be
-/// honoured, as before translation had a crate of its own.
+/// honoured, as before translation had a crate of its own. A refused certificate request is a
+/// request that cannot be honoured; a CA or certificate service that fails is the machine's.
 impl From<meshcert_control_plane::ControlPlaneError> for MeshError {
     fn from(e: meshcert_control_plane::ControlPlaneError) -> Self {
+        use meshcert_control_plane::ControlPlaneError as E;
         match e {
-            meshcert_control_plane::ControlPlaneError::Refused {
+            E::Refused {
                 object,
                 field,
                 problem,
@@ -75,6 +77,12 @@ impl From<meshcert_control_plane::ControlPlaneError> for MeshError {
                 field,
                 problem,
             },
+            E::IdentityNotAllowed { .. } | E::BadCertificateRequest(_) => {
+                MeshError::InvalidRequest(e.to_string())
+            }
+            E::CertificateAuthority(_) | E::CertificateService(_) => {
+                MeshError::Environment(e.to_string())
+            }
         }
     }
 }

@@ -11,4 +11,27 @@ pub enum ControlPlaneError {
         field: String,
         problem: String,
     },
+    /// The certificate authority refuses a CSR naming an identity this caller may not
+    /// request: the identity asked for and those it may.
+    #[error(
+        "certificate refused: the CSR asks for {requested}, which this caller may not request \
+         (it may request: {})",
+        allowed.join(", ")
+    )]
+    IdentityNotAllowed {
+        requested: String,
+        allowed: Vec<String>,
+    },
+    /// The certificate authority refuses a request it cannot read or will not honour as asked
+    /// (a CSR that does not parse or is not signed by its key, not exactly one SPIFFE identity,
+    /// a lifetime out of range): what is wrong with it.
+    #[error("certificate refused: {0}")]
+    BadCertificateRequest(String),
+    /// The certificate authority could not make or sign a certificate (a key or encoding
+    /// failure, not the caller's fault).
+    #[error("certificate authority failed: {0}")]
+    CertificateAuthority(String),
+    /// The certificate service could not be served (TLS set-up, the listener): what failed.
+    #[error("certificate service failed: {0}")]
+    CertificateService(String),
 }

@@ -13,8 +13,10 @@
 //!
 //! By concern: [`distribution`] resolves each service's mode, `services` turns Services and
 //! ServiceEntries into services, `workloads` turns pods, WorkloadEntries and inline endpoints
-//! into workloads, [`istio`] types the Istio objects read.
+//! into workloads, [`istio`] types the Istio objects read. [`ca`] is the run's certificate
+//! authority, issuing workload identities as istiod's CA does.
 
+pub mod ca;
 pub mod distribution;
 pub mod error;
 pub mod istio;
@@ -33,6 +35,7 @@ use meshcert_model::Profile;
 pub use meshcert_model::TrafficDistribution;
 use meshcert_ztunnel::local_config::LocalConfig;
 
+pub use ca::{CertificateAuthority, CertificateChain};
 pub use distribution::{Source, load_balancer, service_entry_distribution, traffic_distribution};
 pub use error::ControlPlaneError;
 use istio::{DestinationRule, ServiceEntry, WorkloadEntry};

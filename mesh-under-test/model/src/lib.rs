@@ -6,6 +6,7 @@
 pub mod distribution;
 pub mod duration;
 pub mod faults;
+pub mod identity;
 pub mod logs;
 pub mod metrics;
 pub mod observations;
@@ -17,6 +18,7 @@ pub mod topology;
 
 pub use distribution::TrafficDistribution;
 pub use faults::{Fault, FaultHandle, FaultKind, FaultRecord};
+pub use identity::Identity;
 pub use logs::LogLine;
 pub use metrics::MetricSample;
 pub use observations::{Expectation, FailureEvidence, Observations, ReadinessChange, Restart};
