@@ -30,6 +30,7 @@ pub mod reload;
 pub mod shutdown;
 pub mod socket;
 pub mod state;
+pub mod tls;
 
 pub use app::{run, run_from_env};
 pub use config::Config;
