@@ -14,7 +14,8 @@
 //! By concern: [`distribution`] resolves each service's mode, `services` turns Services and
 //! ServiceEntries into services, `workloads` turns pods, WorkloadEntries and inline endpoints
 //! into workloads, [`istio`] types the Istio objects read. [`ca`] is the run's certificate
-//! authority, issuing workload identities as istiod's CA does.
+//! authority, issuing workload identities as istiod's CA does. [`xds`] serves the translated
+//! config to ztunnels as istiod does, over delta ADS.
 
 pub mod ca;
 pub mod distribution;
@@ -26,6 +27,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 mod workloads;
+pub mod xds;
 
 use std::fmt;
 

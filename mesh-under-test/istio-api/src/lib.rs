@@ -56,5 +56,8 @@ pub use istio::workload;
 /// Type URL of [`workload::Address`] in a delta discovery request or an `Any`.
 pub const ADDRESS_TYPE_URL: &str = "type.googleapis.com/istio.workload.Address";
 
+/// Type URL of Istio's authorization policies, which ztunnel subscribes to beside addresses.
+pub const AUTHORIZATION_TYPE_URL: &str = "type.googleapis.com/istio.security.Authorization";
+
 #[cfg(test)]
 mod tests;

@@ -85,6 +85,7 @@ fn workload_and_service_addresses_round_trip() {
         namespace: "default".into(),
         addresses: vec![vec![10, 0, 0, 7]],
         service_account: "reviews".into(),
+        capacity: Some(3),
         services: HashMap::from([(
             "default/reviews.default.svc.cluster.local".into(),
             PortList {
@@ -123,4 +124,15 @@ fn workload_and_service_addresses_round_trip() {
     round_trip(&Address {
         r#type: Some(address::Type::Service(service)),
     });
+}
+
+#[test]
+fn workload_capacity_is_field_27_wrapped() {
+    // Field 27 (google.protobuf.UInt32Value, length-delimited): tag 0xda 0x01; inside, field 1.
+    let bytes = Workload {
+        capacity: Some(3),
+        ..Workload::default()
+    }
+    .encode_to_vec();
+    assert_eq!(bytes, [0xda, 0x01, 2, 0x08, 3]);
 }
