@@ -4,6 +4,7 @@
 //! The leaf is built from the CSR's public key and the one identity it names; nothing else of
 //! the CSR (subject, other SANs, requested extensions) reaches the certificate.
 
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use meshcert_model::Identity;
@@ -80,16 +81,23 @@ impl CertificateAuthority {
     }
 
     /// A key and a certificate for the control plane to serve TLS as `dns_name` (istiod's
-    /// service name, which ztunnel checks), valid as long as the root.
+    /// service name, which ztunnel checks) and as each of `ips` (for clients given an address
+    /// such as `https://10.0.0.9:15012`), valid as long as the root.
     pub fn serving_certificate(
         &self,
         dns_name: &str,
+        ips: &[IpAddr],
     ) -> Result<ServingCertificate, ControlPlaneError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(failed)?;
-        let name = SanType::DnsName(dns_name.try_into().map_err(failed)?);
-        let cert = leaf_params(name, SystemTime::now(), ROOT_LIFETIME)
-            .signed_by(&key, &self.issuer)
-            .map_err(failed)?;
+        let mut params = leaf_params(
+            SanType::DnsName(dns_name.try_into().map_err(failed)?),
+            SystemTime::now(),
+            ROOT_LIFETIME,
+        );
+        params
+            .subject_alt_names
+            .extend(ips.iter().copied().map(SanType::IpAddress));
+        let cert = params.signed_by(&key, &self.issuer).map_err(failed)?;
         Ok(ServingCertificate {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),

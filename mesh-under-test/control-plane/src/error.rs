@@ -34,4 +34,19 @@ pub enum ControlPlaneError {
     /// The certificate service could not be served (TLS set-up, the listener): what failed.
     #[error("certificate service failed: {0}")]
     CertificateService(String),
+    /// The control plane's gRPC listener (certificates and xDS) could not be served: what
+    /// failed.
+    #[error("control plane gRPC server failed: {0}")]
+    ControlPlaneService(String),
+    /// Not every xDS client ACKed a config in time: the version, how many clients were
+    /// expected, and each stream's state (a NACK says why the client refused it).
+    #[error(
+        "xDS: not every one of at least {clients} clients ACKed config {version} within          {within:?}; streams: {streams}"
+    )]
+    NotAcked {
+        version: String,
+        clients: usize,
+        within: std::time::Duration,
+        streams: String,
+    },
 }

@@ -15,11 +15,13 @@
 //! ServiceEntries into services, `workloads` turns pods, WorkloadEntries and inline endpoints
 //! into workloads, [`istio`] types the Istio objects read. [`ca`] is the run's certificate
 //! authority, issuing workload identities as istiod's CA does. [`xds`] serves the translated
-//! config to ztunnels as istiod does, over delta ADS.
+//! config to ztunnels as istiod does, over delta ADS; [`serve_control_plane`] serves both on
+//! one gRPC + TLS listener.
 
 pub mod ca;
 pub mod distribution;
 pub mod error;
+mod grpc;
 pub mod istio;
 mod services;
 #[cfg(any(test, feature = "testing"))]
@@ -40,6 +42,7 @@ use meshcert_ztunnel::local_config::LocalConfig;
 pub use ca::{CertificateAuthority, CertificateChain};
 pub use distribution::{Source, load_balancer, service_entry_distribution, traffic_distribution};
 pub use error::ControlPlaneError;
+pub use grpc::serve_control_plane;
 use istio::{DestinationRule, ServiceEntry, WorkloadEntry};
 
 /// Everything the translation reads, as a control plane would see it.

@@ -13,8 +13,8 @@ use meshcert_istio_api::auth::istio_certificate_service_server::{
 use meshcert_istio_api::auth::{IstioCertificateRequest, IstioCertificateResponse};
 use meshcert_model::Identity;
 use tokio::net::TcpListener;
+use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use super::CertificateAuthority;
@@ -110,18 +110,18 @@ fn status_of(error: ControlPlaneError) -> Status {
     }
 }
 
-/// Serves the certificate service over TLS as [`ISTIOD_NAME`] on `listener` until `shutdown`.
+/// Serves the certificate service alone over TLS as [`ISTIOD_NAME`] (and the listener's IP) on
+/// `listener` until `shutdown`; [`crate::serve_control_plane`] serves it beside xDS.
 pub async fn serve(
     listener: TcpListener,
     ca: Arc<CertificateAuthority>,
     allowed: impl AllowedIdentities,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ControlPlaneError> {
-    let serving = ca.serving_certificate(ISTIOD_NAME)?;
-    let identity = tonic::transport::Identity::from_pem(serving.cert_pem, serving.key_pem);
+    let tls = crate::grpc::server_tls(&ca, &listener)?;
     let service = IstioCertificateServiceServer::new(CertificateService::new(ca, allowed));
     Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(identity))
+        .tls_config(tls)
         .map_err(service_failed)?
         .serve_with_incoming_shutdown(service, TcpIncoming::from(listener), shutdown)
         .await
@@ -133,4 +133,4 @@ fn service_failed(error: impl std::fmt::Display) -> ControlPlaneError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -31,6 +31,39 @@ pub fn addresses(config: &LocalConfig) -> Vec<(String, Address)> {
     workloads.chain(services).collect()
 }
 
+/// An address with the version it is served at.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VersionedAddress {
+    pub(crate) version: String,
+    pub(crate) address: Address,
+}
+
+/// [`addresses`] by name, each versioned by a digest of the config entry it comes from, so the
+/// same entry has the same version on every stream and after a reconnect.
+pub(crate) fn versioned_addresses(config: &LocalConfig) -> BTreeMap<String, VersionedAddress> {
+    let workloads = config.workloads.iter().map(|w| {
+        let version = digest(w);
+        (workload_resource_name(w), version, workload_address(w))
+    });
+    let services = config.services.iter().map(|s| {
+        let version = digest(s);
+        (service_resource_name(s), version, service_address(s))
+    });
+    workloads
+        .chain(services)
+        .map(|(name, version, address)| (name, VersionedAddress { version, address }))
+        .collect()
+}
+
+/// A digest of the entry's JSON (its maps are ordered, so equal entries give equal text).
+pub(crate) fn digest(entry: &impl serde::Serialize) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let text = serde_json::to_string(entry).expect("a local config entry always serialises");
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
 /// Istiod names a workload resource by its uid.
 pub fn workload_resource_name(workload: &LocalWorkload) -> String {
     workload.uid.clone()
