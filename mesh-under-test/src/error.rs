@@ -63,7 +63,8 @@ impl MeshError {
 
 /// The control plane's errors name the object and field at fault: a request that cannot be
 /// honoured, as before translation had a crate of its own. A refused certificate request is a
-/// request that cannot be honoured; a CA or certificate service that fails is the machine's.
+/// request that cannot be honoured; a CA or gRPC server that fails is the machine's; ztunnels
+/// that do not ACK a config in time are a wait that ran out.
 impl From<meshcert_control_plane::ControlPlaneError> for MeshError {
     fn from(e: meshcert_control_plane::ControlPlaneError) -> Self {
         use meshcert_control_plane::ControlPlaneError as E;
@@ -80,9 +81,19 @@ impl From<meshcert_control_plane::ControlPlaneError> for MeshError {
             E::IdentityNotAllowed { .. } | E::BadCertificateRequest(_) => {
                 MeshError::InvalidRequest(e.to_string())
             }
-            E::CertificateAuthority(_) | E::CertificateService(_) => {
+            E::CertificateAuthority(_) | E::CertificateService(_) | E::ControlPlaneService(_) => {
                 MeshError::Environment(e.to_string())
             }
+            E::NotAcked {
+                version,
+                clients,
+                within,
+                streams,
+            } => MeshError::Timeout {
+                what: format!("at least {clients} ztunnels to ACK config {version} over xDS"),
+                waited: within,
+                last: streams,
+            },
         }
     }
 }
