@@ -19,6 +19,7 @@ use crate::proxy::Outbound;
 use crate::reload;
 use crate::shutdown;
 use crate::socket::{MarkedSockets, OriginalDst, SoOriginalDst, SocketFactory};
+use crate::sources;
 use crate::state::{ProxyState, defect_records};
 
 /// Reads the environment and runs until SIGTERM or SIGINT. What the binary calls.
@@ -147,7 +148,8 @@ struct Bound {
     readiness: TcpListener,
 }
 
-async fn run_with_logger(
+/// [`run`], logging to `logger`.
+pub async fn run_with_logger(
     config: Config,
     logger: Logger,
     stop: impl Future<Output = ()>,
@@ -156,15 +158,24 @@ async fn run_with_logger(
     let sockets = marked_sockets(&config)?;
     let l = config.listeners.clone();
     let bound = bind_all(&config).await?;
-    let (workloads, services) = (
-        model.config().workloads.len(),
-        model.config().services.len(),
-    );
     let drain = config.drain;
     let state = ProxyState::new(config, model, logger.clone());
     let (trigger, shutdown) = shutdown::channel();
-    let tasks = spawn_tasks(&state, bound, sockets, text, &shutdown)?;
+    let mut tasks = spawn_tasks(&state, bound, sockets, text, &shutdown)?;
+    let mut sources = sources::spawn(&state, &shutdown, &mut tasks);
+    tokio::pin!(stop);
+    tokio::select! {
+        _ = sources.ready() => {}
+        _ = &mut stop => {
+            shut_down(&logger, trigger, tasks, drain).await;
+            return Ok(());
+        }
+    }
 
+    let (workloads, services) = (
+        state.model().config().workloads.len(),
+        state.model().config().services.len(),
+    );
     state.set_ready();
     logger.log(
         Record::new(Level::Info, "ztunnel", "ready")
@@ -187,9 +198,19 @@ fn load_model(config: &Config, logger: &Logger) -> Result<(String, Model), Ztunn
     for record in defect_records(config) {
         logger.log(record);
     }
-    let path = config.local_xds_path.clone();
+    let Some(path) = config.local_xds_path() else {
+        // Over xDS the model starts empty; readiness waits for the first push.
+        let origin = config.config_origin();
+        let empty = Model::build(
+            Default::default(),
+            &config.workload_info,
+            &config.defects,
+            &origin,
+        )?;
+        return Ok((String::new(), empty));
+    };
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(&path).map_err(|source| LocalConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|source| LocalConfigError::Read {
         path: origin.clone(),
         source,
     })?;

@@ -1,20 +1,27 @@
 //! Settings of the reference ztunnel, all from the environment: named constants for every
 //! variable, small parse helpers, then one `validate()` for rules across fields.
 //!
-//! The upstream part (`LOCAL_XDS_PATH`, `PROXY_MODE`, `PROXY_WORKLOAD_INFO`, `FAKE_CA`,
-//! `XDS_ADDRESS`) is exactly upstream istio/ztunnel's no-Kubernetes contract, and the
+//! The upstream part (`LOCAL_XDS_PATH`, `PROXY_MODE`, `PROXY_WORKLOAD_INFO`, and the control
+//! plane's variables in [`control_plane`]: `XDS_ADDRESS`, `CA_ADDRESS`, `FAKE_CA`, ...) is read
+//! as upstream istio/ztunnel reads it, and the
 //! variables a cluster gives a ztunnel about where it runs (`NETWORK`, `CLUSTER_ID`,
 //! `PACKET_MARK`, `NODE_NAME`, ...; see [`Placement`]) are read as upstream reads them; the
 //! rest are reference-only knobs with defaults matching the Solo guide.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::ZtunnelError;
 use crate::defects::{Defect, Defects};
 use crate::log::{LogFilter, LogFormat};
 use crate::outlier::OutlierSettings;
+
+pub mod control_plane;
+
+pub use control_plane::{
+    AuthToken, ConfigSource, ControlPlane, ControlPlaneSettings, RootCert, XdsNode,
+};
 
 pub const LOCAL_XDS_PATH: &str = "LOCAL_XDS_PATH";
 pub const PROXY_MODE: &str = "PROXY_MODE";
@@ -179,9 +186,9 @@ impl Default for Listeners {
 /// The resolved settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    pub local_xds_path: PathBuf,
+    /// Where the model and the certificate come from.
+    pub control_plane: ControlPlaneSettings,
     pub workload_info: WorkloadInfo,
-    pub fake_ca: bool,
     pub health_check_interval: Duration,
     pub health_check_timeout: Duration,
     pub connect_timeout: Duration,
@@ -218,11 +225,8 @@ impl Config {
         let env = Env(&lookup);
         check_mode(&env)?;
         let config = Config {
-            local_xds_path: PathBuf::from(
-                env.required(LOCAL_XDS_PATH, "point it at the local workload config file")?,
-            ),
+            control_plane: control_plane::settings(&env)?,
             workload_info: workload_info(&env)?,
-            fake_ca: env.parse_with(FAKE_CA, parse_bool)?.unwrap_or(false),
             health_check_interval: env
                 .duration(HEALTH_CHECK_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL)?,
             health_check_timeout: env
@@ -261,9 +265,9 @@ impl Config {
                 )?
                 .map_or(DEFAULT_DRAIN, upstream_drain),
         };
-        // CLUSTER_DOMAIN, POD_NAME, POD_NAMESPACE and SERVICE_ACCOUNT are accepted and
-        // unused: the reference runs no DNS proxy and no identity of its own (upstream uses
-        // them for those, its own identity in shared mode only).
+        // CLUSTER_DOMAIN and SERVICE_ACCOUNT are accepted and unused: the reference runs no
+        // DNS proxy and no identity of its own (upstream uses them for those, its own identity
+        // in shared mode only). POD_NAME and POD_NAMESPACE name the xDS node.
         refuse_orig_src(&env)?;
         config.validate()?;
         Ok(config)
@@ -329,6 +333,19 @@ impl Config {
         }
     }
 
+    /// The config file, when the model comes from one (`LOCAL_XDS_PATH`).
+    pub fn local_xds_path(&self) -> Option<&Path> {
+        match &self.control_plane.source {
+            ConfigSource::File(path) => Some(path),
+            ConfigSource::Xds(_) => None,
+        }
+    }
+
+    /// How logs name where the model comes from: the file's path or the xDS address.
+    pub fn config_origin(&self) -> String {
+        self.control_plane.source.origin()
+    }
+
     /// Endpoints tried per client connection, with the `no-retry` defect applied.
     pub fn effective_connect_attempts(&self) -> u32 {
         if self.defects.is_on(Defect::NoRetry) {
@@ -339,7 +356,7 @@ impl Config {
     }
 }
 
-/// Only dedicated mode, and no xDS server: the reference reads its config from a file.
+/// Only dedicated mode.
 fn check_mode(env: &Env) -> Result<(), ZtunnelError> {
     let mode = env.required(PROXY_MODE, "set PROXY_MODE=dedicated")?;
     if mode != PROXY_MODE_DEDICATED {
@@ -347,14 +364,6 @@ fn check_mode(env: &Env) -> Result<(), ZtunnelError> {
             var: PROXY_MODE,
             value: mode,
             hint: "only PROXY_MODE=dedicated is supported by the reference ztunnel".into(),
-        });
-    }
-    if let Some(xds) = env.get(XDS_ADDRESS) {
-        return Err(ZtunnelError::InvalidEnv {
-            var: XDS_ADDRESS,
-            value: xds,
-            hint: "the reference ztunnel reads only LOCAL_XDS_PATH; set XDS_ADDRESS= (empty)"
-                .into(),
         });
     }
     Ok(())
@@ -523,7 +532,6 @@ mod tests {
 
     #[rstest]
     #[case(&[(PROXY_MODE, "shared")], "only PROXY_MODE=dedicated")]
-    #[case(&[(XDS_ADDRESS, "https://istiod:15012")], "reads only LOCAL_XDS_PATH")]
     #[case(&[(PROXY_WORKLOAD_INFO, "httpbin/client-1")], "<namespace>/<pod name>/<service account>")]
     #[case(&[(PROXY_WORKLOAD_INFO, "httpbin//sa")], "<namespace>/<pod name>/<service account>")]
     #[case(&[(FAKE_CA, "yes")], "FAKE_CA=\"yes\" is invalid")]
@@ -648,7 +656,7 @@ mod tests {
     #[test]
     fn fake_ca_and_reload_zero_are_accepted() {
         let config = config_with(&[(FAKE_CA, "false"), (CONFIG_RELOAD_INTERVAL, "0")]).unwrap();
-        assert!(!config.fake_ca);
+        assert!(!config.control_plane.fake_ca);
         assert!(config.config_reload_interval.is_zero());
     }
 

@@ -37,9 +37,37 @@ pub enum ZtunnelError {
     },
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
+    /// A control-plane server (the CA, xDS) cannot be connected to.
+    #[error("cannot reach {server} at {address}: {message}")]
+    Unreachable {
+        server: &'static str,
+        address: String,
+        message: String,
+    },
+    /// A control-plane server refused a call or answered something unusable.
+    #[error("{server} at {address}: {message}")]
+    ControlPlane {
+        server: &'static str,
+        address: String,
+        message: String,
+    },
 }
 
 impl ZtunnelError {
+    /// An error and its sources, joined by `: `: what a one-line log needs.
+    pub fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let more = cause.to_string();
+            if !text.contains(&more) {
+                text = format!("{text}: {more}");
+            }
+            source = cause.source();
+        }
+        text
+    }
+
     pub fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> Self {
         let context = context.into();
         move |source| Self::Io { context, source }

@@ -7,15 +7,19 @@
 //!
 //! Layout: `config` (environment) -> `local_config` + `model` (what to route to) ->
 //! `ranking` + `picker` + `outlier` + `balancer` (pure decisions) -> `proxy` + `health_check` +
-//! `reload` + `http` (I/O) -> `app` (wiring). `defects` holds the test-only defect switches.
+//! `reload` + `http` (I/O) -> `app` (wiring). The control plane, when configured: `sources`
+//! starts `ca_client` (certificates) and `xds_client` (config over delta xDS, translated by
+//! `xds_translate`), both over `grpc`. `defects` holds the test-only defect switches.
 
 pub mod access;
 pub mod app;
 pub mod balancer;
+pub mod ca_client;
 pub mod config;
 pub mod copy;
 pub mod defects;
 pub mod error;
+pub mod grpc;
 pub mod health_check;
 pub mod http;
 pub mod local_config;
@@ -29,8 +33,11 @@ pub mod ranking;
 pub mod reload;
 pub mod shutdown;
 pub mod socket;
+pub mod sources;
 pub mod state;
 pub mod tls;
+pub mod xds_client;
+pub mod xds_translate;
 
 pub use app::{run, run_from_env};
 pub use config::Config;

@@ -44,7 +44,9 @@ impl Reloader {
 
     /// Reads the file once and applies a change; returns whether the model was replaced.
     pub async fn poll(&mut self, state: &ProxyState) -> bool {
-        let path = &state.config.local_xds_path;
+        let Some(path) = state.config.local_xds_path() else {
+            return false;
+        };
         let origin = path.display().to_string();
         let text = match tokio::fs::read_to_string(path).await {
             Ok(text) => {
@@ -64,37 +66,47 @@ impl Reloader {
             return false;
         }
         self.last_text.clone_from(&text);
-        let built = LocalConfig::parse(&text, &origin)
-            .map_err(ZtunnelError::from)
-            .and_then(|mut config| {
-                if state.config.defects.is_on(Defect::KeepRemovedEndpoints) {
-                    keep_removed(&mut config, state.model().config());
-                }
-                Model::build(
-                    config,
-                    &state.config.workload_info,
-                    &state.config.defects,
-                    &origin,
-                )
-            });
-        match built {
-            Ok(model) => {
-                let (workloads, services) = (
-                    model.config().workloads.len(),
-                    model.config().services.len(),
-                );
-                state.install(model);
-                state.log(
-                    Record::new(Level::Info, "config", "config reloaded")
-                        .uint("workloads", workloads as u64)
-                        .uint("services", services as u64),
-                );
-                true
-            }
-            Err(e) => {
-                state.log(failed(e.to_string()));
-                false
-            }
+        let parsed = LocalConfig::parse(&text, &origin).map_err(ZtunnelError::from);
+        replace_model(state, parsed, &origin).is_ok()
+    }
+}
+
+/// Builds a model from a new config and swaps it in, logging `config reloaded`; a config that
+/// does not parse or build is logged and the old model kept. Shared by the file reload and xDS.
+pub fn replace_model(
+    state: &ProxyState,
+    config: Result<LocalConfig, ZtunnelError>,
+    origin: &str,
+) -> Result<(), String> {
+    let built = config.and_then(|mut config| {
+        if state.config.defects.is_on(Defect::KeepRemovedEndpoints) {
+            keep_removed(&mut config, state.model().config());
+        }
+        Model::build(
+            config,
+            &state.config.workload_info,
+            &state.config.defects,
+            origin,
+        )
+    });
+    match built {
+        Ok(model) => {
+            let (workloads, services) = (
+                model.config().workloads.len(),
+                model.config().services.len(),
+            );
+            state.install(model);
+            state.log(
+                Record::new(Level::Info, "config", "config reloaded")
+                    .uint("workloads", workloads as u64)
+                    .uint("services", services as u64),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let error = e.to_string();
+            state.log(failed(error.clone()));
+            Err(error)
         }
     }
 }
@@ -119,11 +131,14 @@ fn failed(error: String) -> Record {
     .str("error", error)
 }
 
-/// Polls until shutdown; returns at once when reload is off (interval 0, as upstream) or the
-/// `ignore-config-reload` defect is on.
+/// Polls until shutdown; returns at once when reload is off (interval 0, as upstream), the
+/// `ignore-config-reload` defect is on, or the model comes over xDS.
 pub async fn run(state: Arc<ProxyState>, initial_text: String, mut shutdown: Shutdown) {
     let interval = state.config.config_reload_interval;
-    if interval.is_zero() || state.config.defects.is_on(Defect::IgnoreConfigReload) {
+    if interval.is_zero()
+        || state.config.defects.is_on(Defect::IgnoreConfigReload)
+        || state.config.local_xds_path().is_none()
+    {
         return;
     }
     let mut reloader = Reloader::new(initial_text);

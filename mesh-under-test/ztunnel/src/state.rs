@@ -31,7 +31,10 @@ pub fn now() -> Instant {
 
 impl ProxyState {
     pub fn new(config: Config, model: Model, logger: Logger) -> Arc<Self> {
-        if let Some(record) = model.proxy.missing_record(&origin(&config)) {
+        // Over xDS the model starts empty: only a pushed config can miss the proxy's workload.
+        if config.local_xds_path().is_some()
+            && let Some(record) = model.proxy.missing_record(&config.config_origin())
+        {
             logger.log(record);
         }
         let balancer = Balancer::new(
@@ -55,7 +58,7 @@ impl ProxyState {
 
     /// Swaps in a reloaded model; endpoints that remain keep their outlier state.
     pub fn install(&self, model: Model) {
-        if let Some(record) = model.proxy.missing_record(&origin(&self.config)) {
+        if let Some(record) = model.proxy.missing_record(&self.config.config_origin()) {
             self.log(record);
         }
         let keep: std::collections::HashSet<EndpointKey> =
@@ -177,11 +180,6 @@ impl ProxyState {
             },
         })
     }
-}
-
-/// The config file's name, as logs show it.
-fn origin(config: &Config) -> String {
-    config.local_xds_path.display().to_string()
 }
 
 /// The warning each active defect switch logs at start.

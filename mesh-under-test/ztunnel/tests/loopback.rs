@@ -501,7 +501,7 @@ async fn a_direct_connection_to_the_proxy_is_refused() {
 async fn reload_swaps_a_good_file_and_keeps_the_old_model_on_a_bad_one() {
     bounded(async {
         let h = harness("reload", &[]).await;
-        let path = h.state.config.local_xds_path.clone();
+        let path = h.state.config.local_xds_path().unwrap().to_path_buf();
         let original = std::fs::read_to_string(&path).unwrap();
         let mut reloader = Reloader::new(original.clone());
         assert!(!reloader.poll(&h.state).await, "unchanged file reloaded");
