@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::ZtunnelError;
 use crate::config::Config;
+use crate::hbone::{HboneClient, Inbound};
 use crate::health_check;
 use crate::http;
 use crate::local_config::LocalConfigError;
@@ -20,6 +21,7 @@ use crate::reload;
 use crate::shutdown;
 use crate::socket::{MarkedSockets, OriginalDst, SoOriginalDst, SocketFactory};
 use crate::state::{ProxyState, defect_records};
+use crate::tls::{CertificateSource, no_certificate};
 
 /// Reads the environment and runs until SIGTERM or SIGINT. What the binary calls.
 pub fn run_from_env() -> Result<(), ZtunnelError> {
@@ -142,6 +144,7 @@ fn data_plane(
 /// The listeners, bound before anything runs so a port in use fails the start.
 struct Bound {
     outbound: Vec<std::net::TcpListener>,
+    inbound: TcpListener,
     admin: TcpListener,
     stats: TcpListener,
     readiness: TcpListener,
@@ -169,6 +172,7 @@ async fn run_with_logger(
     logger.log(
         Record::new(Level::Info, "ztunnel", "ready")
             .bare("outbound", l.outbound)
+            .bare("inbound", l.inbound)
             .bare("admin", l.admin)
             .bare("stats", l.stats)
             .bare("readiness", l.readiness)
@@ -217,11 +221,13 @@ fn marked_sockets(config: &Config) -> Result<Arc<dyn SocketFactory>, ZtunnelErro
 async fn bind_all(config: &Config) -> Result<Bound, ZtunnelError> {
     let l = &config.listeners;
     let outbound = bind_outbound(l.outbound, config.worker_threads)?;
+    let inbound = bind(l.inbound, "HBONE (inbound)").await?;
     let admin = bind(l.admin, "the admin API").await?;
     let stats = bind(l.stats, "metrics").await?;
     let readiness = bind(l.readiness, "readiness").await?;
     Ok(Bound {
         outbound,
+        inbound,
         admin,
         stats,
         readiness,
@@ -239,7 +245,16 @@ fn spawn_tasks(
 ) -> Result<JoinSet<()>, ZtunnelError> {
     let original_dst: Arc<dyn OriginalDst> = Arc::new(SoOriginalDst);
     let mut tasks = JoinSet::new();
-    let proxy = Outbound::new(Arc::clone(state), original_dst, Arc::clone(&sockets));
+    let certs = certificates();
+    let hbone = HboneClient::new(
+        certs.clone(),
+        Arc::clone(&sockets),
+        state.config.connect_timeout,
+    );
+    let proxy = Outbound::new(Arc::clone(state), original_dst, Arc::clone(&sockets))
+        .with_hbone(Arc::new(hbone));
+    let inbound = Inbound::new(Arc::clone(state), Arc::clone(&sockets), certs);
+    tasks.spawn(inbound.serve(bound.inbound, shutdown.clone()));
     for (n, listener) in bound.outbound.into_iter().enumerate() {
         let ended = data_plane(n, listener, proxy.clone(), shutdown.clone())?;
         tasks.spawn(async move {
@@ -271,6 +286,11 @@ fn spawn_tasks(
         shutdown.clone(),
     ));
     Ok(tasks)
+}
+
+/// Where the workload certificate HBONE uses comes from. None yet: the CA client fills it.
+fn certificates() -> CertificateSource {
+    no_certificate()
 }
 
 /// Tells every task to stop and waits for them up to the drain time.

@@ -3,11 +3,12 @@
 //! `PROXY_WORKLOAD_INFO`, ports 15000/15001/15020/15021) and behaves as the Solo docs describe:
 //! round robin per connection within the best priority level, failover to a different endpoint
 //! on a failed connect, active TCP health checks, EWMA scores and a circuit breaker, access logs
-//! and Istio TCP metrics.
+//! and Istio TCP metrics. Workloads with `protocol: HBONE` are reached, and this ztunnel's own
+//! workload is served, over HBONE (mTLS + HTTP/2 CONNECT on 15008).
 //!
 //! Layout: `config` (environment) -> `local_config` + `model` (what to route to) ->
 //! `ranking` + `picker` + `outlier` + `balancer` (pure decisions) -> `proxy` + `health_check` +
-//! `reload` + `http` (I/O) -> `app` (wiring). `defects` holds the test-only defect switches.
+//! `reload` + `http` + `tls` + `hbone` (I/O) -> `app` (wiring). `defects` holds the test-only defect switches.
 
 pub mod access;
 pub mod app;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod copy;
 pub mod defects;
 pub mod error;
+pub mod hbone;
 pub mod health_check;
 pub mod http;
 pub mod local_config;
