@@ -29,7 +29,7 @@ use crate::log::lock;
 
 /// HBONE's ALPN protocol.
 const ALPN_H2: &[u8] = b"h2";
-static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+pub(crate) static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
 /// A leaf for `identity`, the chain up to (not including) the root, its key, and the roots a
 /// peer's chain must end in.
@@ -91,22 +91,29 @@ pub fn client_config(
     cert: &WorkloadCertificate,
     server: Identity,
 ) -> Result<ClientConfig, ZtunnelError> {
-    let verifier = Arc::new(ServerIdentityVerifier {
-        roots: Arc::clone(&cert.roots),
-        expected: server,
-        provider: provider(),
-    });
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(TLS13_ONLY)
         .map_err(|e| unusable(cert, e))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
+        .with_custom_certificate_verifier(server_verifier(&cert.roots, server))
         .with_client_auth_cert(cert.chain.clone(), cert.key.clone_key())
         .map_err(|e| unusable(cert, e))?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     config.resumption = rustls::client::Resumption::disabled();
     config.enable_sni = false;
     Ok(config)
+}
+
+/// Accepts a server whose chain ends in `roots` and whose URI SAN is `expected`.
+pub(crate) fn server_verifier(
+    roots: &Arc<RootCertStore>,
+    expected: Identity,
+) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(ServerIdentityVerifier {
+        roots: Arc::clone(roots),
+        expected,
+        provider: provider(),
+    })
 }
 
 /// The server name an HBONE client gives TLS. It is never sent (no SNI) nor checked (the

@@ -89,7 +89,7 @@ impl Inbound {
         }
     }
 
-    async fn serve_connection(
+    pub(super) async fn serve_connection(
         self: Arc<Self>,
         tcp: TcpStream,
         addr: SocketAddr,
