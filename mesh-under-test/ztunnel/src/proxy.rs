@@ -188,23 +188,16 @@ impl Outbound {
             let Some(endpoint) = self.state.pick(route, counter, &tried) else {
                 break;
             };
-            let connecting = self.connect(
-                endpoint.addr,
-                Some(&endpoint.workload),
-                src,
-                Some(&route.hostname),
-                model,
-            );
-            match connecting.await {
+            let target = Target {
+                addr: endpoint.addr,
+                service: Some(&route.hostname),
+                workload: Some(&endpoint.workload),
+                endpoint: Some(&endpoint),
+                route: Some(route),
+            };
+            match self.connect(&target, src, model).await {
                 Ok(upstream) => {
                     self.state.observe(&endpoint, Outcome::Success);
-                    let target = Target {
-                        addr: endpoint.addr,
-                        service: Some(&route.hostname),
-                        workload: Some(&endpoint.workload),
-                        endpoint: Some(&endpoint),
-                        route: Some(route),
-                    };
                     return self
                         .relay(client, upstream, src, model, &target, started)
                         .await;
@@ -260,10 +253,7 @@ impl Outbound {
         target: Target<'_>,
         started: tokio::time::Instant,
     ) {
-        match self
-            .connect(target.addr, target.workload, src, None, model)
-            .await
-        {
+        match self.connect(&target, src, model).await {
             Ok(upstream) => {
                 self.relay(client, upstream, src, model, &target, started)
                     .await
@@ -275,25 +265,27 @@ impl Outbound {
         }
     }
 
-    /// Connects to `addr` as its workload is reached: through HBONE, or over TCP.
+    /// Connects to the target as its workload is reached: through HBONE, or over TCP.
     async fn connect(
         &self,
-        addr: SocketAddr,
-        workload: Option<&LocalWorkload>,
+        target: &Target<'_>,
         src: SocketAddr,
-        service: Option<&str>,
         model: &Model,
     ) -> Result<Upstream, ConnectError> {
-        match workload.filter(|w| w.protocol == Protocol::HBONE) {
-            None => connect(&*self.sockets, addr, self.state.config.connect_timeout)
-                .await
-                .map(Upstream::Tcp),
+        match target.workload.filter(|w| w.protocol == Protocol::HBONE) {
+            None => connect(
+                &*self.sockets,
+                target.addr,
+                self.state.config.connect_timeout,
+            )
+            .await
+            .map(Upstream::Tcp),
             Some(workload) => {
                 let request = ConnectRequest {
-                    target: addr,
+                    target: target.addr,
                     identity: workload_identity(workload),
                     src,
-                    service,
+                    service: target.service,
                     baggage: hbone::baggage(model.proxy.workload.as_ref()),
                 };
                 self.hbone.connect(&request).await.map(Upstream::Hbone)

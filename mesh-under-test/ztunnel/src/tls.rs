@@ -69,12 +69,15 @@ fn unusable(cert: &WorkloadCertificate, reason: impl fmt::Display) -> ZtunnelErr
 
 /// The config of the HBONE server (15008): our certificate, a client certificate required.
 pub fn server_config(cert: &WorkloadCertificate) -> Result<ServerConfig, ZtunnelError> {
-    let chain = WebPkiClientVerifier::builder_with_provider(Arc::clone(&cert.roots), provider())
-        .build()
-        .map_err(|e| unusable(cert, e))?;
+    let ring = provider();
+    let chain =
+        WebPkiClientVerifier::builder_with_provider(Arc::clone(&cert.roots), Arc::clone(&ring))
+            .build()
+            .map_err(|e| unusable(cert, e))?;
     let verifier = Arc::new(TrustDomainVerifier {
         chain,
         trust_domain: cert.identity.trust_domain.clone(),
+        provider: ring,
     });
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(TLS13_ONLY)
@@ -172,6 +175,45 @@ fn refuse(expected: String, der: &CertificateDer<'_>) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(refusal))))
 }
 
+/// The handshake-signature methods of a verifier with a `provider` field: the provider's
+/// algorithms check them (rustls asks both kinds of verifier the same three things).
+macro_rules! signatures_by_provider {
+    () => {
+        signature_by_provider!(
+            verify_tls12_signature,
+            rustls::crypto::verify_tls12_signature
+        );
+        signature_by_provider!(
+            verify_tls13_signature,
+            rustls::crypto::verify_tls13_signature
+        );
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    };
+}
+
+macro_rules! signature_by_provider {
+    ($method:ident, $check:path) => {
+        fn $method(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            $check(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+    };
+}
+
 /// Accepts a server whose chain ends in our roots and whose URI SAN is the expected identity.
 #[derive(Debug)]
 struct ServerIdentityVerifier {
@@ -203,39 +245,7 @@ impl ServerCertVerifier for ServerIdentityVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    signatures_by_provider!();
 }
 
 /// Requires a client certificate chaining to our roots whose identity is in our trust domain,
@@ -244,6 +254,8 @@ impl ServerCertVerifier for ServerIdentityVerifier {
 struct TrustDomainVerifier {
     chain: Arc<dyn ClientCertVerifier>,
     trust_domain: String,
+    /// The provider the chain verifier was built with.
+    provider: Arc<CryptoProvider>,
 }
 
 impl ClientCertVerifier for TrustDomainVerifier {
@@ -269,27 +281,7 @@ impl ClientCertVerifier for TrustDomainVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.chain.supported_verify_schemes()
-    }
+    signatures_by_provider!();
 }
 
 /// The HBONE server's config for the current certificate, rebuilt when the certificate changes.

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use super::{ConnectRequest, HboneClient, Inbound};
 use crate::config::{self, Config};
-use crate::log::{LogFilter, LogFormat, Logger, strip_timestamp};
+use crate::log::{LogFilter, LogFormat, Logger};
 use crate::proxy::Outbound;
 use crate::reload::build_model;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
@@ -248,14 +248,7 @@ impl Mesh {
         let addr = self.listener.local_addr().unwrap();
         let mut clients = tokio::task::JoinSet::new();
         for _ in 0..n {
-            clients.spawn(async move {
-                let mut stream = TcpStream::connect(addr).await.unwrap();
-                stream.write_all(body).await.unwrap();
-                stream.shutdown().await.unwrap();
-                let mut answer = Vec::new();
-                let _ = stream.read_to_end(&mut answer).await;
-                String::from_utf8(answer).unwrap()
-            });
+            clients.spawn(call(addr, body));
         }
         let mut handled = tokio::task::JoinSet::new();
         for _ in 0..n {
@@ -272,14 +265,18 @@ impl Mesh {
     }
 }
 
+/// Sends `body`, half-closes, and reads the answer to its end.
+async fn call(addr: SocketAddr, body: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
 fn lines(state: &ProxyState, prefix: &str) -> Vec<String> {
-    state
-        .logger
-        .captured()
-        .iter()
-        .map(|l| strip_timestamp(l).to_string())
-        .filter(|l| l.starts_with(prefix))
-        .collect()
+    state.logger.captured_starting_with(prefix)
 }
 
 /// The first line of `state` starting with `prefix`, waiting for it up to 5 s.
@@ -314,36 +311,34 @@ async fn a_round_trip_carries_bytes_both_ways_and_both_lines_name_the_identities
             mesh.request(body).await,
             format!("server-a:{}", std::str::from_utf8(body).unwrap())
         );
-        let outbound = lines(&mesh.client, "info access connection complete");
         let target = mesh.servers[0].model().proxy.workload.clone().unwrap();
         let port_a = target.services.values().next().unwrap()[&8000];
-        let expected = format!(
-            "info access connection complete src.addr=127.0.0.1:PORT src.workload=\"client-1\" \
-             src.namespace=\"httpbin\" src.identity=\"{CLIENT}\" dst.addr=127.0.0.2:{} \
-             dst.hbone_addr=127.0.0.2:{port_a} dst.service=\"echo.httpbin.svc.cluster.local\" \
-             dst.workload=\"server-a\" dst.namespace=\"httpbin\" dst.identity=\"{SERVER_A}\" \
-             direction=\"outbound\" bytes_sent={} bytes_recv={}",
-            mesh.hbone_port,
-            body.len(),
-            body.len() + "server-a:".len(),
-        );
+        // Both lines alike but for the direction and the byte counts (each from its side).
+        let expected = |direction: &str, sent: usize, recv: usize| {
+            format!(
+                "info access connection complete src.addr=127.0.0.1:PORT \
+                 src.workload=\"client-1\" src.namespace=\"httpbin\" src.identity=\"{CLIENT}\" \
+                 dst.addr=127.0.0.2:{} dst.hbone_addr=127.0.0.2:{port_a} \
+                 dst.service=\"echo.httpbin.svc.cluster.local\" dst.workload=\"server-a\" \
+                 dst.namespace=\"httpbin\" dst.identity=\"{SERVER_A}\" \
+                 direction=\"{direction}\" bytes_sent={sent} bytes_recv={recv}",
+                mesh.hbone_port
+            )
+        };
+        let (asked, answered) = (body.len(), body.len() + "server-a:".len());
+        let outbound = lines(&mesh.client, "info access connection complete");
         let [line] = &outbound[..] else {
             panic!("{outbound:#?}")
         };
-        assert_eq!(without_port_and_duration(line), expected);
-
-        let inbound = line_eventually(&mesh.servers[0], "info access").await;
-        let expected = format!(
-            "info access connection complete src.addr=127.0.0.1:PORT src.workload=\"client-1\" \
-             src.namespace=\"httpbin\" src.identity=\"{CLIENT}\" dst.addr=127.0.0.2:{} \
-             dst.hbone_addr=127.0.0.2:{port_a} dst.service=\"echo.httpbin.svc.cluster.local\" \
-             dst.workload=\"server-a\" dst.namespace=\"httpbin\" dst.identity=\"{SERVER_A}\" \
-             direction=\"inbound\" bytes_sent={} bytes_recv={}",
-            mesh.hbone_port,
-            body.len() + "server-a:".len(),
-            body.len(),
+        assert_eq!(
+            without_port_and_duration(line),
+            expected("outbound", asked, answered)
         );
-        assert_eq!(without_port_and_duration(&inbound), expected);
+        let inbound = line_eventually(&mesh.servers[0], "info access").await;
+        assert_eq!(
+            without_port_and_duration(&inbound),
+            expected("inbound", answered, asked)
+        );
     })
     .await
 }
