@@ -194,22 +194,27 @@ mod tests {
         strip_timestamp(&format_text(&summary.record(defects), SystemTime::now())).to_string()
     }
 
-    #[test]
-    fn golden_line_of_the_guide() {
-        let (proxy, backend) = (proxy(), backend());
-        let summary = ConnectionSummary {
+    /// The connection of the guide's line.
+    fn guide<'a>(proxy: &'a ProxyWorkload, backend: &'a LocalWorkload) -> ConnectionSummary<'a> {
+        ConnectionSummary {
             src_addr: "10.10.0.14:40292".parse().unwrap(),
-            proxy: &proxy,
+            proxy,
             dst_addr: "10.10.0.15:8080".parse().unwrap(),
             dst_service: Some("in-ambient.httpbin.svc.cluster.local"),
-            dst_workload: Some(&backend),
+            dst_workload: Some(backend),
             hbone: None,
             logged_workload: None,
             bytes_sent: 78,
             bytes_recv: 45,
             duration: Duration::from_micros(12_400),
             error: None,
-        };
+        }
+    }
+
+    #[test]
+    fn golden_line_of_the_guide() {
+        let (proxy, backend) = (proxy(), backend());
+        let summary = guide(&proxy, &backend);
         assert_eq!(
             text(&summary, &Defects::none()),
             "info access connection complete src.addr=10.10.0.14:40292 \
@@ -238,16 +243,11 @@ mod tests {
         let (proxy, backend) = (proxy(), backend());
         let summary = ConnectionSummary {
             src_addr: "10.10.0.14:40300".parse().unwrap(),
-            proxy: &proxy,
-            dst_addr: "10.10.0.15:8080".parse().unwrap(),
-            dst_service: Some("in-ambient.httpbin.svc.cluster.local"),
-            dst_workload: Some(&backend),
-            hbone: None,
-            logged_workload: None,
             bytes_sent: 0,
             bytes_recv: 0,
             duration: Duration::from_millis(750),
             error: Some("connection timeout".into()),
+            ..guide(&proxy, &backend)
         };
         let line = text(&summary, &Defects::none());
         assert!(
@@ -261,5 +261,40 @@ mod tests {
             "{line}"
         );
         assert_eq!(summary.labels().response_flags, "UF");
+    }
+
+    #[test]
+    fn golden_hbone_failure_line_and_early_deny() {
+        let (proxy, backend) = (proxy(), backend());
+        let summary = ConnectionSummary {
+            hbone: Some(HboneHop {
+                ztunnel: "10.10.0.15:15008".parse().unwrap(),
+                identity: "spiffe://cluster.local/ns/httpbin/sa/in-ambient".into(),
+            }),
+            error: Some("connection timeout".into()),
+            ..guide(&proxy, &backend)
+        };
+        let line = text(&summary, &Defects::none());
+        assert!(
+            line.contains(
+                " dst.addr=10.10.0.15:15008 dst.hbone_addr=10.10.0.15:8080 \
+                 dst.service=\"in-ambient.httpbin.svc.cluster.local\" \
+                 dst.workload=\"in-ambient-7d8f9b6c54-abc12\" dst.namespace=\"httpbin\" \
+                 dst.identity=\"spiffe://cluster.local/ns/httpbin/sa/in-ambient\" \
+                 direction=\"outbound\" "
+            ),
+            "{line}"
+        );
+        let deny = early_deny(
+            "10.10.0.14:40312".parse().unwrap(),
+            "10.10.0.15:15008".parse().unwrap(),
+            "inbound",
+            "TLS handshake: peer sent no certificates",
+        );
+        assert_eq!(
+            strip_timestamp(&format_text(&deny, SystemTime::now())),
+            "warn access connection failed src.addr=10.10.0.14:40312 dst.addr=10.10.0.15:15008 \
+             direction=\"inbound\" error=\"TLS handshake: peer sent no certificates\""
+        );
     }
 }

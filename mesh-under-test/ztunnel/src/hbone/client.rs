@@ -2,7 +2,9 @@
 //! upstream keys them (destination ztunnel address, our identity, the identity the destination
 //! must prove), each carrying up to 100 concurrent CONNECT streams (upstream's default). Callers
 //! for one key wait while its connection is being opened rather than open one each; a
-//! connection that broke or is full is replaced, and lives on until its last stream ends.
+//! connection that broke (or stopped answering pings) or is full is replaced, and lives on
+//! until its last stream ends. Unlike upstream, an idle connection is not released after 5
+//! minutes: it stays pooled while it answers pings.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,7 +20,7 @@ use http::{Method, Request, StatusCode, Version, header};
 use http_body_util::Empty;
 use hyper::client::conn::http2;
 use hyper::upgrade::Upgraded;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meshcert_model::Identity;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::TlsConnector;
@@ -33,6 +35,10 @@ use crate::tls::{self, CertificateSource, WorkloadCertificate};
 
 /// Upstream's `POOL_MAX_STREAMS_PER_CONNECTION` default.
 const MAX_STREAMS_PER_CONNECTION: usize = 100;
+/// Upstream pings every pooled connection this often and drops it when a ping is not answered
+/// in `PING_TIMEOUT`, so a dead peer leaves the pool.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PoolKey {
@@ -232,6 +238,10 @@ impl HboneClient {
             .await
             .map_err(|e| failed(format!("TLS handshake: {e}")))?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(PING_INTERVAL)
+            .keep_alive_timeout(PING_TIMEOUT)
+            .keep_alive_while_idle(true)
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(FRAME_SIZE)
