@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::ZtunnelError;
 use crate::config::Config;
+use crate::hbone::{HboneClient, Inbound};
 use crate::health_check;
 use crate::http;
 use crate::local_config::LocalConfigError;
@@ -21,6 +22,7 @@ use crate::shutdown;
 use crate::socket::{MarkedSockets, OriginalDst, SoOriginalDst, SocketFactory};
 use crate::sources;
 use crate::state::{ProxyState, defect_records};
+use crate::tls::CertificateSource;
 
 /// Reads the environment and runs until SIGTERM or SIGINT. What the binary calls.
 pub fn run_from_env() -> Result<(), ZtunnelError> {
@@ -143,6 +145,7 @@ fn data_plane(
 /// The listeners, bound before anything runs so a port in use fails the start.
 struct Bound {
     outbound: Vec<std::net::TcpListener>,
+    inbound: TcpListener,
     admin: TcpListener,
     stats: TcpListener,
     readiness: TcpListener,
@@ -161,8 +164,18 @@ pub async fn run_with_logger(
     let drain = config.drain;
     let state = ProxyState::new(config, model, logger.clone());
     let (trigger, shutdown) = shutdown::channel();
-    let mut tasks = spawn_tasks(&state, bound, sockets, text, &shutdown)?;
+    let mut tasks = JoinSet::new();
     let mut sources = sources::spawn(&state, &shutdown, &mut tasks);
+    let certificates = sources.certificates.clone();
+    spawn_tasks(
+        &mut tasks,
+        &state,
+        bound,
+        sockets,
+        text,
+        certificates,
+        &shutdown,
+    )?;
     tokio::pin!(stop);
     tokio::select! {
         _ = sources.ready() => {}
@@ -180,6 +193,7 @@ pub async fn run_with_logger(
     logger.log(
         Record::new(Level::Info, "ztunnel", "ready")
             .bare("outbound", l.outbound)
+            .bare("inbound", l.inbound)
             .bare("admin", l.admin)
             .bare("stats", l.stats)
             .bare("readiness", l.readiness)
@@ -238,11 +252,13 @@ fn marked_sockets(config: &Config) -> Result<Arc<dyn SocketFactory>, ZtunnelErro
 async fn bind_all(config: &Config) -> Result<Bound, ZtunnelError> {
     let l = &config.listeners;
     let outbound = bind_outbound(l.outbound, config.worker_threads)?;
+    let inbound = bind(l.inbound, "HBONE (inbound)").await?;
     let admin = bind(l.admin, "the admin API").await?;
     let stats = bind(l.stats, "metrics").await?;
     let readiness = bind(l.readiness, "readiness").await?;
     Ok(Bound {
         outbound,
+        inbound,
         admin,
         stats,
         readiness,
@@ -252,15 +268,24 @@ async fn bind_all(config: &Config) -> Result<Bound, ZtunnelError> {
 /// Starts the data-plane threads, the health checker, the config reloader and the HTTP
 /// servers; each is a task of the set returned, which ends when it does.
 fn spawn_tasks(
+    tasks: &mut JoinSet<()>,
     state: &Arc<ProxyState>,
     bound: Bound,
     sockets: Arc<dyn SocketFactory>,
     text: String,
+    certs: CertificateSource,
     shutdown: &shutdown::Shutdown,
-) -> Result<JoinSet<()>, ZtunnelError> {
+) -> Result<(), ZtunnelError> {
     let original_dst: Arc<dyn OriginalDst> = Arc::new(SoOriginalDst);
-    let mut tasks = JoinSet::new();
-    let proxy = Outbound::new(Arc::clone(state), original_dst, Arc::clone(&sockets));
+    let hbone = HboneClient::new(
+        certs.clone(),
+        Arc::clone(&sockets),
+        state.config.connect_timeout,
+    );
+    let proxy = Outbound::new(Arc::clone(state), original_dst, Arc::clone(&sockets))
+        .with_hbone(Arc::new(hbone));
+    let inbound = Inbound::new(Arc::clone(state), Arc::clone(&sockets), certs);
+    tasks.spawn(inbound.serve(bound.inbound, shutdown.clone()));
     for (n, listener) in bound.outbound.into_iter().enumerate() {
         let ended = data_plane(n, listener, proxy.clone(), shutdown.clone())?;
         tasks.spawn(async move {
@@ -291,7 +316,7 @@ fn spawn_tasks(
         http::readiness,
         shutdown.clone(),
     ));
-    Ok(tasks)
+    Ok(())
 }
 
 /// Tells every task to stop and waits for them up to the drain time.

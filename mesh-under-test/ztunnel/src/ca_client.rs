@@ -30,9 +30,6 @@ pub const CA: &str = "the CA";
 /// Upstream's first retry delay and its cap.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MOST_RETRY: Duration = Duration::from_secs(150);
-/// The current certificate; `None` until the CA has issued one.
-pub type Certificates = watch::Receiver<Option<Arc<WorkloadCertificate>>>;
-
 /// The SPIFFE identity certificates are asked for: `PROXY_WORKLOAD_INFO`'s namespace and
 /// service account in the configured trust domain.
 pub fn identity(config: &Config) -> Identity {

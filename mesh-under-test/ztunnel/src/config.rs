@@ -85,6 +85,8 @@ pub const OUTBOUND_PORT: u16 = 15001;
 pub const ADMIN_PORT: u16 = 15000;
 pub const STATS_PORT: u16 = 15020;
 pub const READINESS_PORT: u16 = 15021;
+/// HBONE: mTLS + HTTP/2 CONNECT from other ztunnels.
+pub const INBOUND_PORT: u16 = 15008;
 
 /// `PROXY_WORKLOAD_INFO=<namespace>/<name>/<service account>`: the pod this proxy serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +167,7 @@ impl Placement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listeners {
     pub outbound: SocketAddr,
+    pub inbound: SocketAddr,
     pub admin: SocketAddr,
     pub stats: SocketAddr,
     pub readiness: SocketAddr,
@@ -175,6 +178,7 @@ impl Default for Listeners {
         let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
         Self {
             outbound: any(OUTBOUND_PORT),
+            inbound: any(INBOUND_PORT),
             // The admin API exposes the whole model: localhost only, as upstream.
             admin: SocketAddr::from((Ipv4Addr::LOCALHOST, ADMIN_PORT)),
             stats: any(STATS_PORT),

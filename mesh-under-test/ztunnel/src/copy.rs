@@ -2,14 +2,17 @@
 //! even when a side fails (the access log and metrics need them), and keeping the first bytes
 //! the upstream sent (the `eject-on-http-5xx` defect looks at them).
 //!
-//! Each direction reads into a user-space buffer (cheap for request/response traffic, however
-//! long a keep-alive connection lives) and switches to `splice(2)` through a pipe while reads
-//! keep filling the buffer, so bulk transfers never cross into user space; see `Mode`.
+//! Between two TCP sockets each direction reads into a user-space buffer (cheap for
+//! request/response traffic, however long a keep-alive connection lives) and switches to
+//! `splice(2)` through a pipe while reads keep filling the buffer, so bulk transfers never cross
+//! into user space; see `Mode`. When one side is an HBONE stream, bytes go through the buffer.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use std::future::Future;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 
@@ -49,7 +52,7 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 /// Half-closes `dst`; a peer that already went away has nothing left to half-close.
-async fn shutdown_write(dst: &mut WriteHalf<'_>) -> io::Result<()> {
+async fn shutdown_write<W: AsyncWrite + Unpin>(dst: &mut W) -> io::Result<()> {
     match dst.shutdown().await {
         Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
         _ => Ok(()),
@@ -127,6 +130,46 @@ impl Mode {
     }
 }
 
+/// Reads what `src` has into `buf` and writes it all to `dst`, counting it and keeping the
+/// first bytes in `head`; returns the bytes moved, 0 at end of stream.
+async fn move_chunk<R, W>(
+    src: &mut R,
+    dst: &mut W,
+    buf: &mut Vec<u8>,
+    count: &mut u64,
+    head: Option<&mut Vec<u8>>,
+) -> io::Result<usize>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    buf.clear();
+    let n = src.read_buf(buf).await?;
+    if let Some(head) = head {
+        let room = HEAD.saturating_sub(head.len()).min(n);
+        head.extend_from_slice(&buf[..room]);
+    }
+    dst.write_all(&buf[..n]).await?;
+    *count += n as u64;
+    Ok(n)
+}
+
+/// One direction until the source's end of stream, through the buffer only.
+async fn buffered_pump<R, W>(
+    src: &mut R,
+    mut dst: W,
+    count: &mut u64,
+    mut head: Option<&mut Vec<u8>>,
+) -> io::Result<W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = Vec::with_capacity(BUFFER);
+    while move_chunk(src, &mut dst, &mut buf, count, head.as_deref_mut()).await? > 0 {}
+    Ok(dst)
+}
+
 /// One direction until the source's end of stream. The half-close is the caller's to pass on:
 /// it knows whether the other direction still runs.
 async fn pump(
@@ -144,15 +187,7 @@ async fn pump(
     loop {
         let n = match mode {
             Mode::Buffered { .. } => {
-                buf.clear();
-                let n = src.read_buf(&mut buf).await?;
-                if let Some(head) = head.as_deref_mut() {
-                    let room = HEAD.saturating_sub(head.len()).min(n);
-                    head.extend_from_slice(&buf[..room]);
-                }
-                dst.write_all(&buf[..n]).await?;
-                *count += n as u64;
-                n
+                move_chunk(src, dst, &mut buf, count, head.as_deref_mut()).await?
             }
             Mode::Splice => {
                 let pipe = match &pipe {
@@ -204,6 +239,48 @@ async fn splice_through(
     Ok(n)
 }
 
+/// Runs both directions until both end, or either fails; returns the first failure. Each
+/// direction yields its destination when its source ends, and the end is passed on to it; the
+/// second to end is passed on only when `shut_down_last` (two TCP sockets need no shutdown(2)
+/// there: closing them sends the FIN, but an HBONE stream must send its END_STREAM).
+async fn both_ways<U, C>(
+    to_upstream: impl Future<Output = io::Result<U>>,
+    to_client: impl Future<Output = io::Result<C>>,
+    shut_down_last: bool,
+) -> Option<io::Error>
+where
+    U: AsyncWrite + Unpin,
+    C: AsyncWrite + Unpin,
+{
+    tokio::pin!(to_upstream, to_client);
+    let (mut up_done, mut down_done) = (false, false);
+    while !(up_done && down_done) {
+        let result = tokio::select! {
+            r = &mut to_upstream, if !up_done => {
+                up_done = true;
+                pass_end(r, !down_done || shut_down_last).await
+            }
+            r = &mut to_client, if !down_done => {
+                down_done = true;
+                pass_end(r, !up_done || shut_down_last).await
+            }
+        };
+        if let Err(e) = result {
+            return Some(e);
+        }
+    }
+    None
+}
+
+/// Half-closes the destination of a direction that ended, when `shut_down`.
+async fn pass_end<W: AsyncWrite + Unpin>(ended: io::Result<W>, shut_down: bool) -> io::Result<()> {
+    match ended {
+        Ok(mut dst) if shut_down => shutdown_write(&mut dst).await,
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Relays until both directions end, or either fails. The first direction to end is
 /// half-closed; the second needs no shutdown(2): closing both sockets sends its FIN.
 pub async fn relay(mut client: TcpStream, mut upstream: TcpStream) -> Transfer {
@@ -231,24 +308,30 @@ pub async fn relay(mut client: TcpStream, mut upstream: TcpStream) -> Transfer {
             .await
             .map(|()| client_write)
         };
-        tokio::pin!(to_upstream, to_client);
-        let (mut up_done, mut down_done) = (false, false);
-        while !(up_done && down_done) {
-            let ended = tokio::select! {
-                r = &mut to_upstream, if !up_done => { up_done = true; r }
-                r = &mut to_client, if !down_done => { down_done = true; r }
-            };
-            let result = match ended {
-                // Pass the end on while the other side may still answer.
-                Ok(mut dst) if !(up_done && down_done) => shutdown_write(&mut dst).await,
-                Ok(_) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
-                transfer.error = Some(e);
-                break;
-            }
-        }
+        transfer.error = both_ways(to_upstream, to_client, false).await;
+    }
+    transfer
+}
+
+/// Relays between any two byte streams (an HBONE stream on one side) until both directions
+/// end, or either fails; every end is passed on.
+pub async fn relay_streams<C, U>(client: C, upstream: U) -> Transfer
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut transfer = Transfer::default();
+    {
+        let (mut client_read, client_write) = tokio::io::split(client);
+        let (mut upstream_read, upstream_write) = tokio::io::split(upstream);
+        let to_upstream = buffered_pump(&mut client_read, upstream_write, &mut transfer.sent, None);
+        let to_client = buffered_pump(
+            &mut upstream_read,
+            client_write,
+            &mut transfer.received,
+            Some(&mut transfer.upstream_head),
+        );
+        transfer.error = both_ways(to_upstream, to_client, true).await;
     }
     transfer
 }

@@ -51,6 +51,24 @@ pub enum ZtunnelError {
         address: String,
         message: String,
     },
+    /// HBONE needs the workload certificate, which has not arrived.
+    #[error(
+        "no workload certificate yet: HBONE needs the one the CA (CA_ADDRESS) issues for \
+         this workload; check that the CA is reachable"
+    )]
+    NoCertificate,
+    /// The workload certificate (or its key) cannot make a TLS config.
+    #[error("the workload certificate for {identity} cannot be used for TLS: {reason}")]
+    Certificate { identity: String, reason: String },
+    /// A TLS peer's certificate does not name the identity it must have.
+    #[error("the peer certificate names {found:?}, not {expected}")]
+    PeerIdentity {
+        expected: String,
+        found: Vec<String>,
+    },
+    /// An HBONE connection or CONNECT through the ztunnel at `peer` failed.
+    #[error("HBONE to {peer}: {reason}")]
+    Hbone { peer: SocketAddr, reason: String },
 }
 
 impl ZtunnelError {

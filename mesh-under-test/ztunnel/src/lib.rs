@@ -3,13 +3,15 @@
 //! `PROXY_WORKLOAD_INFO`, ports 15000/15001/15020/15021) and behaves as the Solo docs describe:
 //! round robin per connection within the best priority level, failover to a different endpoint
 //! on a failed connect, active TCP health checks, EWMA scores and a circuit breaker, access logs
-//! and Istio TCP metrics.
+//! and Istio TCP metrics. Workloads with `protocol: HBONE` are reached, and this ztunnel's own
+//! workload is served, over HBONE (mTLS + HTTP/2 CONNECT on 15008).
 //!
 //! Layout: `config` (environment) -> `local_config` + `model` (what to route to) ->
 //! `ranking` + `picker` + `outlier` + `balancer` (pure decisions) -> `proxy` + `health_check` +
-//! `reload` + `http` (I/O) -> `app` (wiring). The control plane, when configured: `sources`
-//! starts `ca_client` (certificates) and `xds_client` (config over delta xDS, translated by
-//! `xds_translate`), both over `grpc`. `defects` holds the test-only defect switches.
+//! `reload` + `http` + `tls` + `hbone` (I/O) -> `app` (wiring). The control plane, when
+//! configured: `sources` starts `ca_client` (certificates) and `xds_client` (config over delta
+//! xDS, translated by `xds_translate`), both over `grpc`. `defects` holds the test-only defect
+//! switches.
 
 pub mod access;
 pub mod app;
@@ -20,6 +22,7 @@ pub mod copy;
 pub mod defects;
 pub mod error;
 pub mod grpc;
+pub mod hbone;
 pub mod health_check;
 pub mod http;
 pub mod local_config;

@@ -437,6 +437,15 @@ impl Logger {
             Sink::Stdout(_) => Vec::new(),
         }
     }
+
+    /// Captured lines, timestamps stripped, that start with `prefix`.
+    pub fn captured_starting_with(&self, prefix: &str) -> Vec<String> {
+        self.captured()
+            .iter()
+            .map(|l| strip_timestamp(l).to_string())
+            .filter(|l| l.starts_with(prefix))
+            .collect()
+    }
 }
 
 /// Locks a mutex, ignoring poisoning: a panic elsewhere must not silence the logs.

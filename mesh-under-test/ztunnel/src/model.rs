@@ -7,11 +7,13 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use meshcert_model::Identity;
+
 use crate::ZtunnelError;
 use crate::config::WorkloadInfo;
 use crate::defects::Defects;
 use crate::local_config::{
-    HealthPolicy, HealthStatus, LoadBalancerMode, LocalConfig, LocalWorkload, Protocol, Service,
+    HealthPolicy, HealthStatus, LoadBalancerMode, LocalConfig, LocalWorkload, Service,
 };
 use crate::log::{Level, Record};
 use crate::ranking::{Ranking, StrictScope};
@@ -135,30 +137,15 @@ pub struct Model {
 }
 
 impl Model {
-    /// Builds the model; `origin` names the config file in errors. A file that does not define
-    /// this proxy's own workload still builds (see [`ProxyWorkload::missing_record`]).
+    /// Builds the model; `_origin` would name the config file in errors (every parsed file
+    /// builds today: HBONE workloads too). A file that does not define this proxy's own
+    /// workload still builds (see [`ProxyWorkload::missing_record`]).
     pub fn build(
         config: LocalConfig,
         info: &WorkloadInfo,
         defects: &Defects,
-        origin: &str,
+        _origin: &str,
     ) -> Result<Self, ZtunnelError> {
-        let error = |message: String| ZtunnelError::Model {
-            path: origin.to_string(),
-            message,
-        };
-        if let Some((i, w)) = config
-            .workloads
-            .iter()
-            .enumerate()
-            .find(|(_, w)| w.protocol == Protocol::HBONE)
-        {
-            return Err(error(format!(
-                "workloads[{i}] ({}/{}): protocol HBONE is not implemented by the reference \
-                 ztunnel; use protocol: TCP",
-                w.namespace, w.name
-            )));
-        }
         let own = config
             .workloads
             .iter()
@@ -249,17 +236,23 @@ impl Model {
                 },
             };
         }
-        if let Some(candidates) = self.workloads_by_ip.get(&dst.ip()) {
-            let workload = candidates
-                .iter()
-                .find(|w| Some(w.network.as_str()) == network)
-                .unwrap_or(&candidates[0]);
+        if let Some(workload) = self.workload_at(dst.ip()) {
             return Destination::Workload {
                 workload: Arc::clone(workload),
                 addr: dst,
             };
         }
         Destination::Passthrough(dst)
+    }
+
+    /// The workload with address `ip`, preferring one on this proxy's network.
+    pub fn workload_at(&self, ip: IpAddr) -> Option<&Arc<LocalWorkload>> {
+        let network = self.proxy.workload.as_ref().map(|w| w.network.as_str());
+        let candidates = self.workloads_by_ip.get(&ip)?;
+        candidates
+            .iter()
+            .find(|w| Some(w.network.as_str()) == network)
+            .or(candidates.first())
     }
 }
 
@@ -308,6 +301,23 @@ fn build_route(
         levels: ranking.levels(client, endpoints, |e| &e.workload),
         strict: ranking.strict_scope(),
     }
+}
+
+/// A workload's SPIFFE identity, with upstream's defaults for an empty trust domain or
+/// service account: what its certificate must name.
+pub fn workload_identity(w: &LocalWorkload) -> Identity {
+    let or = |value: &str, default: &str| {
+        if value.is_empty() {
+            default.to_string()
+        } else {
+            value.to_string()
+        }
+    };
+    Identity::new(
+        or(&w.trust_domain, DEFAULT_TRUST_DOMAIN),
+        w.namespace.clone(),
+        or(&w.service_account, "default"),
+    )
 }
 
 /// The workload name metrics use (upstream's canonical name), falling back to the pod name.
@@ -473,12 +483,24 @@ services:
     }
 
     #[test]
-    fn hbone_workload_is_named() {
+    fn hbone_workloads_route_like_tcp_ones_and_have_identities() {
         let text = CONFIG.replacen("  node: node-b\n", "  node: node-b\n  protocol: HBONE\n", 1);
-        let err = model(&text).unwrap_err().to_string();
-        assert!(err.contains("httpbin/in-ambient-c"), "{err}");
-        assert!(err.contains("HBONE"), "{err}");
-        assert!(err.contains("test.yaml"), "{err}");
+        let model = model(&text).unwrap();
+        let c = service_route(&model)
+            .endpoints()
+            .find(|e| e.workload.name == "in-ambient-c")
+            .cloned()
+            .unwrap();
+        assert_eq!(c.workload.protocol, crate::local_config::Protocol::HBONE);
+        assert_eq!(
+            workload_identity(&c.workload).to_string(),
+            "spiffe://cluster.local/ns/httpbin/sa/default"
+        );
+        let client = model.workload_at("10.244.0.5".parse().unwrap()).unwrap();
+        assert_eq!(
+            workload_identity(client).to_string(),
+            "spiffe://cluster.local/ns/httpbin/sa/client"
+        );
     }
 
     #[test]

@@ -3,23 +3,27 @@
 //! the client sees latency rather than an error), relays the bytes, then writes the access log
 //! line and metrics. A `Strict` service's route holds only the endpoints in scope, so retries
 //! stay among them and, when none is left, the connection is dropped with a warning (TD-ITP-1).
+//! A workload with `protocol: HBONE` is reached through its ztunnel (see `hbone`); a failed
+//! HBONE connect counts as a failed connect, so retries and outlier detection see no difference.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::access::ConnectionSummary;
-use crate::copy;
+use crate::access::{ConnectionSummary, HboneHop};
+use crate::copy::{self, Transfer};
 use crate::defects::Defect;
-use crate::local_config::LocalWorkload;
+use crate::hbone::{self, ConnectRequest, HboneClient, HboneStream};
+use crate::local_config::{LocalWorkload, Protocol};
 use crate::log::{Level, Record};
-use crate::model::{Destination, Endpoint, Model, Route};
+use crate::model::{Destination, Endpoint, Model, Route, workload_identity};
 use crate::outlier::Outcome;
 use crate::ranking::StrictScope;
 use crate::shutdown::Shutdown;
 use crate::socket::{ConnectError, OriginalDst, SocketFactory, connect};
 use crate::state::ProxyState;
+use crate::tls::no_certificate;
 
 /// The outbound proxy core, with its I/O boundaries injected.
 #[derive(Clone)]
@@ -27,6 +31,22 @@ pub struct Outbound {
     state: Arc<ProxyState>,
     original_dst: Arc<dyn OriginalDst>,
     sockets: Arc<dyn SocketFactory>,
+    hbone: Arc<HboneClient>,
+}
+
+/// A connection to the endpoint: plain TCP, or a CONNECT stream through its ztunnel.
+pub enum Upstream {
+    Tcp(TcpStream),
+    Hbone(HboneStream),
+}
+
+impl Upstream {
+    async fn relay(self, client: TcpStream) -> Transfer {
+        match self {
+            Upstream::Tcp(upstream) => copy::relay(client, upstream).await,
+            Upstream::Hbone(upstream) => copy::relay_streams(client, upstream).await,
+        }
+    }
 }
 
 /// Where a connection went and how it was found, for the access log.
@@ -40,16 +60,29 @@ struct Target<'a> {
 }
 
 impl Outbound {
+    /// An outbound proxy with no workload certificate: HBONE workloads cannot be reached
+    /// until [`Outbound::with_hbone`] gives it a client that has one.
     pub fn new(
         state: Arc<ProxyState>,
         original_dst: Arc<dyn OriginalDst>,
         sockets: Arc<dyn SocketFactory>,
     ) -> Self {
+        let hbone = HboneClient::new(
+            no_certificate(),
+            Arc::clone(&sockets),
+            state.config.connect_timeout,
+        );
         Self {
             state,
             original_dst,
             sockets,
+            hbone: Arc::new(hbone),
         }
+    }
+
+    pub fn with_hbone(mut self, hbone: Arc<HboneClient>) -> Self {
+        self.hbone = hbone;
+        self
     }
 
     /// Accepts until shutdown; each connection runs in its own task.
@@ -155,16 +188,16 @@ impl Outbound {
             let Some(endpoint) = self.state.pick(route, counter, &tried) else {
                 break;
             };
-            match connect(&*self.sockets, endpoint.addr, config.connect_timeout).await {
+            let target = Target {
+                addr: endpoint.addr,
+                service: Some(&route.hostname),
+                workload: Some(&endpoint.workload),
+                endpoint: Some(&endpoint),
+                route: Some(route),
+            };
+            match self.connect(&target, src, model).await {
                 Ok(upstream) => {
                     self.state.observe(&endpoint, Outcome::Success);
-                    let target = Target {
-                        addr: endpoint.addr,
-                        service: Some(&route.hostname),
-                        workload: Some(&endpoint.workload),
-                        endpoint: Some(&endpoint),
-                        route: Some(route),
-                    };
                     return self
                         .relay(client, upstream, src, model, &target, started)
                         .await;
@@ -220,13 +253,7 @@ impl Outbound {
         target: Target<'_>,
         started: tokio::time::Instant,
     ) {
-        match connect(
-            &*self.sockets,
-            target.addr,
-            self.state.config.connect_timeout,
-        )
-        .await
-        {
+        match self.connect(&target, src, model).await {
             Ok(upstream) => {
                 self.relay(client, upstream, src, model, &target, started)
                     .await
@@ -238,10 +265,38 @@ impl Outbound {
         }
     }
 
+    /// Connects to the target as its workload is reached: through HBONE, or over TCP.
+    async fn connect(
+        &self,
+        target: &Target<'_>,
+        src: SocketAddr,
+        model: &Model,
+    ) -> Result<Upstream, ConnectError> {
+        match target.workload.filter(|w| w.protocol == Protocol::HBONE) {
+            None => connect(
+                &*self.sockets,
+                target.addr,
+                self.state.config.connect_timeout,
+            )
+            .await
+            .map(Upstream::Tcp),
+            Some(workload) => {
+                let request = ConnectRequest {
+                    target: target.addr,
+                    identity: workload_identity(workload),
+                    src,
+                    service: target.service,
+                    baggage: hbone::baggage(model.proxy.workload.as_ref()),
+                };
+                self.hbone.connect(&request).await.map(Upstream::Hbone)
+            }
+        }
+    }
+
     async fn relay(
         &self,
         client: TcpStream,
-        upstream: TcpStream,
+        upstream: Upstream,
         src: SocketAddr,
         model: &Model,
         target: &Target<'_>,
@@ -250,7 +305,7 @@ impl Outbound {
         let defects = &self.state.config.defects;
         let mut summary = self.summary(src, model, target, started);
         self.state.metrics.opened(summary.labels());
-        let transfer = copy::relay(client, upstream).await;
+        let transfer = upstream.relay(client).await;
         if let Some(endpoint) = target.endpoint
             && defects.is_on(Defect::EjectOnHttp5xx)
         {
@@ -297,12 +352,20 @@ impl Outbound {
             }
             _ => None,
         };
+        let hbone = target
+            .workload
+            .filter(|w| w.protocol == Protocol::HBONE)
+            .map(|w| HboneHop {
+                ztunnel: self.hbone.ztunnel_addr(target.addr),
+                identity: workload_identity(w).to_string(),
+            });
         ConnectionSummary {
             src_addr: src,
             proxy: &model.proxy,
             dst_addr: target.addr,
             dst_service: target.service,
             dst_workload: target.workload,
+            hbone,
             logged_workload,
             bytes_sent: 0,
             bytes_recv: 0,

@@ -177,6 +177,9 @@ impl SocketFactory for PlainSockets {
 pub enum ConnectError {
     Timeout,
     Io(io::Error),
+    /// The TCP connect to the destination's ztunnel succeeded (or was not needed), but HBONE
+    /// did not: no certificate, TLS refused, or the CONNECT was not answered 200.
+    Hbone(Box<crate::ZtunnelError>),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -187,6 +190,7 @@ impl std::fmt::Display for ConnectError {
                 f.write_str("connection refused")
             }
             ConnectError::Io(e) => write!(f, "{e}"),
+            ConnectError::Hbone(e) => write!(f, "{e}"),
         }
     }
 }

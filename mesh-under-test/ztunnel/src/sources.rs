@@ -7,17 +7,17 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::ca_client::{self, Certificates};
+use crate::ca_client;
 use crate::config::ConfigSource;
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
-use crate::tls::WorkloadCertificate;
+use crate::tls::{CertificateSource, WorkloadCertificate};
 use crate::xds_client;
 
 /// The running sources' outputs.
 pub struct Sources {
     /// The workload certificate; stays `None` without a CA (`FAKE_CA`, or no `CA_ADDRESS`).
-    pub certificates: Certificates,
+    pub certificates: CertificateSource,
     needs_certificate: bool,
     configured: watch::Receiver<bool>,
     /// Kept so the channel stays open when no CA task holds it.

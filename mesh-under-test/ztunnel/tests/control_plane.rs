@@ -230,6 +230,7 @@ fn start(env: &[(&str, String)]) -> Ztunnel {
     config.listeners = Listeners {
         outbound: at(0),
         admin,
+        inbound: at(0),
         stats: at(0),
         readiness,
     };

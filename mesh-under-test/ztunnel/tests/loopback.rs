@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use meshcert_ztunnel::config::{self, Config};
 use meshcert_ztunnel::health_check::{self, check_round};
-use meshcert_ztunnel::log::{LogFilter, LogFormat, Logger, strip_timestamp};
+use meshcert_ztunnel::log::{LogFilter, LogFormat, Logger};
 use meshcert_ztunnel::proxy::Outbound;
 use meshcert_ztunnel::reload::{Reloader, build_model};
 use meshcert_ztunnel::shutdown;
@@ -305,13 +305,7 @@ impl Harness {
     }
 
     fn lines(&self, prefix: &str) -> Vec<String> {
-        self.state
-            .logger
-            .captured()
-            .iter()
-            .map(|l| strip_timestamp(l).to_string())
-            .filter(|l| l.starts_with(prefix))
-            .collect()
+        self.state.logger.captured_starting_with(prefix)
     }
 }
 
