@@ -263,3 +263,19 @@ fn local_config_becomes_named_addresses(#[case] case: (LocalConfig, Vec<(String,
     let (input, expected) = case;
     assert_eq!(super::addresses(&input), expected);
 }
+
+/// The reference ztunnel's reading of the resources gives back the file they came from: what
+/// the control plane pushes is exactly what `LOCAL_XDS_PATH` would have said.
+#[rstest]
+#[case::every_workload_field(every_workload_field())]
+#[case::service_load_balancing(service_load_balancing())]
+#[case::workload_defaults(workload_defaults())]
+#[case::service_modes(service_modes())]
+#[case::service_without_load_balancer((config(" []", SERVICE), vec![reviews()]))]
+fn the_reference_reads_back_the_config_pushed(#[case] case: (LocalConfig, Vec<(String, Address)>)) {
+    let (input, _) = case;
+    let pushed = super::addresses(&input);
+    let read = meshcert_ztunnel::xds_translate::local_config(pushed.iter().map(|(n, a)| (n, a)))
+        .expect("the reference accepts every resource the control plane pushes");
+    assert_eq!(read, input);
+}
