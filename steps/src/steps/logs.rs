@@ -97,18 +97,24 @@ async fn access_destination(
 }
 
 #[then(
-    expr = "every access line's dst.addr is a {string} pod's IP on port {int} and its dst.workload is that pod"
+    expr = "every access line's pod address is a {string} pod's IP on port {int} and its dst.workload is that pod"
 )]
 async fn access_endpoint(world: &mut MeshWorld, deployment: String, port: u16) -> StepResult {
     let pods = world.pods(&deployment).await?;
     for line in access_lines(world)? {
-        let addr = field(line, "dst.addr")?;
+        // Over HBONE dst.addr is the destination ztunnel's 15008; the pod is the tunnel's target.
+        let key = if line.fields.contains_key("dst.hbone_addr") {
+            "dst.hbone_addr"
+        } else {
+            "dst.addr"
+        };
+        let addr = field(line, key)?;
         let pod = pods
             .iter()
             .find(|p| addr == format!("{}:{port}", p.ip))
             .ok_or_else(|| {
                 StepFailure(format!(
-                    "dst.addr={addr} is no {deployment} pod on port {port}: {}",
+                    "{key}={addr} is no {deployment} pod on port {port}: {}",
                     line.raw
                 ))
             })?;

@@ -16,7 +16,7 @@ fn feature(then: &str) -> String {
 
 const FIELDS: &str = r#"    And every access line names the client pod, namespace "httpbin" and identity "spiffe://cluster.local/ns/httpbin/sa/client-in-ambient"
     And every access line names service "in-ambient.httpbin.svc.cluster.local", namespace "httpbin" and direction "outbound"
-    And every access line's dst.addr is a "in-ambient" pod's IP on port 8080 and its dst.workload is that pod
+    And every access line's pod address is a "in-ambient" pod's IP on port 8080 and its dst.workload is that pod
     And every access line counts bytes sent and received and a duration in milliseconds
     And each request's access line names the replica that answered it"#;
 
