@@ -193,6 +193,11 @@ impl Istiod {
         self.configs.send_replace(config);
     }
 
+    /// The config last pushed (empty before the first push).
+    pub fn pushed(&self) -> LocalConfig {
+        self.configs.borrow().clone()
+    }
+
     /// A ztunnel start that failed, said so that its first line names the control plane's
     /// address: the ztunnel's own line about an unreachable CA if it wrote one, else ours.
     pub fn explain_start_failure(

@@ -12,6 +12,7 @@ use meshcert_local::{ConfigSource, LocalMesh, LocalOptions, Run, SocketFactory, 
 use meshcert_mesh::manifest::ManifestSet;
 use meshcert_mesh::{DeploymentRef, MeshError, MeshUnderTest, PodRef, Profile};
 use meshcert_model::Identity;
+use meshcert_ztunnel::local_config::Protocol;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request};
 
@@ -140,6 +141,7 @@ pub async fn the_control_plane_signs_each_pod_its_own_identity_only() {
         .collect();
     assert_eq!(pods.len(), 2, "{pods:?}");
     assert!(mesh.ztunnel_logs().await.unwrap().is_empty());
+    assert!(istiod.pushed().workloads.is_empty(), "outside the mesh");
     let namespaces = mesh.namespaces();
     assert!(
         namespaces.iter().any(|n| n == istiod.netns()),
@@ -212,6 +214,14 @@ pub async fn a_ztunnel_that_cannot_reach_the_ca_names_its_address_first() {
             .pods(&DeploymentRef::new("httpbin", "in-ambient"))
             .await
             .unwrap();
+        // Pushed before its ztunnel started: the pod's workload, reached through HBONE.
+        let pushed = istiod.pushed();
+        let workloads: Vec<(&str, Protocol)> = pushed
+            .workloads
+            .iter()
+            .map(|w| (w.name.as_str(), w.protocol))
+            .collect();
+        assert_eq!(workloads, [(pods[0].name.as_str(), Protocol::HBONE)]);
         let token = istiod.token_file(&pods[0].pod_ref());
         let log = mesh.dir().join(format!("ztunnel-{}.log", pods[0].name));
         let log = std::fs::read_to_string(&log).unwrap();
