@@ -173,6 +173,17 @@ struct RunArgs {
     /// an external binary is restarted after every config change.
     #[arg(long)]
     ztunnel_reloads_config: bool,
+    /// Where the local mesh's ztunnels get certificates and config: `file` (LOCAL_XDS_PATH
+    /// and FAKE_CA, restarted on change unless it reloads) or `control-plane` (as in a
+    /// cluster: CA_ADDRESS and XDS_ADDRESS of the mesh's control plane, every enrolled pod
+    /// running a ztunnel, HBONE between them, no restarts).
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        env = "MESHCERT_ZTUNNEL_CONFIG",
+        default_value_t
+    )]
+    ztunnel_config: meshcert_local::ConfigSource,
     /// How long a starting ztunnel gets to answer /healthz/ready, e.g. 10s.
     #[arg(long, value_name = "DURATION")]
     ready_timeout: Option<String>,
@@ -197,7 +208,8 @@ struct RunArgs {
 #[derive(Args)]
 struct DiffArgs {
     /// First target: `reference`, `reference,defect=NAME`, `ztunnel:PATH[,profile=solo]
-    /// [,env=NAME=VALUE][,capabilities=A+B][,reloads=true][,ready-timeout=20s]`.
+    /// [,env=NAME=VALUE][,capabilities=A+B][,reloads=true][,config=control-plane]
+    /// [,ready-timeout=20s]`.
     #[arg(long)]
     a: String,
     /// Second target, same form as --a.
@@ -409,6 +421,7 @@ impl RunArgs {
         if self.ztunnel_reloads_config {
             spec.reloads_config = true;
         }
+        spec.config_source = self.ztunnel_config;
         if let Some(timeout) = &self.ready_timeout {
             spec.set("ready-timeout", timeout)
                 .map_err(flag("--ready-timeout"))?;

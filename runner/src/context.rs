@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meshcert_kube::{self as mkube, ClusterReport, KubeMesh, KubeOptions};
-use meshcert_local::{self as local, LocalMesh, LocalOptions, Run};
+use meshcert_local::{self as local, ConfigSource, LocalMesh, LocalOptions, Run};
 use meshcert_mesh::{MeshError, MeshUnderTest, TargetInfo};
 use meshcert_steps::thresholds::Thresholds;
 use meshcert_steps::{MeshSource, WorldConfig};
@@ -139,9 +139,11 @@ impl SuiteContext {
         &self.config.fixtures
     }
 
-    /// Whether the target restarts to take a config change (it reads its config once).
+    /// Whether the target restarts to take a config change (it reads its config file once;
+    /// one fed by the control plane never restarts).
     pub fn target_restarts(&self) -> bool {
-        !self.config.target.reloads_config
+        let target = &self.config.target;
+        target.config_source == ConfigSource::File && !target.reloads_config
     }
 
     /// A mesh of this run's local target, as a `LocalMesh` (the start probe reads the client
@@ -163,6 +165,7 @@ impl SuiteContext {
         options.version = self.target.version.clone();
         options.capabilities = self.target.capabilities.clone();
         options.ready_deadline = spec.ready_timeout;
+        options.config_source = spec.config_source;
         // The control plane is part of the reference mesh: its defect switches act there too.
         options.defects =
             Defects::parse(&spec.defects.join(",")).map_err(MeshError::InvalidRequest)?;

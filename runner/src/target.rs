@@ -1,5 +1,5 @@
 //! The mesh under test as a user names it: `reference`, `reference,defect=no-retry`,
-//! `ztunnel:./ztunnel,profile=solo,env=LOG_FORMAT=json`. One spec drives `meshcert run` and
+//! `ztunnel:./ztunnel,profile=solo,env=LOG_FORMAT=json`, `ztunnel:./ztunnel,config=control-plane`. One spec drives `meshcert run` and
 //! each side of `meshcert diff`, and says what the target declares (profile, capabilities).
 
 use std::collections::BTreeMap;
@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use meshcert_local::ZtunnelCommand;
 use meshcert_local::admin::READY_DEADLINE;
+use meshcert_local::{ConfigSource, ZtunnelCommand};
 use meshcert_mesh::{Capability, Profile, TargetInfo, external_ztunnel_capabilities};
 use meshcert_ztunnel::defects::Defects;
 
@@ -51,6 +51,9 @@ pub struct TargetSpec {
     pub defects: Vec<String>,
     /// Whether the binary rereads `LOCAL_XDS_PATH` on change; otherwise it is restarted.
     pub reloads_config: bool,
+    /// Where the local mesh's ztunnels get certificates and config: a file, or the mesh's
+    /// control plane (no restarts).
+    pub config_source: ConfigSource,
     pub ready_timeout: Duration,
     /// Whether the profile was declared (else a cluster's own is used).
     pub profile_declared: bool,
@@ -72,8 +75,8 @@ pub struct ClusterAccess {
     pub fault_image: Option<String>,
 }
 
-const KEYS: &str = "profile, defect, capabilities, env, reloads, ready-timeout, kubeconfig, context, \
-                    allow-faults, allow-node-labels, fault-image";
+const KEYS: &str = "profile, defect, capabilities, env, reloads, config, ready-timeout, kubeconfig, \
+                    context, allow-faults, allow-node-labels, fault-image";
 
 impl TargetSpec {
     fn of(kind: TargetKind, bin: PathBuf, profile: Profile, capabilities: Vec<Capability>) -> Self {
@@ -86,6 +89,7 @@ impl TargetSpec {
             env: Vec::new(),
             defects: Vec::new(),
             reloads_config: kind != TargetKind::Ztunnel,
+            config_source: ConfigSource::default(),
             ready_timeout: READY_DEADLINE,
             profile_declared: false,
             cluster: ClusterAccess::default(),
@@ -193,6 +197,7 @@ impl TargetSpec {
                 self.env.push((name.to_string(), v.to_string()));
             }
             "reloads" => self.reloads_config = parse_bool(key, value)?,
+            "config" => self.config_source = value.parse()?,
             "ready-timeout" => {
                 self.ready_timeout =
                     meshcert_model::duration::parse(value).map_err(|why| format!("{key} {why}"))?;
@@ -315,10 +320,12 @@ impl TargetSpec {
         settings.insert("binary".to_string(), binary);
         settings.insert(
             "config".to_string(),
-            if self.reloads_config {
-                "reloaded on change".into()
-            } else {
-                "restart on change".into()
+            match (self.config_source, self.reloads_config) {
+                (ConfigSource::ControlPlane, _) => {
+                    "pushed by the control plane (CA and xDS)".into()
+                }
+                (ConfigSource::File, true) => "reloaded on change".into(),
+                (ConfigSource::File, false) => "restart on change".into(),
             },
         );
         if !self.defects.is_empty() {
@@ -344,6 +351,9 @@ impl fmt::Display for TargetSpec {
         }
         if !self.defects.is_empty() {
             write!(f, " defect={}", self.defects.join("+"))?;
+        }
+        if self.kind != TargetKind::Kube && self.config_source != ConfigSource::default() {
+            write!(f, " config={}", self.config_source)?;
         }
         write!(f, " ({})", self.profile)
     }
@@ -512,6 +522,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_config_source_is_a_file_or_the_control_plane() {
+        let file = parse("ztunnel:/b/zt,config=file").unwrap();
+        assert_eq!(file.config_source, ConfigSource::File);
+        assert_eq!(file.settings()["config"], "restart on change");
+        let fed = parse("ztunnel:/b/zt,config=control-plane").unwrap();
+        assert_eq!(fed.config_source, ConfigSource::ControlPlane);
+        assert_eq!(
+            fed.settings()["config"],
+            "pushed by the control plane (CA and xDS)"
+        );
+        // Headings name the source only when it is not the default.
+        let named = [file, fed].map(|spec| spec.to_string().contains(" config="));
+        assert_eq!(named.iter().filter(|n| **n).count(), 1, "{named:?}");
+        assert_eq!(
+            parse("ztunnel:/b/zt").unwrap().config_source,
+            ConfigSource::default()
+        );
+    }
+
     #[rstest]
     #[case("cluster", "unknown kind \"cluster\"")]
     #[case(
@@ -526,6 +556,7 @@ mod tests {
     #[case("reference,capabilities=teleport", "unknown capability \"teleport\"")]
     #[case("reference,env=NOVALUE", "env \"NOVALUE\" is not NAME=VALUE")]
     #[case("reference,reloads=maybe", "reloads \"maybe\" is not true or false")]
+    #[case("reference,config=xds", "config source \"xds\" is neither")]
     #[case(
         "reference,ready-timeout=soon",
         "ready-timeout \"soon\" is not a duration"

@@ -17,7 +17,9 @@ use meshcert_local::admin::Admin;
 use meshcert_local::client;
 use meshcert_local::netns::{self, SocketFactory, ip, netns_exec};
 use meshcert_local::run::{EntryId, Ledger, Run};
-use meshcert_local::ztunnel::{self, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess};
+use meshcert_local::ztunnel::{
+    self, ConfigFeed, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess,
+};
 use meshcert_mesh::MeshError;
 use meshcert_ztunnel::local_config::{
     HealthPolicy, LoadBalancer, LoadBalancerMode, LocalConfig, LocalWorkload, NetworkAddress,
@@ -219,7 +221,7 @@ fn spawn(
         pod_namespace: "bench".into(),
         pod_name: name.into(),
         service_account: name.into(),
-        config_path: dir.join("ztunnel.yaml"),
+        config: ConfigFeed::File(dir.join("ztunnel.yaml")),
         node_name: String::new(),
         instance_ip: String::new(),
         network: String::new(),
@@ -320,7 +322,7 @@ impl Bench {
             pod_namespace: "bench".into(),
             pod_name: "bench-client".into(),
             service_account: "bench-client".into(),
-            config_path: dir.join("ztunnel.yaml"),
+            config: ConfigFeed::File(dir.join("ztunnel.yaml")),
             node_name: String::new(),
             instance_ip: CLIENT.to_string(),
             network: String::new(),

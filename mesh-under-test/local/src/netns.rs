@@ -228,6 +228,9 @@ pub fn node_ip(number: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 244, number, 1)
 }
 
+/// The host part of a node's system pod: between the node's own `.1` and the pods' `.10`.
+const SYSTEM_POD_HOST: u8 = 2;
+
 /// A pod's namespace and address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodNetns {
@@ -350,6 +353,22 @@ impl Topology {
             netns: self.run.netns_name(self.mesh, pod),
             node_netns,
             ip,
+            node: node.to_string(),
+        })
+    }
+
+    /// Reserves the namespace of a system pod (the control plane's) on `node`, at
+    /// `10.244.<node #>.2`: below the pods' range, so the pods' own addresses are the same
+    /// with or without it. One a node.
+    pub fn plan_system_pod(&mut self, node: &str, pod: &str) -> Result<PodPlan, MeshError> {
+        let n = self.node(node).ok_or_else(|| {
+            MeshError::InvalidRequest(format!("no node named {node:?} in this mesh"))
+        })?;
+        Ok(PodPlan {
+            name: pod.to_string(),
+            netns: self.run.netns_name(self.mesh, pod),
+            node_netns: n.netns.clone(),
+            ip: Ipv4Addr::new(10, 244, n.number, SYSTEM_POD_HOST),
             node: node.to_string(),
         })
     }

@@ -1,5 +1,6 @@
-//! Launching the ztunnel under test inside a client pod's namespace, as upstream ztunnel runs
-//! with no Kubernetes (`FAKE_CA=true XDS_ADDRESS= LOCAL_XDS_PATH=... PROXY_MODE=dedicated`),
+//! Launching the ztunnel under test inside a pod's namespace, either as upstream ztunnel runs
+//! with no Kubernetes (`FAKE_CA=true XDS_ADDRESS= LOCAL_XDS_PATH=... PROXY_MODE=dedicated`) or
+//! as in a cluster, fed by the mesh's control plane (`CA_ADDRESS`, `XDS_ADDRESS`, ...),
 //! capturing its output line by line, and stopping it again.
 //!
 //! Children are forked by one long-lived spawner thread and get `PR_SET_PDEATHSIG(SIGKILL)`:
@@ -275,15 +276,37 @@ fn on_spawner_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
     rx.recv().expect("the spawner thread always answers")
 }
 
+/// Where one ztunnel gets its certificates and config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigFeed {
+    /// The translated config in this file (`LOCAL_XDS_PATH`), certificates made up by the
+    /// ztunnel itself (`FAKE_CA`).
+    File(PathBuf),
+    /// The mesh's control plane, as in a cluster: certificates and config from istiod.
+    ControlPlane(ControlPlaneAccess),
+}
+
+/// How a ztunnel reaches the control plane and proves which pod it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlaneAccess {
+    /// `https://<ip>:15012`: the certificate service and delta ADS on one port, as istiod's.
+    pub address: String,
+    /// The run's root certificate (PEM), which the control plane's serving certificate and
+    /// every workload certificate chain to.
+    pub root_cert: PathBuf,
+    /// The pod's token file, as a kubelet projects a service-account token.
+    pub token: PathBuf,
+}
+
 /// Where and as whom one ztunnel runs.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
-    /// The client pod's namespace; the ztunnel joins it before exec.
+    /// The pod's namespace; the ztunnel joins it before exec.
     pub netns: String,
     pub pod_namespace: String,
     pub pod_name: String,
     pub service_account: String,
-    pub config_path: PathBuf,
+    pub config: ConfigFeed,
     /// The node the pod runs on (`spec.nodeName`); empty: none.
     pub node_name: String,
     /// The pod's address (`status.podIP`); empty: none.
@@ -298,17 +321,33 @@ impl LaunchSpec {
     /// The environment every binary gets, then the caller's extra variables (which win).
     ///
     /// Derived from upstream istio/ztunnel's `src/config.rs` (`construct_config`), for the
-    /// role the binary plays here: dedicated mode, one client pod, no istiod, behind the
-    /// pod's iptables `REDIRECT` to 15001. Per variable, where upstream reads it and why:
+    /// role the binary plays here: dedicated mode, one pod, behind the pod's iptables
+    /// `REDIRECT` to 15001, fed by a file ([`ConfigFeed::File`]: no istiod) or by the mesh's
+    /// control plane ([`ConfigFeed::ControlPlane`]). Per variable, where upstream reads it
+    /// and why:
     ///
-    /// - `LOCAL_XDS_PATH`: read into `local_xds_config` (a `ConfigSource::File`); the
-    ///   translated config of this mesh, upstream's documented no-Kubernetes contract.
+    /// - `LOCAL_XDS_PATH` (file only): read into `local_xds_config` (a
+    ///   `ConfigSource::File`); the translated config of this mesh, upstream's documented
+    ///   no-Kubernetes contract.
     /// - `PROXY_MODE=dedicated`: `proxy_mode`; one proxy for one workload, in its namespace.
     /// - `PROXY_WORKLOAD_INFO=<ns>/<pod>/<service account>`: `proxy_workload_information`,
-    ///   required in dedicated mode: the workload whose traffic this proxy carries.
-    /// - `FAKE_CA=true`: `fake_ca`; self-signed certificates instead of a CA (needs
-    ///   upstream's `testing` feature).
-    /// - `XDS_ADDRESS=` (empty): `xds_address` through `empty_to_none`; no istiod.
+    ///   required in dedicated mode: the workload whose traffic this proxy carries, and
+    ///   whose identity it requests from the CA.
+    /// - `FAKE_CA=true` (file only): `fake_ca`; self-signed certificates instead of a CA
+    ///   (needs upstream's `testing` feature).
+    /// - `XDS_ADDRESS=` (empty, file only): `xds_address` through `empty_to_none`; no istiod.
+    /// - `CA_ADDRESS=https://<ip>:15012` (control plane only): `ca_address`; where the
+    ///   certificate service is (istiod's port; unset, upstream would try
+    ///   `https://localhost:15012`).
+    /// - `XDS_ADDRESS=https://<ip>:15012` (control plane only): `xds_address`; delta ADS on
+    ///   the same port.
+    /// - `CA_ROOT_CA`, `XDS_ROOT_CA=<root-cert.pem>` (control plane only): read as a file
+    ///   because the path exists (`RootCert::File`); the run's root, which the control
+    ///   plane's serving certificate chains to (upstream's default path
+    ///   `./var/run/secrets/istio/root-cert.pem` does not exist here).
+    /// - `AUTH_TOKEN=<token file>` (control plane only): a path that exists is a token file
+    ///   (`AuthSource::Token`), read per request and sent as `authorization: Bearer`; the
+    ///   control plane grants the holder its pod's identity only.
     /// - `NETWORK`: `network` ("" when unset), "the network of the node this ztunnel is
     ///   running on". Outbound traffic looks the original destination up as
     ///   `NetworkAddress { network, address }`, so it must be the network the control plane
@@ -342,8 +381,7 @@ impl LaunchSpec {
     /// and `IPV6_ENABLED`. `--ztunnel-env` overrides any of these.
     pub fn environment(&self, command: &ZtunnelCommand) -> Vec<(String, String)> {
         let var = |name: &str, value: String| (name.to_string(), value);
-        let mut env = vec![
-            var("LOCAL_XDS_PATH", self.config_path.display().to_string()),
+        let workload = [
             var("PROXY_MODE", "dedicated".into()),
             var(
                 "PROXY_WORKLOAD_INFO",
@@ -352,13 +390,36 @@ impl LaunchSpec {
                     self.pod_namespace, self.pod_name, self.service_account
                 ),
             ),
-            var("FAKE_CA", "true".into()),
-            var("XDS_ADDRESS", String::new()),
+        ];
+        let mut env = match &self.config {
+            ConfigFeed::File(path) => {
+                let mut env = vec![var("LOCAL_XDS_PATH", path.display().to_string())];
+                env.extend(workload);
+                env.extend([
+                    var("FAKE_CA", "true".into()),
+                    var("XDS_ADDRESS", String::new()),
+                ]);
+                env
+            }
+            ConfigFeed::ControlPlane(access) => {
+                let root = access.root_cert.display().to_string();
+                let mut env = vec![
+                    var("CA_ADDRESS", access.address.clone()),
+                    var("XDS_ADDRESS", access.address.clone()),
+                    var("CA_ROOT_CA", root.clone()),
+                    var("XDS_ROOT_CA", root),
+                    var("AUTH_TOKEN", access.token.display().to_string()),
+                ];
+                env.extend(workload);
+                env
+            }
+        };
+        env.extend([
             var("NETWORK", self.network.clone()),
             var("CLUSTER_ID", self.cluster_id.clone()),
             var("CLUSTER_DOMAIN", "cluster.local".into()),
             var("PACKET_MARK", PACKET_MARK.to_string()),
-        ];
+        ]);
         if !self.node_name.is_empty() {
             env.push(var("NODE_NAME", self.node_name.clone()));
         }
@@ -677,6 +738,13 @@ mod tests {
         assert_eq!(line.observed_at, Duration::from_secs(2));
     }
 
+    fn env_lines(spec: &LaunchSpec, command: &ZtunnelCommand) -> Vec<String> {
+        spec.environment(command)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
+    }
+
     #[test]
     fn environment_is_the_contract_the_pod_then_the_extras() {
         let spec = LaunchSpec {
@@ -684,7 +752,7 @@ mod tests {
             pod_namespace: "httpbin".into(),
             pod_name: "client-in-ambient-bcdfghjklm-bcdfg".into(),
             service_account: "client-in-ambient".into(),
-            config_path: "/w/mesh-1/ztunnel-client.yaml".into(),
+            config: ConfigFeed::File("/w/mesh-1/ztunnel-client.yaml".into()),
             node_name: "node-1".into(),
             instance_ip: "10.244.1.2".into(),
             network: "net1".into(),
@@ -699,13 +767,8 @@ mod tests {
             ],
             reloads_config: false,
         };
-        let env: Vec<String> = spec
-            .environment(&command)
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
         assert_eq!(
-            env,
+            env_lines(&spec, &command),
             [
                 "LOCAL_XDS_PATH=/w/mesh-1/ztunnel-client.yaml",
                 "PROXY_MODE=dedicated",
@@ -727,6 +790,48 @@ mod tests {
                 "FAKE_CA=false",
             ]
         );
+    }
+
+    #[test]
+    fn fed_by_the_control_plane_a_ztunnel_gets_its_address_root_and_token_and_no_file() {
+        let spec = LaunchSpec {
+            netns: "mc-abcdef-1-in-ambient".into(),
+            pod_namespace: "httpbin".into(),
+            pod_name: "in-ambient-bcdfghjklm-bcdfg".into(),
+            service_account: "in-ambient".into(),
+            config: ConfigFeed::ControlPlane(ControlPlaneAccess {
+                address: "https://10.244.1.2:15012".into(),
+                root_cert: "/w/mesh-1/root-cert.pem".into(),
+                token: "/w/mesh-1/tokens/in-ambient-bcdfghjklm-bcdfg".into(),
+            }),
+            node_name: String::new(),
+            instance_ip: String::new(),
+            network: String::new(),
+            cluster_id: "cluster1".into(),
+        };
+        let command = ZtunnelCommand {
+            program: "/bin/ztunnel".into(),
+            args: vec![],
+            env: vec![],
+            reloads_config: false,
+        };
+        let env = env_lines(&spec, &command);
+        assert_eq!(
+            env[..7],
+            [
+                "CA_ADDRESS=https://10.244.1.2:15012",
+                "XDS_ADDRESS=https://10.244.1.2:15012",
+                "CA_ROOT_CA=/w/mesh-1/root-cert.pem",
+                "XDS_ROOT_CA=/w/mesh-1/root-cert.pem",
+                "AUTH_TOKEN=/w/mesh-1/tokens/in-ambient-bcdfghjklm-bcdfg",
+                "PROXY_MODE=dedicated",
+                "PROXY_WORKLOAD_INFO=httpbin/in-ambient-bcdfghjklm-bcdfg/in-ambient",
+            ]
+        );
+        for absent in ["LOCAL_XDS_PATH=", "FAKE_CA="] {
+            assert!(!env.iter().any(|v| v.starts_with(absent)), "{env:?}");
+        }
+        assert!(env.contains(&"CLUSTER_ID=cluster1".to_string()), "{env:?}");
     }
 
     #[test]

@@ -25,6 +25,9 @@ use meshcert_mesh::{
     RequestPlan, RequestRecord,
 };
 
+#[path = "local_driver/control_plane.rs"]
+mod control_plane;
+
 /// One trial: its name, whether it needs the reference binary, and the test.
 struct TestSpec {
     name: &'static str,
@@ -124,6 +127,18 @@ const TESTS: &[TestSpec] = &[
         name: "scale_down_delists_before_stopping",
         needs_reference: true,
         test: || block_on(scale_down_delists_before_stopping()),
+    },
+    TestSpec {
+        name: "control_plane::the_control_plane_signs_each_pod_its_own_identity_only",
+        needs_reference: false,
+        test: || block_on(control_plane::the_control_plane_signs_each_pod_its_own_identity_only()),
+    },
+    TestSpec {
+        name: "control_plane::a_ztunnel_that_cannot_reach_the_ca_names_its_address_first",
+        needs_reference: false,
+        test: || {
+            block_on(control_plane::a_ztunnel_that_cannot_reach_the_ca_names_its_address_first())
+        },
     },
 ];
 

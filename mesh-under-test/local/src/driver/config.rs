@@ -1,4 +1,6 @@
-//! Config push: the translated config written for every client ztunnel, which reloads or is restarted, and its admin endpoint.
+//! Config push: the translated config given to every ztunnel (written to its file, then reloaded or restarted; or pushed by the control plane), and its admin endpoint.
+
+use meshcert_ztunnel::local_config::LocalConfig;
 
 use super::*;
 
@@ -58,10 +60,7 @@ impl LocalMesh {
     }
 
     /// Names of the ready backend pods the config lists: what every ztunnel must know.
-    pub(super) fn expected_endpoints(
-        &self,
-        config: &meshcert_ztunnel::local_config::LocalConfig,
-    ) -> BTreeSet<String> {
+    pub(super) fn expected_endpoints(&self, config: &LocalConfig) -> BTreeSet<String> {
         let listed: BTreeSet<&str> = config.workloads.iter().map(|w| w.name.as_str()).collect();
         self.pods
             .iter()
@@ -70,74 +69,33 @@ impl LocalMesh {
             .collect()
     }
 
-    /// Writes every client's config; starts missing ztunnels, restarts (or lets reload) those
-    /// whose config changed; waits until each is ready and knows every endpoint.
+    /// Brings every ztunnel to the current config: each pod that runs one gets it (its file
+    /// written, or one push from the control plane), a missing ztunnel is started and one
+    /// that reads its file once is restarted; then waits until each is ready and knows every
+    /// endpoint.
     pub(super) async fn sync_ztunnels(
         &mut self,
         removed: &BTreeSet<String>,
     ) -> Result<(), MeshError> {
-        // The reference's defect list names the control plane's switches too.
-        let defects = ControlPlaneDefects {
-            wrong_precedence: self.options.defects.is_on(Defect::WrongPrecedence),
-        };
-        let translation =
-            control_plane::to_local_config_with(&self.snapshot(), self.options.profile, defects)?;
-        for warning in &translation.warnings {
-            if !self.warnings.contains(warning) {
-                tracing::warn!(mesh = self.number, "{warning}");
-                self.warnings.push(warning.clone());
-            }
-        }
-        let yaml = translation.config.to_yaml();
-        let present = self.expected_endpoints(&translation.config);
-        let clients: Vec<PodRef> = self
-            .pods
-            .iter()
-            .filter(|(_, p)| {
-                self.deployments
-                    .get(&p.deployment)
-                    .is_some_and(|d| d.template.is_client())
-            })
-            .map(|(pod, _)| pod.clone())
-            .collect();
+        let config = self.translate()?;
+        let yaml = config.to_yaml();
+        let present = self.expected_endpoints(&config);
+        let pods = self.ztunnel_pods(&config);
         // A reloading ztunnel's reload is looked for from here, before any file is written.
         let written_at = self.elapsed();
+        if let Some(istiod) = &self.istiod {
+            // Sent before any new ztunnel starts, so it gets this config on connecting.
+            istiod.push(config.clone());
+        }
         let mut restarting = BTreeMap::new();
-        for pod in &clients {
-            if !self.ztunnels.contains_key(pod) {
-                let z = self.new_client_ztunnel(pod, &translation.config)?;
-                self.ztunnels.insert(pod.clone(), z);
-            }
-            let z = self.ztunnels.get_mut(pod).expect("inserted above");
-            let changed = z.written != yaml;
-            if changed {
-                write_atomically(&z.spec.config_path, &yaml)?;
-                z.written = yaml.clone();
-            }
-            match &z.running {
-                None => self.start_ztunnel(pod).await?,
-                Some((process, _)) => {
-                    if let Some(status) = process.exit_status() {
-                        return Err(MeshError::Ztunnel(process.describe_exit(status)));
-                    }
-                    if changed && !self.options.ztunnel.reloads_config {
-                        restarting.insert(pod.clone(), (self.elapsed(), Instant::now()));
-                        self.stop_ztunnel(pod).await?;
-                        self.start_ztunnel(pod).await?;
-                    }
-                }
+        for pod in &pods {
+            if let Some(began) = self.sync_ztunnel(pod, &config, &yaml).await? {
+                restarting.insert(pod.clone(), began);
             }
         }
-        for pod in &clients {
-            if let Some(admin) = self.admin(pod) {
-                // A reloading ztunnel must serve exactly the written config, which implies
-                // knowing every endpoint; a restarted one read it at start.
-                if self.options.ztunnel.reloads_config {
-                    admin.wait_config(&translation.config, written_at).await?;
-                } else {
-                    admin.wait_knows(&present, removed).await?;
-                }
-            }
+        for pod in &pods {
+            self.confirm_config(pod, &config, written_at, &present, removed)
+                .await?;
             if let Some((at, began)) = restarting.remove(pod) {
                 // Stop, start, ready and knowing the config: what a change costs this target.
                 self.restarts.push(Restart {
@@ -150,13 +108,94 @@ impl LocalMesh {
         Ok(())
     }
 
-    /// The launch of a client pod's ztunnel: where the pod runs, and its network and cluster
-    /// as the control plane wrote them for its workload in `config`.
-    pub(super) fn new_client_ztunnel(
+    /// The control plane's translation of what the mesh holds now; its warnings logged once.
+    fn translate(&mut self) -> Result<LocalConfig, MeshError> {
+        // The reference's defect list names the control plane's switches too.
+        let defects = ControlPlaneDefects {
+            wrong_precedence: self.options.defects.is_on(Defect::WrongPrecedence),
+        };
+        let translation =
+            control_plane::to_local_config_with(&self.snapshot(), self.options.profile, defects)?;
+        for warning in &translation.warnings {
+            if !self.warnings.contains(warning) {
+                tracing::warn!(mesh = self.number, "{warning}");
+                self.warnings.push(warning.clone());
+            }
+        }
+        let mut config = translation.config;
+        if self.options.config_source == ConfigSource::ControlPlane {
+            self.reach_pods_through_hbone(&mut config);
+        }
+        Ok(config)
+    }
+
+    /// Gives one pod's ztunnel the config: writes its file if it changed (fed by file),
+    /// starts it if it is not running, restarts it to read a changed file; when restarted,
+    /// when that began (mesh clock and instant).
+    async fn sync_ztunnel(
+        &mut self,
+        pod: &PodRef,
+        config: &LocalConfig,
+        yaml: &str,
+    ) -> Result<Option<(Duration, Instant)>, MeshError> {
+        if !self.ztunnels.contains_key(pod) {
+            let z = self.new_pod_ztunnel(pod, config)?;
+            self.ztunnels.insert(pod.clone(), z);
+        }
+        let z = self.ztunnels.get_mut(pod).expect("inserted above");
+        let changed = match &z.spec.config {
+            ConfigFeed::File(path) if z.written != yaml => {
+                write_atomically(path, yaml)?;
+                z.written = yaml.to_string();
+                true
+            }
+            ConfigFeed::File(_) | ConfigFeed::ControlPlane(_) => false,
+        };
+        match &z.running {
+            None => self.start_ztunnel(pod).await?,
+            Some((process, _)) => {
+                if let Some(status) = process.exit_status() {
+                    return Err(MeshError::Ztunnel(process.describe_exit(status)));
+                }
+                if changed && !self.options.ztunnel.reloads_config {
+                    let began = (self.elapsed(), Instant::now());
+                    self.stop_ztunnel(pod).await?;
+                    self.start_ztunnel(pod).await?;
+                    return Ok(Some(began));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits until a pod's ztunnel serves the config. One that reloads (the reference, by
+    /// file or by push) must serve exactly the config, which implies knowing every endpoint;
+    /// any other must know every endpoint present and none removed.
+    async fn confirm_config(
         &self,
         pod: &PodRef,
-        config: &meshcert_ztunnel::local_config::LocalConfig,
-    ) -> Result<ClientZtunnel, MeshError> {
+        config: &LocalConfig,
+        written_at: Duration,
+        present: &BTreeSet<String>,
+        removed: &BTreeSet<String>,
+    ) -> Result<(), MeshError> {
+        let Some(admin) = self.admin(pod) else {
+            return Ok(());
+        };
+        if self.options.ztunnel.reloads_config {
+            admin.wait_config(config, written_at).await
+        } else {
+            admin.wait_knows(present, removed).await
+        }
+    }
+
+    /// The launch of a pod's ztunnel: where the pod runs, how it is fed, and its network and
+    /// cluster as the control plane wrote them for its workload in `config`.
+    pub(super) fn new_pod_ztunnel(
+        &self,
+        pod: &PodRef,
+        config: &LocalConfig,
+    ) -> Result<PodZtunnel, MeshError> {
         let state = &self.pods[pod];
         let template = &self.deployments[&state.deployment].template;
         let output = OutputLog::create(
@@ -169,13 +208,13 @@ impl LocalMesh {
             .find(|w| w.namespace == pod.namespace && w.name == pod.name);
         let spec = state.object.spec.as_ref();
         let status = state.object.status.as_ref();
-        Ok(ClientZtunnel {
+        Ok(PodZtunnel {
             spec: LaunchSpec {
                 netns: state.netns.netns.clone(),
                 pod_namespace: pod.namespace.clone(),
                 pod_name: pod.name.clone(),
                 service_account: template.service_account.clone(),
-                config_path: self.dir.join(format!("ztunnel-{}.yaml", pod.name)),
+                config: self.config_feed(pod)?,
                 node_name: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
                 instance_ip: status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
                 network: workload
@@ -196,7 +235,7 @@ impl LocalMesh {
         let z = self
             .ztunnels
             .get_mut(pod)
-            .expect("caller made the client ztunnel");
+            .expect("caller made the pod's ztunnel");
         if !z.redirected {
             let netns = z.spec.netns.clone();
             let run = self.run.clone();
@@ -229,7 +268,13 @@ impl LocalMesh {
             process,
             pod: pod.to_string(),
         };
-        admin.wait_ready(self.options.ready_deadline).await
+        let ready = admin.wait_ready(self.options.ready_deadline).await;
+        match (&self.istiod, ready) {
+            (Some(istiod), Err(e)) => {
+                Err(istiod.explain_start_failure(pod, e, admin.process.output()))
+            }
+            (_, ready) => ready,
+        }
     }
 
     pub(super) async fn stop_ztunnel(&mut self, pod: &PodRef) -> Result<(), MeshError> {
@@ -243,7 +288,7 @@ impl LocalMesh {
         blocking(move || ledger.release(entry)).await
     }
 
-    /// The admin endpoints of a client pod's running ztunnel.
+    /// The admin endpoints of a pod's running ztunnel.
     pub(super) fn admin(&self, pod: &PodRef) -> Option<Admin> {
         let z = self.ztunnels.get(pod)?;
         let (process, _) = z.running.as_ref()?;

@@ -1,6 +1,7 @@
 //! `LocalMesh`: one small cluster on this machine for one scenario, driven through
 //! `MeshUnderTest`. Nodes and pods are network namespaces, backends run the in-process app,
-//! and every client pod runs the ztunnel under test, fed the translated local config.
+//! and every client pod runs the ztunnel under test, fed the translated local config from a
+//! file or, as in a cluster, by the mesh's control plane (then every enrolled pod runs one).
 //! Several meshes run at once in one process; their names, addresses and files never collide.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,13 +32,15 @@ use crate::app::BackendApp;
 use crate::client::{self, DnsService};
 use crate::cluster::{self, ClusterIpAllocator, Template};
 use crate::faults::{self, AppFault, Faults, IptablesFault, KilledApp, ProbePathFault};
+use crate::istiod::Istiod;
 use crate::netns::{self, PodNetns, SocketFactory, Topology};
 use crate::readiness::{Board, ProbeAction, ProbeSpec, ProbeTarget, Prober};
 use crate::run::{EntryId, Ledger, Run, Undo};
-use crate::ztunnel::{self, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess};
+use crate::ztunnel::{self, ConfigFeed, LaunchSpec, OutputLog, ZtunnelCommand, ZtunnelProcess};
 
 mod admission;
 mod config;
+mod control_plane_pod;
 mod pods;
 mod readiness_sync;
 mod requests;
@@ -68,10 +71,61 @@ impl NodeSpec {
     }
 }
 
+/// Where the ztunnels of a local mesh get their certificates and config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file per client ztunnel (`LOCAL_XDS_PATH`) and made-up certificates (`FAKE_CA`);
+    /// a binary that does not reload the file is restarted on every change. Only client
+    /// pods run a ztunnel.
+    File,
+    /// As in a cluster: the mesh's control plane pod serves the run's CA and the config
+    /// (`CA_ADDRESS`, `XDS_ADDRESS`); every enrolled pod (clients, and the pods the control
+    /// plane lists) runs a ztunnel in dedicated mode, its workload written `HBONE`; a change
+    /// is pushed, never restarted.
+    ControlPlane,
+}
+
+impl ConfigSource {
+    /// What a target gets unless it names a source: the one line to switch to
+    /// `ControlPlane` once the control plane's ADS and HBONE are merged and measured.
+    pub const DEFAULT: ConfigSource = ConfigSource::File;
+}
+
+impl Default for ConfigSource {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl std::str::FromStr for ConfigSource {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "file" => Ok(ConfigSource::File),
+            "control-plane" => Ok(ConfigSource::ControlPlane),
+            other => Err(format!(
+                "config source {other:?} is neither \"file\" (LOCAL_XDS_PATH) nor \
+                 \"control-plane\" (CA and xDS from the mesh's control plane)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConfigSource::File => "file",
+            ConfigSource::ControlPlane => "control-plane",
+        })
+    }
+}
+
 /// How to build a local mesh.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalOptions {
     pub ztunnel: ZtunnelCommand,
+    /// Where the ztunnels get certificates and config; default [`ConfigSource::File`].
+    pub config_source: ConfigSource,
     /// `reference` (the bundled ztunnel) or `ztunnel` (an external binary).
     pub target_kind: String,
     pub target_name: String,
@@ -110,6 +164,7 @@ impl LocalOptions {
         };
         Self {
             ztunnel,
+            config_source: ConfigSource::default(),
             target_kind: target_kind.to_string(),
             target_name,
             profile,
@@ -141,6 +196,8 @@ struct PodState {
     netns: PodNetns,
     /// The backend app and its ledger entry; clients have none.
     app: Option<(Arc<BackendApp>, EntryId)>,
+    /// Its control-plane token (fed by the control plane only).
+    token: Option<EntryId>,
     /// The readiness probers running (ledger entries); none while the app is killed.
     probers: Vec<EntryId>,
     /// The app was killed (a fault): the kubelet sees no running container.
@@ -153,7 +210,7 @@ struct PodState {
 struct Terminating {
     pod: PodRef,
     grace: Duration,
-    /// Its ztunnel (a client's), faults, app and namespace, released in this order.
+    /// Its ztunnel, token, faults, app and namespace, released in this order.
     entries: Vec<EntryId>,
     timer: Option<tokio::task::JoinHandle<()>>,
 }
@@ -167,13 +224,14 @@ struct DeploymentState {
     made: u32,
 }
 
-/// The ztunnel of one client pod, across restarts.
+/// The ztunnel of one pod, across restarts.
 #[derive(Debug)]
-struct ClientZtunnel {
+struct PodZtunnel {
     spec: LaunchSpec,
     output: Arc<OutputLog>,
     running: Option<(Arc<ZtunnelProcess>, EntryId)>,
-    /// The config text last written, to tell whether a change needs a reload or restart.
+    /// The config text last written, to tell whether a change needs a reload or restart
+    /// (fed by file only).
     written: String,
     redirected: bool,
 }
@@ -241,7 +299,10 @@ pub struct LocalMesh {
     cluster_ips: ClusterIpAllocator,
     deployments: BTreeMap<DeploymentRef, DeploymentState>,
     pods: BTreeMap<PodRef, PodState>,
-    ztunnels: BTreeMap<PodRef, ClientZtunnel>,
+    ztunnels: BTreeMap<PodRef, PodZtunnel>,
+    /// The control plane's pod, serving (fed by the control plane only; made with the
+    /// first pod).
+    istiod: Option<Istiod>,
     faults: BTreeMap<u64, FaultState>,
     next_fault: u64,
     restarts: Vec<Restart>,
@@ -314,6 +375,7 @@ impl LocalMesh {
             deployments: BTreeMap::new(),
             pods: BTreeMap::new(),
             ztunnels: BTreeMap::new(),
+            istiod: None,
             faults: BTreeMap::new(),
             next_fault: 1,
             restarts: Vec::new(),
@@ -358,6 +420,12 @@ impl LocalMesh {
             .into_iter()
             .filter(|n| n.starts_with(&prefix))
             .collect()
+    }
+
+    /// The control plane's pod, once the first pod of a mesh fed by the control plane is
+    /// made.
+    pub fn istiod(&self) -> Option<&Istiod> {
+        self.istiod.as_ref()
     }
 
     /// The namespace a pod runs in.
@@ -634,6 +702,7 @@ impl MeshUnderTest for LocalMesh {
         self.faults.clear();
         self.ztunnels.clear();
         self.pods.clear();
+        self.istiod = None;
         let ledger = self.ledger.clone();
         blocking(move || ledger.teardown()).await
     }
@@ -656,5 +725,16 @@ mod tests {
         assert_eq!(options.cluster_id, "cluster1");
         assert_eq!(options.network, "");
         assert_eq!(options.target_name, "meshcert reference ztunnel");
+        assert_eq!(options.config_source, ConfigSource::default());
+    }
+
+    #[test]
+    fn config_sources_read_as_they_are_written() {
+        for source in [ConfigSource::File, ConfigSource::ControlPlane] {
+            assert_eq!(source.to_string().parse::<ConfigSource>(), Ok(source));
+        }
+        assert_eq!("control-plane".parse(), Ok(ConfigSource::ControlPlane));
+        let wrong = "xds".parse::<ConfigSource>().unwrap_err();
+        assert!(wrong.contains("\"xds\" is neither \"file\""), "{wrong}");
     }
 }

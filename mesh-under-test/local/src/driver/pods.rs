@@ -3,11 +3,13 @@
 use super::*;
 
 impl LocalMesh {
-    /// Makes one more pod of a deployment: namespace, address, app, Ready.
+    /// Makes one more pod of a deployment: namespace, address, app, Ready (and its token,
+    /// fed by the control plane, whose pod comes with the first).
     pub(super) async fn add_pod(
         &mut self,
         deployment: &DeploymentRef,
     ) -> Result<PodRef, MeshError> {
+        self.ensure_istiod().await?;
         let (name, node, ports) = self.place_pod(deployment)?;
         let plan = self.topology.plan_pod(&node, &name)?;
         let (run, ledger) = (self.run.clone(), self.ledger.clone());
@@ -33,17 +35,26 @@ impl LocalMesh {
                 }
             }
         }
-        let probers = match self.bring_up(&pod, &node, &pod_netns, &specs).await {
-            Ok(probers) => probers,
-            Err((e, probers)) => {
-                self.board.forget(&pod);
-                let mut entries = probers;
-                entries.extend(app.map(|(_, entry)| entry));
-                entries.push(pod_netns.entry);
-                self.release_all(entries).await?;
-                return Err(e);
-            }
-        };
+        let service_account = self.deployments[deployment]
+            .template
+            .service_account
+            .clone();
+        let up = self.bring_up(&pod, &node, &pod_netns, &specs).await;
+        let (probers, token) =
+            match up.and_then(|probers| match self.issue_token(&pod, &service_account) {
+                Ok(token) => Ok((probers, token)),
+                Err(e) => Err((e, probers)),
+            }) {
+                Ok(started) => started,
+                Err((e, probers)) => {
+                    self.board.forget(&pod);
+                    let mut entries = probers;
+                    entries.extend(app.map(|(_, entry)| entry));
+                    entries.push(pod_netns.entry);
+                    self.release_all(entries).await?;
+                    return Err(e);
+                }
+            };
         let state = &self.deployments[deployment];
         let object = cluster::build_pod(&cluster::PodFacts {
             namespace: &deployment.namespace,
@@ -62,6 +73,7 @@ impl LocalMesh {
                 deployment: deployment.clone(),
                 netns: pod_netns,
                 app,
+                token,
                 probers,
                 killed: false,
             },
@@ -285,6 +297,7 @@ impl LocalMesh {
         {
             entries.push(entry);
         }
+        entries.extend(state.token);
         let faults: Vec<u64> = self
             .faults
             .iter()

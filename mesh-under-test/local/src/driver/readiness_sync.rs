@@ -80,7 +80,8 @@ impl LocalMesh {
         work: impl std::future::Future<Output = Result<T, MeshError>>,
     ) -> Result<T, MeshError> {
         let board = self.board.clone();
-        let restarts = !self.options.ztunnel.reloads_config;
+        let restarts = self.options.config_source == ConfigSource::File
+            && !self.options.ztunnel.reloads_config;
         tokio::pin!(work);
         loop {
             tokio::select! {
