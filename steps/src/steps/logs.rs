@@ -14,6 +14,9 @@ use crate::world::{MeshWorld, StepFailure, StepResult, ensure};
 /// How long an access line may trail the end of its connection.
 const ACCESS_LOG_DEADLINE: Duration = Duration::from_secs(3);
 
+/// A request's access line is the client side's (`direction="outbound"`): the destination's
+/// ztunnel logs the same connection as `inbound`, and a node's ztunnel logs both when the two
+/// pods share the node.
 #[then(expr = "ztunnel logs a {string} access line for each request")]
 async fn access_line_per_request(world: &mut MeshWorld, message: String) -> StepResult {
     let batch = world.last_batch()?.to_vec();
@@ -30,7 +33,10 @@ async fn access_line_per_request(world: &mut MeshWorld, message: String) -> Step
                     let found: Vec<LogLine> = lines
                         .into_iter()
                         .filter(|l| {
-                            l.target == "access" && l.message == message && l.observed_at >= since
+                            l.target == "access"
+                                && l.message == message
+                                && l.observed_at >= since
+                                && l.fields.get("direction").map(String::as_str) == Some("outbound")
                         })
                         .collect();
                     if found.len() >= answered {
