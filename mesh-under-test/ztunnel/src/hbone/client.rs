@@ -23,6 +23,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meshcert_model::Identity;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::{CONNECTION_WINDOW, FRAME_SIZE, STREAM_WINDOW};
@@ -35,6 +36,8 @@ use crate::tls::{self, CertificateSource, WorkloadCertificate};
 
 /// Upstream's `POOL_MAX_STREAMS_PER_CONNECTION` default.
 const MAX_STREAMS_PER_CONNECTION: usize = 100;
+/// Bounds the TLS and HTTP/2 handshakes of a new pooled connection (see [`HboneClient::connect`]).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upstream pings every pooled connection this often and drops it when a ping is not answered
 /// in `PING_TIMEOUT`, so a dead peer leaves the pool.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
@@ -166,16 +169,20 @@ impl HboneClient {
     }
 
     /// Opens a CONNECT stream to `request.target` through its ztunnel, on a pooled connection.
-    /// Fails like a TCP connect: on a timeout, or with the reason HBONE gave.
+    /// Fails like a TCP connect: on a timeout, or with the reason HBONE gave. The connect timeout
+    /// bounds what a TCP connect to the endpoint stands for (reaching its ztunnel, and the
+    /// CONNECT's answer, which waits on the ztunnel's own connect to the pod); the TLS and
+    /// HTTP/2 handshakes of a new pooled connection, paid once per peer ztunnel, have their own
+    /// bound, so a loaded machine's slow handshake is not taken for a dead endpoint.
     pub async fn connect(&self, request: &ConnectRequest<'_>) -> Result<HboneStream, ConnectError> {
-        match tokio::time::timeout(self.connect_timeout, self.try_connect(request)).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(ConnectError::Hbone(e))) => Err(ConnectError::Hbone(e)),
-            Ok(Err(e)) => Err(ConnectError::Hbone(Box::new(ZtunnelError::Hbone {
+        match self.try_connect(request).await {
+            Ok(stream) => Ok(stream),
+            Err(ConnectError::Hbone(e)) => Err(ConnectError::Hbone(e)),
+            Err(ConnectError::Timeout) => Err(ConnectError::Timeout),
+            Err(e) => Err(ConnectError::Hbone(Box::new(ZtunnelError::Hbone {
                 peer: self.ztunnel_addr(request.target),
                 reason: e.to_string(),
             }))),
-            Err(_) => Err(ConnectError::Timeout),
         }
     }
 
@@ -189,7 +196,8 @@ impl HboneClient {
         };
         let slot = Arc::clone(lock(&self.pool).entry(key.clone()).or_default());
         let tunnel = self.checkout(&slot, &key, &cert).await?;
-        match open_stream(&tunnel, request).await {
+        let opened = tokio::time::timeout(self.connect_timeout, open_stream(&tunnel, request));
+        match opened.await.map_err(|_| ConnectError::Timeout)? {
             Ok(stream) => Ok(stream),
             Err(reason) => {
                 if !tunnel.sender.is_ready() {
@@ -233,31 +241,43 @@ impl HboneClient {
         let config = tls::client_config(cert, key.dst.clone())
             .map_err(|e| ConnectError::Hbone(Box::new(e)))?;
         let tcp = connect(&*self.sockets, key.ztunnel, self.connect_timeout).await?;
-        let tls = TlsConnector::from(Arc::new(config))
-            .connect(tls::hbone_server_name(), tcp)
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(config, tcp))
             .await
-            .map_err(|e| failed(format!("TLS handshake: {e}")))?;
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(PING_INTERVAL)
-            .keep_alive_timeout(PING_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(FRAME_SIZE)
-            .initial_max_send_streams(MAX_STREAMS_PER_CONNECTION)
-            .handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| failed(format!("HTTP/2 handshake: {e}")))?;
-        // Ends when the connection breaks or its last sender and stream are gone.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(Tunnel {
-            sender,
-            streams: Arc::default(),
-        })
+            .map_err(|_| {
+                failed(format!(
+                    "no TLS and HTTP/2 handshake within {HANDSHAKE_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(failed)
     }
+}
+
+/// TLS, then HTTP/2 over it: a pooled connection to a peer ztunnel.
+async fn handshake(config: rustls::ClientConfig, tcp: TcpStream) -> Result<Tunnel, String> {
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(tls::hbone_server_name(), tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(PING_INTERVAL)
+        .keep_alive_timeout(PING_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(FRAME_SIZE)
+        .initial_max_send_streams(MAX_STREAMS_PER_CONNECTION)
+        .handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    // Ends when the connection breaks or its last sender and stream are gone.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(Tunnel {
+        sender,
+        streams: Arc::default(),
+    })
 }
 
 /// Forgets `tunnel` if `slot` still holds it (it broke).
