@@ -242,7 +242,7 @@ struct CommonArgs {
     /// exists, else the set built into meshcert).
     #[arg(long, value_name = "DIR")]
     fixtures: Option<PathBuf>,
-    /// Scenarios run at once (default 16).
+    /// Scenarios run at once (default 16; 8 with `--ztunnel-config control-plane`).
     #[arg(long)]
     concurrency: Option<usize>,
     /// Exit 0 instead of 3 when nothing failed but some applicable scenario was skipped

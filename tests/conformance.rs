@@ -2,14 +2,17 @@
 //! 1. the bundled reference ztunnel (the embedded default) under each profile, reloading its
 //!    config (`target/meshcert/solo/`, `target/meshcert/istio/`);
 //! 2. the same binary through the external-binary launcher, as a stranger: profile `istio`,
-//!    restarted on every config change, JSON logs (`target/meshcert/ztunnel/`).
-//!
+//!    restarted on every config change, JSON logs (`target/meshcert/ztunnel/`);
+//!    and the reference fed by the mesh's control plane, as in a cluster: HBONE between every
+//!    enrolled pod's ztunnel, certificates from the run's CA, config over delta xDS
+//!    (`target/meshcert/control-plane/`).
 //! 3. a real cluster, `target/meshcert/kube/`: with `MESHCERT_TARGET=kube` (and `KUBECONFIG`,
 //!    `MESHCERT_KUBE_CONTEXT`, `MESHCERT_ALLOW_FAULTS=true`) it is the only pass; without, every
 //!    scenario is reported skipped with that reason.
 //!
 //! `MESHCERT_ZTUNNEL_BIN=./ztunnel` runs only the second pass, against that binary
-//! (`MESHCERT_ZTUNNEL_PROFILE`, `MESHCERT_ZTUNNEL_ENV=NAME=VALUE,...` declare more);
+//! (`MESHCERT_ZTUNNEL_PROFILE`, `MESHCERT_ZTUNNEL_ENV=NAME=VALUE,...` declare more;
+//! `MESHCERT_ZTUNNEL_CONFIG=control-plane` feeds it as a cluster does, for a stock release);
 //! `MESHCERT_PROFILE` narrows the reference passes and `MESHCERT_TAGS` every pass.
 //!
 //! Each pass is one trial (libtest-mimic). On a machine that cannot run local meshes (no
@@ -33,6 +36,10 @@ fn passes() -> Result<Vec<(String, TargetSpec)>, String> {
     let reference = env!("CARGO_BIN_EXE_meshcert-ztunnel");
     if let Some(bin) = var("MESHCERT_ZTUNNEL_BIN") {
         let mut spec = TargetSpec::ztunnel(bin);
+        if let Some(source) = var("MESHCERT_ZTUNNEL_CONFIG") {
+            spec.set("config", &source)
+                .map_err(|e| format!("MESHCERT_ZTUNNEL_CONFIG: {e}"))?;
+        }
         if let Some(profile) = var("MESHCERT_ZTUNNEL_PROFILE") {
             spec.set("profile", &profile)
                 .map_err(|e| format!("MESHCERT_ZTUNNEL_PROFILE: {e}"))?;
@@ -63,6 +70,12 @@ fn passes() -> Result<Vec<(String, TargetSpec)>, String> {
     let mut stranger = TargetSpec::ztunnel(reference);
     stranger.set("env", "LOG_FORMAT=json")?;
     passes.push(("ztunnel".into(), stranger));
+    // As in a cluster: HBONE between the pods' ztunnels, certificates from the run's CA, the
+    // config over delta xDS (solo: the profile whose scenarios need the reference's own knobs).
+    let mut fed = TargetSpec::reference(reference);
+    fed.profile = Profile::Solo;
+    fed.set("config", "control-plane")?;
+    passes.push(("control-plane".into(), fed));
     Ok(passes)
 }
 

@@ -18,7 +18,9 @@ use crate::outputs::Pending;
 use crate::results::{
     Collected, ObservationsByScenario, ResultsCollector, ScenarioKey, feature_path,
 };
-use crate::suite::{DEFAULT_CONCURRENCY, SuiteConfig};
+use crate::suite::{CONTROL_PLANE_CONCURRENCY, DEFAULT_CONCURRENCY, SuiteConfig};
+use crate::target::{TargetKind, TargetSpec};
+use meshcert_local::ConfigSource;
 
 /// What cucumber's run left.
 pub struct Ran {
@@ -85,7 +87,11 @@ pub async fn run(
             );
             after_scenario(world, key, failed, observations.clone()).boxed_local()
         })
-        .max_concurrent_scenarios(config.concurrency.or(Some(DEFAULT_CONCURRENCY)))
+        .max_concurrent_scenarios(Some(
+            config
+                .concurrency
+                .unwrap_or_else(|| default_concurrency(&config.target)),
+        ))
         .with_cli(opts)
         .run(config.features.clone());
     // A signal drops the scenarios under way (their meshes with them); none starts after it.
@@ -146,5 +152,14 @@ impl Ran {
             self.json.commit()?;
         }
         Ok(())
+    }
+}
+
+/// Scenarios at once when `--concurrency` is not given: fewer for a mesh fed by its control
+/// plane, which runs a ztunnel in every enrolled pod.
+fn default_concurrency(target: &TargetSpec) -> usize {
+    match (target.kind, target.config_source) {
+        (TargetKind::Kube, _) | (_, ConfigSource::File) => DEFAULT_CONCURRENCY,
+        (_, ConfigSource::ControlPlane) => CONTROL_PLANE_CONCURRENCY,
     }
 }
