@@ -176,15 +176,14 @@ impl Pods {
         std::fs::write(&conf, nginx_conf(&dir))
             .map_err(MeshError::io(format!("cannot write {}", conf.display())))?;
         let conf = conf.display().to_string();
-        let mut servers = vec![("nginx", vec!["-c".to_string(), conf])];
+        let mut servers = vec![("nginx", "nginx".to_string(), vec!["-c".to_string(), conf])];
         if pod.name == backend_pod(1) {
             for port in [IPERF_PORT, IPERF_DIRECT_PORT] {
                 let args = vec!["-s".to_string(), "-p".into(), port.to_string()];
-                servers.push(("iperf3", args));
+                servers.push(("iperf3", format!("iperf3-{port}"), args));
             }
         }
-        for (program, args) in servers {
-            let name = format!("{program}-{}", args.last().expect("has arguments"));
+        for (program, name, args) in servers {
             let command = ZtunnelCommand {
                 program: program.into(),
                 args,
