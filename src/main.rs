@@ -760,7 +760,9 @@ async fn bench(args: &BenchArgs) -> Result<(), BenchError> {
     );
     tokio::spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("meshcert bench: interrupted; removing its namespace and processes");
+            eprintln!(
+                "meshcert bench: interrupted; removing its namespaces, processes and control plane"
+            );
             let _ = meshcert_local::cleanup_all();
             std::process::exit(130);
         }
