@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshcert_istio_api::ADDRESS_TYPE_URL;
 use meshcert_istio_api::discovery::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use meshcert_istio_api::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 use meshcert_istio_api::envoy::config::core::v3::Node;
 use meshcert_istio_api::google::rpc::Status;
 use meshcert_istio_api::workload::Address;
+use meshcert_istio_api::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
 use prost::Message;
 use prost_types::{Struct, Value, value::Kind};
 use tokio::sync::{mpsc, watch};
@@ -29,7 +29,6 @@ use crate::reload::replace_model;
 use crate::shutdown::Shutdown;
 use crate::state::ProxyState;
 
-pub const AUTHORIZATION_TYPE_URL: &str = "type.googleapis.com/istio.security.Authorization";
 /// How xDS is named in logs and errors.
 pub const XDS: &str = "xDS";
 /// Upstream's reconnect delays.

@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meshcert_istio_api::ADDRESS_TYPE_URL;
 use meshcert_istio_api::auth::istio_certificate_service_server::{
     IstioCertificateService, IstioCertificateServiceServer,
 };
@@ -21,6 +20,7 @@ use meshcert_istio_api::discovery::aggregated_discovery_service_server::{
 };
 use meshcert_istio_api::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 use meshcert_istio_api::workload::{self as xds, Address, address};
+use meshcert_istio_api::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
 use meshcert_ztunnel::config::{self, Config, Listeners};
 use meshcert_ztunnel::log::{LogFilter, LogFormat, Logger, strip_timestamp};
 use prost::Message;
@@ -34,7 +34,6 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 const BOUND: Duration = Duration::from_secs(20);
-const AUTHORIZATION_TYPE_URL: &str = "type.googleapis.com/istio.security.Authorization";
 const TOKEN: &str = "t0ken";
 
 /// The run's root and a serving certificate for 127.0.0.1 signed by it.
