@@ -161,8 +161,9 @@ struct RunArgs {
     /// kube: image of the fault container (needs iptables and sleep).
     #[arg(long)]
     fault_image: Option<String>,
-    /// The ztunnel binary of `--target ztunnel` (upstream: built with `--features testing`);
-    /// default: MESHCERT_ZTUNNEL_BIN. Naming one implies `--target ztunnel`.
+    /// The ztunnel binary of `--target ztunnel` (upstream: a stock release build; with
+    /// `--ztunnel-config file`, one built with `--features testing`); default:
+    /// MESHCERT_ZTUNNEL_BIN. Naming one implies `--target ztunnel`.
     #[arg(long)]
     ztunnel_bin: Option<PathBuf>,
     /// Extra environment of the ztunnel under test, NAME=VALUE (e.g. LOG_FORMAT=json),
@@ -173,10 +174,11 @@ struct RunArgs {
     /// an external binary is restarted after every config change.
     #[arg(long)]
     ztunnel_reloads_config: bool,
-    /// Where the local mesh's ztunnels get certificates and config: `file` (LOCAL_XDS_PATH
-    /// and FAKE_CA, restarted on change unless it reloads) or `control-plane` (as in a
-    /// cluster: CA_ADDRESS and XDS_ADDRESS of the mesh's control plane, every enrolled pod
-    /// running a ztunnel, HBONE between them, no restarts).
+    /// Where the local mesh's ztunnels get certificates and config: `control-plane` (as in
+    /// a cluster: CA_ADDRESS and XDS_ADDRESS of the mesh's control plane, every enrolled pod
+    /// running a ztunnel, HBONE between them, no restarts) or `file` (LOCAL_XDS_PATH and
+    /// FAKE_CA, only client pods run a ztunnel, plain TCP, restarted on change unless it
+    /// reloads; upstream needs `--features testing` for it).
     #[arg(
         long,
         value_name = "SOURCE",
@@ -242,7 +244,7 @@ struct CommonArgs {
     /// exists, else the set built into meshcert).
     #[arg(long, value_name = "DIR")]
     fixtures: Option<PathBuf>,
-    /// Scenarios run at once (default 16; 8 with `--ztunnel-config control-plane`).
+    /// Scenarios run at once (default 12 for a local mesh fed by its control plane, 16 otherwise).
     #[arg(long)]
     concurrency: Option<usize>,
     /// Exit 0 instead of 3 when nothing failed but some applicable scenario was skipped

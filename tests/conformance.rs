@@ -1,18 +1,19 @@
 //! `cargo test` entry of the Gherkin suite, in local network namespaces:
-//! 1. the bundled reference ztunnel (the embedded default) under each profile, reloading its
-//!    config (`target/meshcert/solo/`, `target/meshcert/istio/`);
-//! 2. the same binary through the external-binary launcher, as a stranger: profile `istio`,
-//!    restarted on every config change, JSON logs (`target/meshcert/ztunnel/`);
-//!    and the reference fed by the mesh's control plane, as in a cluster: HBONE between every
-//!    enrolled pod's ztunnel, certificates from the run's CA, config over delta xDS
-//!    (`target/meshcert/control-plane/`).
+//! 1. the bundled reference ztunnel (the embedded default) under each profile, fed by the
+//!    mesh's control plane as in a cluster: HBONE between every enrolled pod's ztunnel,
+//!    certificates from the run's CA, config over delta xDS (`target/meshcert/solo/`,
+//!    `target/meshcert/istio/`);
+//! 2. the file contract, the fallback a target can choose: the same binary through the
+//!    external-binary launcher, as a stranger (profile `istio`, restarted on every config
+//!    change, JSON logs, `target/meshcert/ztunnel/`), and the reference reloading its file
+//!    (profile `solo`, `target/meshcert/file/`).
 //! 3. a real cluster, `target/meshcert/kube/`: with `MESHCERT_TARGET=kube` (and `KUBECONFIG`,
 //!    `MESHCERT_KUBE_CONTEXT`, `MESHCERT_ALLOW_FAULTS=true`) it is the only pass; without, every
 //!    scenario is reported skipped with that reason.
 //!
-//! `MESHCERT_ZTUNNEL_BIN=./ztunnel` runs only the second pass, against that binary
-//! (`MESHCERT_ZTUNNEL_PROFILE`, `MESHCERT_ZTUNNEL_ENV=NAME=VALUE,...` declare more;
-//! `MESHCERT_ZTUNNEL_CONFIG=control-plane` feeds it as a cluster does, for a stock release);
+//! `MESHCERT_ZTUNNEL_BIN=./ztunnel` runs only one pass, against that binary fed by the control
+//! plane (`MESHCERT_ZTUNNEL_PROFILE`, `MESHCERT_ZTUNNEL_ENV=NAME=VALUE,...` declare more;
+//! `MESHCERT_ZTUNNEL_CONFIG=file` gives it the file contract, for a `testing` build);
 //! `MESHCERT_PROFILE` narrows the reference passes and `MESHCERT_TAGS` every pass.
 //!
 //! Each pass is one trial (libtest-mimic). On a machine that cannot run local meshes (no
@@ -67,15 +68,15 @@ fn passes() -> Result<Vec<(String, TargetSpec)>, String> {
             (profile.to_string(), spec)
         })
         .collect();
+    // The file contract: a stranger restarted on every change, and the reference reloading.
     let mut stranger = TargetSpec::ztunnel(reference);
     stranger.set("env", "LOG_FORMAT=json")?;
+    stranger.set("config", "file")?;
     passes.push(("ztunnel".into(), stranger));
-    // As in a cluster: HBONE between the pods' ztunnels, certificates from the run's CA, the
-    // config over delta xDS (solo: the profile whose scenarios need the reference's own knobs).
-    let mut fed = TargetSpec::reference(reference);
-    fed.profile = Profile::Solo;
-    fed.set("config", "control-plane")?;
-    passes.push(("control-plane".into(), fed));
+    let mut file_fed = TargetSpec::reference(reference);
+    file_fed.profile = Profile::Solo;
+    file_fed.set("config", "file")?;
+    passes.push(("file".into(), file_fed));
     Ok(passes)
 }
 

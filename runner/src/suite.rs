@@ -70,10 +70,10 @@ impl SuiteConfig {
 /// harness itself made, for no gain in total time.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 /// The same, for a local mesh fed by its control plane: every enrolled pod runs a ztunnel (about
-/// four times as many processes), and 16 ladder topologies at once starved the kubelet's
-/// 1 s readiness probes; 8 passed every scenario and was the fastest measured (87 s, against
-/// 99 s at 4).
-pub const CONTROL_PLANE_CONCURRENCY: usize = 8;
+/// four times as many processes). Measured on 2 cores (reference, solo): 45.8 s at 8, 42.1 s
+/// at 12, 43.0 s at 16; before the data path's crates were optimised, 16 ladder topologies at
+/// once starved the kubelet's 1 s readiness probes.
+pub const CONTROL_PLANE_CONCURRENCY: usize = 12;
 
 /// The end of a run.
 pub struct SuiteOutcome {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use meshcert_mesh::MeshError;
 use meshcert_oracle::logs::{self, LogLine};
 
-use crate::netns::{NETNS_DIR, netns_exec};
+use crate::netns::{self, NETNS_DIR, netns_exec};
 use crate::run::{Undo, lock};
 
 /// How to run the ztunnel under test.
@@ -474,39 +474,16 @@ pub struct ZtunnelProcess {
     output: Arc<OutputLog>,
 }
 
-/// Makes `cmd` join the network namespace `netns_fd` between fork and exec, die with the
-/// harness, and lead its own process group.
-fn enter_netns_at_exec(cmd: &mut Command, netns_fd: std::os::fd::RawFd) {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe syscalls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Its own process group, so a wrapper script's children are stopped with it.
-            if libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The harness died before prctl took effect: nobody would kill us later.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::other(
-                    "meshcert exited while starting ztunnel",
-                ));
-            }
-            Ok(())
-        });
-    }
+/// The command that runs `program` inside `netns` as a child that dies with the harness and
+/// leads its own process group: `setpriv --pdeathsig KILL -- nsenter --net=<netns> -- program`,
+/// each exec'ing the next in the same process (see [`netns::NSENTER`] for why not `pre_exec`).
+fn in_netns_dying_with_us(netns: &str, program: &Path) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--", netns::NSENTER])
+        .args(netns::enter_netns_args(netns))
+        .arg(program)
+        .process_group(0);
+    cmd
 }
 
 /// A pidfd for our own child, so signals and waits can never hit a recycled pid; the child
@@ -561,27 +538,39 @@ impl ZtunnelProcess {
         output: Arc<OutputLog>,
     ) -> Result<Arc<ZtunnelProcess>, MeshError> {
         let netns_path = Path::new(NETNS_DIR).join(&spec.netns);
-        let netns = File::open(&netns_path).map_err(MeshError::io(format!(
-            "cannot open network namespace {}",
-            netns_path.display()
-        )))?;
-        let mut cmd = Command::new(&command.program);
+        if let Err(source) = std::fs::metadata(&netns_path) {
+            return Err(MeshError::Io {
+                context: format!("cannot open network namespace {}", netns_path.display()),
+                source,
+            });
+        }
+        // A bare name is looked up on PATH by nsenter; a path must exist here.
+        if let Some(Err(source)) = command
+            .program
+            .to_str()
+            .filter(|p| p.contains('/'))
+            .map(std::fs::metadata)
+        {
+            return Err(MeshError::Io {
+                context: format!(
+                    "cannot start ztunnel {} (check the path and that it is executable)",
+                    command.program.display()
+                ),
+                source,
+            });
+        }
+        let mut cmd = in_netns_dying_with_us(&spec.netns, &command.program);
         cmd.args(&command.args)
             .envs(spec.environment(command))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        enter_netns_at_exec(&mut cmd, netns.as_raw_fd());
         let program = command.program.display().to_string();
-        let mut child = on_spawner_thread(move || {
-            let child = cmd.spawn();
-            // The namespace handle must stay open until the fork has happened.
-            drop(netns);
-            child
-        })
-        .map_err(|source| MeshError::Io {
+        // Spawned from one long-lived thread: the death signal follows the thread that
+        // started the child, not the process.
+        let mut child = on_spawner_thread(move || cmd.spawn()).map_err(|source| MeshError::Io {
             context: format!(
-                "cannot start ztunnel {program} (check the path and that it is executable)"
+                "cannot start ztunnel {program} (setpriv and nsenter of util-linux are needed)"
             ),
             source,
         })?;

@@ -17,7 +17,8 @@ use meshcert_local::client;
 use meshcert_local::readiness::ProbeSpec;
 use meshcert_local::run::LOCK_DIR;
 use meshcert_local::{
-    LocalMesh, LocalOptions, NodeSpec, Run, Topology, ZtunnelCommand, preflight, sweep,
+    ConfigSource, LocalMesh, LocalOptions, NodeSpec, Run, Topology, ZtunnelCommand, preflight,
+    sweep,
 };
 use meshcert_mesh::manifest::{Manifest, ManifestSet};
 use meshcert_mesh::{
@@ -75,12 +76,29 @@ const TESTS: &[TestSpec] = &[
     TestSpec {
         name: "the_guide_end_to_end_with_the_reference_ztunnel::restarting",
         needs_reference: true,
-        test: || block_on(the_guide_end_to_end_with_the_reference_ztunnel(false)),
+        test: || {
+            block_on(the_guide_end_to_end_with_the_reference_ztunnel(
+                Feed::Restarting,
+            ))
+        },
     },
     TestSpec {
         name: "the_guide_end_to_end_with_the_reference_ztunnel::reloading",
         needs_reference: true,
-        test: || block_on(the_guide_end_to_end_with_the_reference_ztunnel(true)),
+        test: || {
+            block_on(the_guide_end_to_end_with_the_reference_ztunnel(
+                Feed::Reloading,
+            ))
+        },
+    },
+    TestSpec {
+        name: "the_guide_end_to_end_with_the_reference_ztunnel::control_plane",
+        needs_reference: true,
+        test: || {
+            block_on(the_guide_end_to_end_with_the_reference_ztunnel(
+                Feed::ControlPlane,
+            ))
+        },
     },
     TestSpec {
         name: "a_service_entry_host_round_robins_and_a_destination_rule_changes_nothing",
@@ -103,14 +121,22 @@ const TESTS: &[TestSpec] = &[
         name: "a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config::reloading",
         needs_reference: true,
         test: || {
-            block_on(a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(true))
+            block_on(
+                a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(
+                    Feed::Reloading,
+                ),
+            )
         },
     },
     TestSpec {
         name: "a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config::restarting",
         needs_reference: true,
         test: || {
-            block_on(a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(false))
+            block_on(
+                a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(
+                    Feed::Restarting,
+                ),
+            )
         },
     },
     TestSpec {
@@ -227,6 +253,8 @@ fn options_without_ztunnel(run: &Run, nodes: &[&str]) -> LocalOptions {
     };
     let mut options = LocalOptions::new(command, "ztunnel", Profile::Istio, work_dir(run));
     options.nodes = nodes.iter().map(|n| NodeSpec::new(*n)).collect();
+    // Only client pods run a ztunnel when fed by file, and these meshes have none.
+    options.config_source = ConfigSource::File;
     options
 }
 
@@ -660,18 +688,33 @@ fn reference_binary() -> Result<PathBuf, String> {
     }
 }
 
+/// How the reference ztunnels of a test's mesh get their config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    /// Its file, reread on change.
+    Reloading,
+    /// Its file, restarted on change (as an external binary that reads it once).
+    Restarting,
+    /// The mesh's control plane, as in a cluster.
+    ControlPlane,
+}
+
 /// A run and the options of a mesh running the reference ztunnel (the trial is only run when
 /// the binary is there).
-fn reference_setup(profile: Profile, reloads_config: bool) -> (Arc<Run>, LocalOptions) {
+fn reference_setup(profile: Profile, feed: Feed) -> (Arc<Run>, LocalOptions) {
     let binary = reference_binary().expect("checked before the trial ran");
     let run = Run::acquire().unwrap();
     let command = ZtunnelCommand {
         program: binary,
         args: vec![],
         env: vec![],
-        reloads_config,
+        reloads_config: feed != Feed::Restarting,
     };
-    let options = LocalOptions::new(command, "reference", profile, work_dir(&run));
+    let mut options = LocalOptions::new(command, "reference", profile, work_dir(&run));
+    options.config_source = match feed {
+        Feed::Reloading | Feed::Restarting => ConfigSource::File,
+        Feed::ControlPlane => ConfigSource::ControlPlane,
+    };
     (run, options)
 }
 
@@ -702,8 +745,8 @@ fn counts(replicas: &[Option<String>]) -> BTreeMap<String, usize> {
     counts
 }
 
-async fn the_guide_end_to_end_with_the_reference_ztunnel(reloads_config: bool) {
-    let (run, options) = reference_setup(Profile::Solo, reloads_config);
+async fn the_guide_end_to_end_with_the_reference_ztunnel(feed: Feed) {
+    let (run, options) = reference_setup(Profile::Solo, feed);
 
     let started = Instant::now();
     let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
@@ -712,11 +755,11 @@ async fn the_guide_end_to_end_with_the_reference_ztunnel(reloads_config: bool) {
     mesh.scale(&in_ambient(), 3).await.unwrap();
     let setup = started.elapsed();
     eprintln!(
-        "mesh setup (reloads_config {reloads_config}): deploy {deployed:?}, scale to 3 done at \
-         {setup:?}, restarts at {:?}",
+        "mesh setup ({feed:?}): deploy {deployed:?}, scale to 3 done at {setup:?}, restarts at \
+         {:?}",
         mesh.restarts()
     );
-    assert_eq!(mesh.restarts().is_empty(), reloads_config);
+    assert_eq!(mesh.restarts().is_empty(), feed != Feed::Restarting);
 
     let pods = guide_round_robins_over_three(&mut mesh).await;
     guide_drop_spares_the_blocked_pod(&mut mesh, &pods[0]).await;
@@ -830,7 +873,7 @@ fn istio_fixture(name: &str) -> ManifestSet {
 /// Requests to the ServiceEntry host, then the same after a DestinationRule is applied: both
 /// round robin over the three pods (TD-PREC-3 with no annotation, L4-OD-2).
 async fn a_service_entry_host_round_robins_and_a_destination_rule_changes_nothing() {
-    let (run, options) = reference_setup(Profile::Istio, true);
+    let (run, options) = reference_setup(Profile::Istio, Feed::Reloading);
     let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
     let mut manifests = guide_manifests();
     manifests.extend(istio_fixture("service-entry.yaml"));
@@ -1056,10 +1099,8 @@ fn requests(count: u32, interval: Duration) -> RequestPlan {
 /// NotReady once `failureThreshold` probes timed out (7-8 s after the block) and its workload
 /// is Unhealthy in the config the client's ztunnel serves; after `iptables -F` it is Ready and
 /// Healthy again.
-async fn a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(
-    reloads_config: bool,
-) {
-    let (run, options) = reference_setup(Profile::Solo, reloads_config);
+async fn a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(feed: Feed) {
+    let (run, options) = reference_setup(Profile::Solo, feed);
     let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
     mesh.deploy(&guide_manifests()).await.unwrap();
     mesh.scale(&in_ambient(), 2).await.unwrap();
@@ -1095,7 +1136,7 @@ async fn a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(
     mesh.undo(&handle).await.unwrap();
     until_readiness(&mut mesh, &blocked.name, true, Duration::from_secs(4)).await;
     assert_eq!(served_statuses(&mesh).await[&blocked.name], "Healthy");
-    if !reloads_config {
+    if feed == Feed::Restarting {
         assert!(
             mesh.restarts().len() >= 3,
             "each change restarts a ztunnel that reads its config once: {:?}",
@@ -1110,7 +1151,7 @@ async fn a_pod_whose_readiness_fails_becomes_unhealthy_in_the_ztunnels_config(
 /// The not-ready fault fails only the probe: the pod answers every other request directly,
 /// yet once the control plane marks it Unhealthy the client's requests go to the others only.
 async fn the_not_ready_fault_moves_traffic_only_through_the_control_plane() {
-    let (run, options) = reference_setup(Profile::Solo, true);
+    let (run, options) = reference_setup(Profile::Solo, Feed::Reloading);
     let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
     mesh.deploy(&guide_manifests()).await.unwrap();
     mesh.scale(&in_ambient(), 3).await.unwrap();
@@ -1281,7 +1322,7 @@ async fn a_killed_process_refuses_connections_and_is_not_ready_at_once() {
 /// Scale-down as Kubernetes does it: the removed pod leaves the config first and keeps
 /// serving through its grace period (2s here), then is stopped.
 async fn scale_down_delists_before_stopping() {
-    let (run, options) = reference_setup(Profile::Solo, true);
+    let (run, options) = reference_setup(Profile::Solo, Feed::Reloading);
     let mut mesh = LocalMesh::new(run.clone(), options).unwrap();
     let mut manifests = guide_manifests();
     for object in &mut manifests.objects {

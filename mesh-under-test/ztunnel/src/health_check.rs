@@ -1,5 +1,5 @@
 //! Active TCP health checks: every `HEALTH_CHECK_INTERVAL`, a connect to every endpoint of every
-//! service within `HEALTH_CHECK_TIMEOUT`, then close. Outcomes feed outlier detection; failures
+//! service this proxy has routed a connection to, within `HEALTH_CHECK_TIMEOUT`, then close. Outcomes feed outlier detection; failures
 //! log `health_check connection failed to endpoint` as the guide shows.
 
 use std::sync::Arc;
@@ -31,13 +31,13 @@ pub async fn run(state: Arc<ProxyState>, sockets: Arc<dyn SocketFactory>, mut sh
     }
 }
 
-/// One round: expired ejections turn half-open, then every endpoint is probed concurrently.
+/// One round: expired ejections turn half-open, then every watched endpoint is probed
+/// concurrently.
 pub async fn check_round(state: &Arc<ProxyState>, sockets: &Arc<dyn SocketFactory>) {
     state.poll_breakers();
     let mut checks = JoinSet::new();
-    for endpoint in state.model().endpoints() {
-        let (state, sockets, endpoint) =
-            (Arc::clone(state), Arc::clone(sockets), Arc::clone(endpoint));
+    for endpoint in state.watched_endpoints() {
+        let (state, sockets) = (Arc::clone(state), Arc::clone(sockets));
         checks.spawn(async move {
             match connect(&*sockets, endpoint.addr, state.config.health_check_timeout).await {
                 Ok(stream) => {

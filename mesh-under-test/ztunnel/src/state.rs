@@ -1,6 +1,7 @@
 //! What the proxy's tasks share: the current routing model (swapped on reload), the
 //! load-balancing state, settings, logs and metrics. Turns balancer events into log lines.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -21,6 +22,9 @@ pub struct ProxyState {
     pub metrics: Metrics,
     model: RwLock<Arc<Model>>,
     balancer: Mutex<Balancer>,
+    /// Endpoints of the services this proxy has routed to: the only ones health-checked, as
+    /// a ztunnel in a large mesh probes what it sends to, not every endpoint it knows.
+    watched: Mutex<HashSet<EndpointKey>>,
     ready: AtomicBool,
 }
 
@@ -48,6 +52,7 @@ impl ProxyState {
             metrics: Metrics::default(),
             model: RwLock::new(Arc::new(model)),
             balancer: Mutex::new(balancer),
+            watched: Mutex::new(HashSet::new()),
             ready: AtomicBool::new(false),
         })
     }
@@ -61,10 +66,10 @@ impl ProxyState {
         if let Some(record) = model.proxy.missing_record(&self.config.config_origin()) {
             self.log(record);
         }
-        let keep: std::collections::HashSet<EndpointKey> =
-            model.endpoints().iter().map(|e| e.key.clone()).collect();
+        let keep: HashSet<EndpointKey> = model.endpoints().iter().map(|e| e.key.clone()).collect();
         *self.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(model);
         lock(&self.balancer).retain(|k| keep.contains(k));
+        lock(&self.watched).retain(|k| keep.contains(k));
     }
 
     pub fn set_ready(&self) {
@@ -75,8 +80,27 @@ impl ProxyState {
         self.ready.load(Ordering::SeqCst)
     }
 
+    /// A connection routed to `route`: its endpoints are health-checked from now on.
     pub fn start_connection(&self, route: &Route) -> u64 {
+        let mut watched = lock(&self.watched);
+        for endpoint in route.endpoints() {
+            if !watched.contains(&endpoint.key) {
+                watched.insert(endpoint.key.clone());
+            }
+        }
+        drop(watched);
         lock(&self.balancer).start_connection(&route.service_key)
+    }
+
+    /// The endpoints the next health-check round probes: those of routes connected to.
+    pub fn watched_endpoints(&self) -> Vec<Arc<Endpoint>> {
+        let watched = lock(&self.watched);
+        self.model()
+            .endpoints()
+            .iter()
+            .filter(|e| watched.contains(&e.key))
+            .cloned()
+            .collect()
     }
 
     pub fn pick(
@@ -292,6 +316,57 @@ pub(crate) mod tests {
             test_state().config_dump()["proxy"]["locality"]["node"],
             "node-a"
         );
+    }
+
+    #[test]
+    fn only_endpoints_of_routes_connected_to_are_health_checked() {
+        let state = test_state();
+        assert!(state.watched_endpoints().is_empty());
+        let route = match state
+            .model()
+            .destination("10.96.0.10:8000".parse().unwrap())
+        {
+            crate::model::Destination::Service(route) => route,
+            other => panic!("not a service route: {other:?}"),
+        };
+        state.start_connection(&route);
+        let names = |state: &ProxyState| {
+            let mut names: Vec<String> = state
+                .watched_endpoints()
+                .iter()
+                .map(|e| e.workload.name.clone())
+                .collect();
+            names.sort();
+            names
+        };
+        let expected: Vec<String> = {
+            let mut v: Vec<String> = route.endpoints().map(|e| e.workload.name.clone()).collect();
+            v.sort();
+            v
+        };
+        assert!(!expected.is_empty());
+        assert_eq!(names(&state), expected);
+        // A reload that drops every endpoint forgets them; they are not watched on return.
+        let empty = Model::build(
+            LocalConfig::parse("workloads: []\nservices: []\n", "test.yaml").unwrap(),
+            &client_info(),
+            &state.config.defects,
+            "test.yaml",
+        )
+        .unwrap();
+        state.install(empty);
+        state.install(test_state_model(&state));
+        assert!(state.watched_endpoints().is_empty());
+    }
+
+    fn test_state_model(state: &ProxyState) -> Model {
+        Model::build(
+            LocalConfig::parse(CONFIG, "test.yaml").unwrap(),
+            &client_info(),
+            &state.config.defects,
+            "test.yaml",
+        )
+        .unwrap()
     }
 
     #[test]

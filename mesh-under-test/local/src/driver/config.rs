@@ -2,7 +2,19 @@
 
 use meshcert_ztunnel::local_config::LocalConfig;
 
+use futures::future::join_all;
+
 use super::*;
+
+/// What giving one ztunnel the config did.
+enum Synced {
+    /// It was running and has the config (or will reload it).
+    Unchanged,
+    /// It was launched, not yet ready.
+    Started(Admin),
+    /// It was stopped and launched again to read its file (mesh clock and instant of the stop).
+    Restarted(Admin, (Duration, Instant)),
+}
 
 impl LocalMesh {
     /// The control plane's push after a change: Ready conditions as the kubelet reports
@@ -72,7 +84,7 @@ impl LocalMesh {
     /// Brings every ztunnel to the current config: each pod that runs one gets it (its file
     /// written, or one push from the control plane), a missing ztunnel is started and one
     /// that reads its file once is restarted; then waits until each is ready and knows every
-    /// endpoint.
+    /// endpoint. Ztunnels start, and confirm the config, side by side, as a node's pods do.
     pub(super) async fn sync_ztunnels(
         &mut self,
         removed: &BTreeSet<String>,
@@ -88,14 +100,31 @@ impl LocalMesh {
             istiod.push(config.clone());
         }
         let mut restarting = BTreeMap::new();
+        let mut starting = Vec::new();
         for pod in &pods {
-            if let Some(began) = self.sync_ztunnel(pod, &config, &yaml).await? {
-                restarting.insert(pod.clone(), began);
+            match self.sync_ztunnel(pod, &config, &yaml).await? {
+                Synced::Unchanged => {}
+                Synced::Started(admin) => starting.push((pod, admin)),
+                Synced::Restarted(admin, began) => {
+                    restarting.insert(pod.clone(), began);
+                    starting.push((pod, admin));
+                }
             }
         }
-        for pod in &pods {
-            self.confirm_config(pod, &config, written_at, &present, removed)
-                .await?;
+        let ready = join_all(
+            starting
+                .iter()
+                .map(|(pod, admin)| self.wait_started(pod, admin)),
+        )
+        .await;
+        ready.into_iter().collect::<Result<Vec<()>, MeshError>>()?;
+        let confirmed = join_all(
+            pods.iter()
+                .map(|pod| self.confirm_config(pod, &config, written_at, &present, removed)),
+        )
+        .await;
+        for (pod, confirmed) in pods.iter().zip(confirmed) {
+            confirmed?;
             if let Some((at, began)) = restarting.remove(pod) {
                 // Stop, start, ready and knowing the config: what a change costs this target.
                 self.restarts.push(Restart {
@@ -130,14 +159,14 @@ impl LocalMesh {
     }
 
     /// Gives one pod's ztunnel the config: writes its file if it changed (fed by file),
-    /// starts it if it is not running, restarts it to read a changed file; when restarted,
-    /// when that began (mesh clock and instant).
+    /// launches it if it is not running, relaunches it to read a changed file. A launched
+    /// ztunnel is not yet ready: see [`Self::wait_started`].
     async fn sync_ztunnel(
         &mut self,
         pod: &PodRef,
         config: &LocalConfig,
         yaml: &str,
-    ) -> Result<Option<(Duration, Instant)>, MeshError> {
+    ) -> Result<Synced, MeshError> {
         if !self.ztunnels.contains_key(pod) {
             let z = self.new_pod_ztunnel(pod, config)?;
             self.ztunnels.insert(pod.clone(), z);
@@ -152,7 +181,7 @@ impl LocalMesh {
             ConfigFeed::File(_) | ConfigFeed::ControlPlane(_) => false,
         };
         match &z.running {
-            None => self.start_ztunnel(pod).await?,
+            None => Ok(Synced::Started(self.launch_ztunnel(pod).await?)),
             Some((process, _)) => {
                 if let Some(status) = process.exit_status() {
                     return Err(MeshError::Ztunnel(process.describe_exit(status)));
@@ -160,12 +189,12 @@ impl LocalMesh {
                 if changed && !self.options.ztunnel.reloads_config {
                     let began = (self.elapsed(), Instant::now());
                     self.stop_ztunnel(pod).await?;
-                    self.start_ztunnel(pod).await?;
-                    return Ok(Some(began));
+                    let admin = self.launch_ztunnel(pod).await?;
+                    return Ok(Synced::Restarted(admin, began));
                 }
+                Ok(Synced::Unchanged)
             }
         }
-        Ok(None)
     }
 
     /// Waits until a pod's ztunnel serves the config. One that reloads (the reference, by
@@ -231,7 +260,8 @@ impl LocalMesh {
         })
     }
 
-    pub(super) async fn start_ztunnel(&mut self, pod: &PodRef) -> Result<(), MeshError> {
+    /// Launches a pod's ztunnel (its redirect installed first) without waiting for it.
+    async fn launch_ztunnel(&mut self, pod: &PodRef) -> Result<Admin, MeshError> {
         let z = self
             .ztunnels
             .get_mut(pod)
@@ -262,12 +292,17 @@ impl LocalMesh {
         })
         .await?;
         z.running = Some((process.clone(), entry));
-        let admin = Admin {
+        Ok(Admin {
             sockets: self.sockets.clone(),
             netns: z.spec.netns.clone(),
             process,
             pod: pod.to_string(),
-        };
+        })
+    }
+
+    /// Waits until a launched ztunnel is ready; fed by the control plane, a failure says
+    /// first whether it could reach the CA.
+    async fn wait_started(&self, pod: &PodRef, admin: &Admin) -> Result<(), MeshError> {
         let ready = admin.wait_ready(self.options.ready_deadline).await;
         match (&self.istiod, ready) {
             (Some(istiod), Err(e)) => {
@@ -277,7 +312,7 @@ impl LocalMesh {
         }
     }
 
-    pub(super) async fn stop_ztunnel(&mut self, pod: &PodRef) -> Result<(), MeshError> {
+    async fn stop_ztunnel(&mut self, pod: &PodRef) -> Result<(), MeshError> {
         let Some(z) = self.ztunnels.get_mut(pod) else {
             return Ok(());
         };

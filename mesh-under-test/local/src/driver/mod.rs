@@ -74,9 +74,9 @@ impl NodeSpec {
 /// Where the ztunnels of a local mesh get their certificates and config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
-    /// A file per client ztunnel (`LOCAL_XDS_PATH`) and made-up certificates (`FAKE_CA`);
-    /// a binary that does not reload the file is restarted on every change. Only client
-    /// pods run a ztunnel.
+    /// The fallback a target can choose: a file per client ztunnel (`LOCAL_XDS_PATH`) and
+    /// made-up certificates (`FAKE_CA`); a binary that does not reload the file is restarted
+    /// on every change. Only client pods run a ztunnel, and it reaches pods in plain TCP.
     File,
     /// As in a cluster: the mesh's control plane pod serves the run's CA and the config
     /// (`CA_ADDRESS`, `XDS_ADDRESS`); every enrolled pod (clients, and the pods the control
@@ -86,9 +86,8 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
-    /// What a target gets unless it names a source: the one line to switch to
-    /// `ControlPlane` once the control plane's ADS and HBONE are merged and measured.
-    pub const DEFAULT: ConfigSource = ConfigSource::File;
+    /// What a target gets unless it names a source: as in a cluster.
+    pub const DEFAULT: ConfigSource = ConfigSource::ControlPlane;
 }
 
 impl Default for ConfigSource {
@@ -124,7 +123,7 @@ impl std::fmt::Display for ConfigSource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalOptions {
     pub ztunnel: ZtunnelCommand,
-    /// Where the ztunnels get certificates and config; default [`ConfigSource::File`].
+    /// Where the ztunnels get certificates and config; default [`ConfigSource::ControlPlane`].
     pub config_source: ConfigSource,
     /// `reference` (the bundled ztunnel) or `ztunnel` (an external binary).
     pub target_kind: String,
