@@ -137,7 +137,8 @@ fn cases(work: &Path, reference: &str) -> Vec<Case> {
                  LOCAL_XDS_PATH=\"$LOCAL_XDS_PATH.hidden\" PACKET_MARK=0 exec {reference:?}\n"
             )),
             path: None,
-            extra: &[],
+            // The script rewrites the file the file contract gives it.
+            extra: &["--ztunnel-config", "file"],
             expect: &[
                 "cannot be tested",
                 "come back to its outbound port 15001",

@@ -306,7 +306,8 @@ impl LocalMesh {
         let ready = admin.wait_ready(self.options.ready_deadline).await;
         match (&self.istiod, ready) {
             (Some(istiod), Err(e)) => {
-                Err(istiod.explain_start_failure(pod, e, admin.process.output()))
+                let exited = admin.process.exit_status().is_some();
+                Err(istiod.explain_start_failure(pod, e, admin.process.output(), exited))
             }
             (_, ready) => ready,
         }
