@@ -197,11 +197,14 @@ fn no_iptables(work: &Path) -> Result<String, String> {
     let bin = work.join("no-iptables-path");
     std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let ip = std::env::split_paths(&path)
-        .map(|dir| dir.join("ip"))
-        .find(|p| p.is_file())
-        .ok_or("ip is not on PATH")?;
-    std::os::unix::fs::symlink(&ip, bin.join("ip")).map_err(|e| e.to_string())?;
+    // Every other tool a local mesh needs is there: the one line must name iptables alone.
+    for tool in ["ip", "nsenter", "setpriv"] {
+        let found = std::env::split_paths(&path)
+            .map(|dir| dir.join(tool))
+            .find(|p| p.is_file())
+            .ok_or(format!("{tool} is not on PATH"))?;
+        std::os::unix::fs::symlink(&found, bin.join(tool)).map_err(|e| e.to_string())?;
+    }
     let out_dir = work.join("no-iptables");
     let output = Command::new(env!("CARGO_BIN_EXE_meshcert"))
         .args(["run", "--out"])

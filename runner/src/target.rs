@@ -359,8 +359,14 @@ impl fmt::Display for TargetSpec {
     }
 }
 
-/// The commands a local mesh runs, with the Debian package of each.
-const LOCAL_TOOLS: [(&str, &str); 2] = [("iptables", "iptables"), ("ip", "iproute2")];
+/// The commands a local mesh runs, with the Debian package of each (every process in a pod
+/// is started through `setpriv` and `nsenter`).
+const LOCAL_TOOLS: [(&str, &str); 4] = [
+    ("iptables", "iptables"),
+    ("ip", "iproute2"),
+    ("nsenter", "util-linux"),
+    ("setpriv", "util-linux"),
+];
 
 /// Whether this machine can run local meshes (the `reference` and `ztunnel` targets): the
 /// tools on PATH, root, then a namespace made and removed. The error is one line naming what
@@ -608,14 +614,20 @@ mod tests {
         };
         tool("ip", 0o644);
         tool("iptables", 0o644);
+        tool("nsenter", 0o755);
         assert_eq!(
             missing_tools(std::slice::from_ref(&dir)),
-            [("iptables", "iptables"), ("ip", "iproute2")]
+            [
+                ("iptables", "iptables"),
+                ("ip", "iproute2"),
+                ("setpriv", "util-linux")
+            ]
         );
         tool("iptables", 0o755);
         tool("ip", 0o755);
+        tool("setpriv", 0o755);
         assert!(missing_tools(&[PathBuf::from("/nonexistent"), dir.clone()]).is_empty());
-        assert_eq!(missing_tools(&[]).len(), 2);
+        assert_eq!(missing_tools(&[]).len(), 4);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

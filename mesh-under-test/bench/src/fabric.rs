@@ -303,11 +303,8 @@ impl Fabric {
     async fn wait_ztunnels(&self) -> Result<(), MeshError> {
         for (pod, admin) in &self.ztunnels {
             if let Err(e) = admin.wait_ready(READY_DEADLINE).await {
-                let (output, exited) = (
-                    admin.process.output(),
-                    admin.process.exit_status().is_some(),
-                );
-                return Err(self.istiod.explain_start_failure(pod, e, output, exited));
+                let output = admin.process.output();
+                return Err(self.istiod.explain_start_failure(pod, e, output));
             }
         }
         Ok(())

@@ -198,23 +198,18 @@ impl Istiod {
     }
 
     /// A ztunnel start that failed, said so that its first line names the control plane's
-    /// address: the ztunnel's own line about an unreachable CA if it wrote one, else ours,
-    /// unless it exited without one (its exit status and last words say why).
+    /// address: the ztunnel's own line about an unreachable CA if it wrote one, else ours
+    /// (an exit status and last words follow on the next lines).
     pub fn explain_start_failure(
         &self,
         pod: &PodRef,
         error: MeshError,
         output: &OutputLog,
-        exited: bool,
     ) -> MeshError {
         let MeshError::Ztunnel(details) = error else {
             return error;
         };
-        let said = output.last(50);
-        if exited && !said.iter().any(|l| l.contains(CA_UNREACHABLE)) {
-            return MeshError::Ztunnel(details);
-        }
-        let first = start_failure_line(pod, &self.url(), &said);
+        let first = start_failure_line(pod, &self.url(), &output.last(50));
         let server = match lock(&self.failure).as_deref() {
             Some(why) => format!(" (the control plane at {} had failed: {why})", self.url()),
             None => String::new(),

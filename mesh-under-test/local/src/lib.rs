@@ -24,6 +24,7 @@ pub mod netns;
 pub mod readiness;
 pub mod run;
 mod sweep;
+mod worker;
 pub mod ztunnel;
 
 pub use driver::{ConfigSource, LocalMesh, LocalOptions, NodeSpec};

@@ -14,13 +14,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, mpsc};
 
 use meshcert_mesh::MeshError;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::netlink;
 use crate::run::{EntryId, Ledger, Run, Undo};
+use crate::worker::Worker;
 
 /// Where `ip netns` keeps its namespace handles.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -553,20 +554,56 @@ fn new_socket(domain: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Creates a socket inside `netns`: a helper thread joins the namespace, creates the socket and
-/// ends; the socket keeps the namespace it was created in.
+/// Creates a socket inside `netns`: the socket maker joins the namespace, creates the socket
+/// and goes back; the socket keeps the namespace it was created in.
 fn socket_in_netns(netns: &str, domain: i32) -> io::Result<OwnedFd> {
     let handle = File::open(std::path::Path::new(NETNS_DIR).join(netns))?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns on a namespace file we hold open; it changes only this thread.
-            if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+    let (tx, rx) = mpsc::sync_channel(1);
+    let job: SocketJob = Box::new(move |home| {
+        // SAFETY: setns on namespace files we hold open; it changes only the maker's thread.
+        let made = if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            Err(io::Error::last_os_error())
+        } else {
             new_socket(domain)
+        };
+        // Back home, so the maker never keeps a deleted namespace alive.
+        // SAFETY: as above, on the harness's own namespace file.
+        if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let _ = tx.send(made);
+        Ok(())
+    });
+    socket_maker().send(job)?;
+    rx.recv()
+        .unwrap_or_else(|_| Err(io::Error::other("the socket maker thread has stopped")))
+}
+
+/// One socket request: run on the maker's thread, given the harness's own namespace.
+type SocketJob = Box<dyn FnOnce(&File) -> io::Result<()> + Send>;
+
+/// The one thread that makes sockets in other namespaces (setns changes only the calling
+/// thread). A thread per socket cost the map and unmap of its stack, and the unmap interrupts
+/// every core to flush its TLB; requests, probes and admin polls each make a socket.
+fn socket_maker() -> &'static Worker<SocketJob> {
+    static MAKER: OnceLock<Worker<SocketJob>> = OnceLock::new();
+    MAKER.get_or_init(|| {
+        Worker::start("meshcert-sockets", |jobs: mpsc::Receiver<SocketJob>| {
+            let home = match File::open("/proc/thread-self/ns/net") {
+                Ok(home) => home,
+                Err(e) => {
+                    // Ending drops the queue: every request fails instead of hanging.
+                    tracing::error!("the socket maker cannot open its own namespace: {e}");
+                    return;
+                }
+            };
+            for job in jobs {
+                if let Err(e) = job(&home) {
+                    tracing::error!("the socket maker cannot return to its namespace: {e}");
+                    return;
+                }
+            }
         })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("socket helper thread panicked")))
     })
 }
 

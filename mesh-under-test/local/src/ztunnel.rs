@@ -24,6 +24,7 @@ use meshcert_oracle::logs::{self, LogLine};
 
 use crate::netns::{self, NETNS_DIR, netns_exec};
 use crate::run::{Undo, lock};
+use crate::worker::Worker;
 
 /// How to run the ztunnel under test.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,26 +250,21 @@ fn read_lines(pipe: impl Read, log: Arc<OutputLog>) {
 
 type SpawnJob = Box<dyn FnOnce() + Send>;
 
-/// The thread every long-lived child is forked from; it lives as long as the process.
-fn spawner() -> &'static Mutex<mpsc::Sender<SpawnJob>> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+/// The thread every long-lived child is started from; it lives as long as the process.
+fn spawner() -> &'static Worker<SpawnJob> {
+    static SPAWNER: OnceLock<Worker<SpawnJob>> = OnceLock::new();
     SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnJob>();
-        std::thread::Builder::new()
-            .name("meshcert-spawner".into())
-            .spawn(move || {
-                for job in rx {
-                    job();
-                }
-            })
-            .expect("cannot start the meshcert spawner thread");
-        Mutex::new(tx)
+        Worker::start("meshcert-spawner", |jobs: mpsc::Receiver<SpawnJob>| {
+            for job in jobs {
+                job();
+            }
+        })
     })
 }
 
 fn on_spawner_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::sync_channel(1);
-    lock(spawner())
+    spawner()
         .send(Box::new(move || {
             let _ = tx.send(f());
         }))

@@ -156,6 +156,10 @@ impl ConnectionSummary<'_> {
                 .to_string(),
             destination_service: self.dst_service.unwrap_or(UNKNOWN).to_string(),
             response_flags: if self.error.is_some() { "UF" } else { "-" },
+            connection_security_policy: match self.hbone {
+                Some(_) => "mutual_tls",
+                None => "unknown",
+            },
         }
     }
 }
@@ -261,6 +265,7 @@ mod tests {
             "{line}"
         );
         assert_eq!(summary.labels().response_flags, "UF");
+        assert_eq!(summary.labels().connection_security_policy, "unknown");
     }
 
     #[test]
@@ -285,6 +290,7 @@ mod tests {
             ),
             "{line}"
         );
+        assert_eq!(summary.labels().connection_security_policy, "mutual_tls");
         let deny = early_deny(
             "10.10.0.14:40312".parse().unwrap(),
             "10.10.0.15:15008".parse().unwrap(),

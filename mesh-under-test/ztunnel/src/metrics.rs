@@ -18,6 +18,8 @@ pub struct ConnectionLabels {
     pub destination_service: String,
     /// `-`, or `UF` when no upstream connection could be made.
     pub response_flags: &'static str,
+    /// `mutual_tls` for a connection carried over HBONE, else `unknown`, as upstream labels it.
+    pub connection_security_policy: &'static str,
 }
 
 impl ConnectionLabels {
@@ -35,7 +37,10 @@ impl ConnectionLabels {
             ("destination_service", &self.destination_service),
             ("request_protocol", "tcp"),
             ("response_flags", self.response_flags),
-            ("connection_security_policy", "unknown"),
+            (
+                "connection_security_policy",
+                self.connection_security_policy,
+            ),
         ];
         let body: Vec<String> = pairs
             .iter()
@@ -146,6 +151,7 @@ mod tests {
             destination_workload_namespace: "httpbin".into(),
             destination_service: "in-ambient.httpbin.svc.cluster.local".into(),
             response_flags: flags,
+            connection_security_policy: "unknown",
         }
     }
 

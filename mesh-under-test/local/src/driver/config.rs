@@ -306,8 +306,7 @@ impl LocalMesh {
         let ready = admin.wait_ready(self.options.ready_deadline).await;
         match (&self.istiod, ready) {
             (Some(istiod), Err(e)) => {
-                let exited = admin.process.exit_status().is_some();
-                Err(istiod.explain_start_failure(pod, e, admin.process.output(), exited))
+                Err(istiod.explain_start_failure(pod, e, admin.process.output()))
             }
             (_, ready) => ready,
         }
