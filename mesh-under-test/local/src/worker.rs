@@ -1,14 +1,12 @@
 //! Long-lived helper threads that run jobs one at a time, for work that depends on the thread
 //! it runs on: the network namespace it is in, or the thread a child's death signal follows.
 
-use std::sync::{Mutex, mpsc};
-
-use crate::run::lock;
+use std::sync::mpsc;
 
 /// A named thread serving jobs sent to it until the process exits (or `serve` returns).
 pub(crate) struct Worker<J> {
     name: &'static str,
-    jobs: Mutex<mpsc::Sender<J>>,
+    jobs: mpsc::Sender<J>,
 }
 
 impl<J: Send + 'static> Worker<J> {
@@ -22,15 +20,12 @@ impl<J: Send + 'static> Worker<J> {
             .name(name.into())
             .spawn(move || serve(rx))
             .unwrap_or_else(|e| panic!("cannot start the {name} thread: {e}"));
-        Worker {
-            name,
-            jobs: Mutex::new(tx),
-        }
+        Worker { name, jobs: tx }
     }
 
     /// Queues a job; an error when the thread has stopped.
     pub(crate) fn send(&self, job: J) -> std::io::Result<()> {
-        lock(&self.jobs)
+        self.jobs
             .send(job)
             .map_err(|_| std::io::Error::other(format!("the {} thread has stopped", self.name)))
     }

@@ -1,6 +1,7 @@
 //! Active TCP health checks: every `HEALTH_CHECK_INTERVAL`, a connect to every endpoint of every
-//! service this proxy has routed a connection to, within `HEALTH_CHECK_TIMEOUT`, then close. Outcomes feed outlier detection; failures
-//! log `health_check connection failed to endpoint` as the guide shows.
+//! service this proxy has routed a connection to, within `HEALTH_CHECK_TIMEOUT`, then close.
+//! Outcomes feed outlier detection; failures log `health_check connection failed to endpoint`
+//! as the guide shows.
 
 use std::sync::Arc;
 
